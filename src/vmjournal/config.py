@@ -55,7 +55,14 @@ class QemuSettings(BaseSettings):
     kernel: Path | None = None
     initrd: Path | None = None
     image: Path | None = None
+    kernel_append: str = ""
     debian_suite: str = "bookworm"
+    # Empty: the mirror this machine's apt uses for the suite.
+    debian_mirror: str = ""
+    # Shell commands the guest runs once after the agent is installed (in their own unit).
+    after_install: str = ""
+    # How long a create waits for the guest to report the agent installed.
+    boot_timeout_seconds: float = 600.0
 
     def resources_for(self, size: str) -> tuple[int, int]:
         return {"small": self.size_small, "medium": self.size_medium, "large": self.size_large}[size]
