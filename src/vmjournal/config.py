@@ -57,6 +57,8 @@ class QemuSettings(BaseSettings):
     image: Path | None = None
     kernel_append: str = ""
     debian_suite: str = "bookworm"
+    # Where built base images are cached; empty: <data_dir>/images.
+    images_dir: Path | None = None
     # Empty: the mirror this machine's apt uses for the suite.
     debian_mirror: str = ""
     # Shell commands the guest runs once after the agent is installed (in their own unit).

@@ -5,6 +5,7 @@ from __future__ import annotations
 from vmjournal.config import Settings
 from vmjournal.providers.base import VMProvider
 from vmjournal.providers.external import ExternalProvider
+from vmjournal.providers.qemu.provider import QemuProvider
 
 
 def build_provider(kind: str, settings: Settings) -> VMProvider:
@@ -12,6 +13,8 @@ def build_provider(kind: str, settings: Settings) -> VMProvider:
     match kind:
         case "external":
             return ExternalProvider()
+        case "qemu":
+            return QemuProvider(settings)
         case _:
             raise ValueError(f"unknown provider {kind!r}")
 

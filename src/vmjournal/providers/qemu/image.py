@@ -133,8 +133,8 @@ def find_debian_mirror(suite: str, apt_dir: Path = Path("/etc/apt")) -> AptSourc
     )
 
 
-def images_dir(data_dir: Path) -> Path:
-    return data_dir / "images"
+def images_dir(settings: QemuSettings, data_dir: Path) -> Path:
+    return settings.images_dir or data_dir / "images"
 
 
 def _built_image(directory: Path) -> BaseImage:
@@ -143,7 +143,7 @@ def _built_image(directory: Path) -> BaseImage:
         disk_format="raw",
         kernel=directory / "vmlinuz",
         initrd=directory / "initrd.img",
-        append=f"root=LABEL={guest.ROOT_LABEL} rw console=ttyS0 quiet",
+        append=f"root=LABEL={guest.ROOT_LABEL} rw console=ttyS0",
     )
 
 
@@ -176,7 +176,8 @@ async def ensure_base_image(settings: QemuSettings, data_dir: Path) -> BaseImage
     own = user_image(settings)
     if own is not None:
         return own
-    directory = images_dir(data_dir) / f"debian-{settings.debian_suite}-{guest.recipe_digest(settings.debian_suite)}"
+    suite = settings.debian_suite
+    directory = images_dir(settings, data_dir) / f"debian-{suite}-{guest.recipe_digest(suite)}"
     if (directory / "manifest.json").is_file():
         return _built_image(directory)
     require_tools(["debootstrap", "mkfs.ext4"])

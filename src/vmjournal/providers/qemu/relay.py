@@ -9,6 +9,7 @@ import os
 import select
 import socket
 import sys
+import time
 
 
 def main() -> int:
@@ -19,7 +20,10 @@ def main() -> int:
     guest = socket.socket(fileno=os.dup(0))
     try:
         upstream = socket.create_connection((host, port), timeout=10)
-    except OSError:
+    except OSError as e:
+        # QEMU runs us in the VM's directory: leave a trace there for whoever debugs the guest.
+        with open("relay.log", "a") as f:
+            f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} cannot reach {host}:{port}: {e}\n")
         return 1
     upstream.settimeout(None)
     peer = {guest: upstream, upstream: guest}
