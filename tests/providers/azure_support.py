@@ -6,9 +6,9 @@ import base64
 import gzip
 import secrets
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
-import pytest
 from pydantic import SecretStr
 
 from tests.fake_arm import FakeARM
@@ -62,9 +62,11 @@ def extension_script(body: Mapping[str, Any]) -> str:
     return raw.decode()
 
 
-@pytest.fixture
-def fake_arm() -> Iterator[FakeARM]:
+@contextmanager
+def running_fake_arm() -> Iterator[FakeARM]:
     fake = FakeARM(subscription_id=SUBSCRIPTION, token=ARM_TOKEN)
     fake.start()
-    yield fake
-    fake.stop()
+    try:
+        yield fake
+    finally:
+        fake.stop()
