@@ -88,6 +88,7 @@ class Operation:
     held: bool
     status: str = "InProgress"
     error: JSON | None = None
+    polled: int = 0
 
 
 @dataclass
@@ -199,6 +200,11 @@ class FakeARM:
                 self._finish(op)
             self._orphan_held = []
 
+    def polled(self, kind: str) -> int:
+        """How often the operations on ``kind`` that the fake still knows were polled."""
+        with self._lock:
+            return sum(op.polled for op in self.operations.values() if op.kind == kind.lower())
+
     def calls(self, method: str, kind: str) -> list[Recorded]:
         """The recorded requests of ``method`` whose path ends in a resource of ``kind``."""
         with self._lock:
@@ -280,9 +286,7 @@ class FakeARM:
 
     def _dispatch(self, request: web.Request, body: Any) -> tuple[int, JSON | None, dict[str, str]]:
         if request.headers.get("Authorization") != f"Bearer {self.token}":
-            raise ArmError(
-                401, "AuthenticationFailed", "Authentication failed: missing or wrong bearer token."
-            )
+            raise ArmError(401, "AuthenticationFailed", "Authentication failed: missing or wrong bearer token.")
         if "api-version" not in request.query:
             raise ArmError(400, "MissingApiVersionParameter", "The api-version query parameter is required.")
         path = request.path.rstrip("/")
@@ -372,9 +376,7 @@ class FakeARM:
         existing = self.resources.get(lower)
         if method == "PUT":
             if not isinstance(body, dict) or not isinstance(body.get("location"), str):
-                raise ArmError(
-                    400, "LocationRequired", "The location property is required for this definition."
-                )
+                raise ArmError(400, "LocationRequired", "The location property is required for this definition.")
             _check_shape(body)
             group = {
                 "id": f"/subscriptions/{self.subscription_id}/resourceGroups/{name}",
@@ -393,9 +395,7 @@ class FakeARM:
         if method == "DELETE":
             existing["properties"]["provisioningState"] = "Deleting"
             op = self._new_op("resourcegroups", lower, held=False)
-            url = (
-                f"{base}/subscriptions/{self.subscription_id}/operationresults/{op.id}?api-version=2025-04-01"
-            )
+            url = f"{base}/subscriptions/{self.subscription_id}/operationresults/{op.id}?api-version=2025-04-01"
             return 202, None, {"Location": url, "Retry-After": self.retry_after}
         raise ArmError(405, "MethodNotAllowed", f"{method} is not supported here.")
 
@@ -420,9 +420,7 @@ class FakeARM:
             "Creating",
             "Updating",
         ):
-            raise ArmError(
-                409, "AnotherOperationInProgress", f"Another operation on '{parts[-1]}' is in progress."
-            )
+            raise ArmError(409, "AnotherOperationInProgress", f"Another operation on '{parts[-1]}' is in progress.")
         group_location = self.resources[group_path]["location"]
         validate = getattr(self, f"_validate_{kind}")
         validate(body, group_location)
@@ -475,6 +473,7 @@ class FakeARM:
         op = self.operations.get(op_id)
         if op is None:
             raise ArmError(404, "OperationNotFound", f"The operation '{op_id}' was not found.")
+        op.polled += 1
         if op.status == "InProgress" and not op.held:
             op.polls_left -= 1
             if op.polls_left < 0:
@@ -507,9 +506,7 @@ class FakeARM:
         if not isinstance(ref, dict) or not isinstance(ref.get("id"), str):
             raise ArmError(400, "InvalidRequestFormat", f"{what} must be an object with an 'id'.")
         if kind_of(ref["id"].lower()) != kind or ref["id"].lower() not in self.resources:
-            raise ArmError(
-                400, "InvalidResourceReference", f"Resource {ref['id']} referenced by {what} was not found."
-            )
+            raise ArmError(400, "InvalidResourceReference", f"Resource {ref['id']} referenced by {what} was not found.")
 
     def _validate_networksecuritygroups(self, body: JSON, location: str) -> None:
         _location(body, location)
@@ -518,9 +515,7 @@ class FakeARM:
             for key in ("protocol", "access", "direction", "priority", "destinationPortRange"):
                 _get(props, key)
             if not (props.get("sourceAddressPrefix") or props.get("sourceAddressPrefixes")):
-                raise ArmError(
-                    400, "SecurityRuleInvalidAddressPrefix", "A source address prefix is required."
-                )
+                raise ArmError(400, "SecurityRuleInvalidAddressPrefix", "A source address prefix is required.")
 
     def _validate_virtualnetworks(self, body: JSON, location: str) -> None:
         _location(body, location)
@@ -531,9 +526,7 @@ class FakeARM:
             _get(subnet, "name")
             _get(subnet, "properties", "addressPrefix")
             if "networkSecurityGroup" in subnet["properties"]:
-                self._exists(
-                    subnet["properties"]["networkSecurityGroup"], "subnet NSG", "networksecuritygroups"
-                )
+                self._exists(subnet["properties"]["networkSecurityGroup"], "subnet NSG", "networksecuritygroups")
 
     def _validate_subnets(self, body: JSON, location: str) -> None:
         _get(body, "properties", "addressPrefix")
@@ -543,9 +536,7 @@ class FakeARM:
     def _validate_publicipaddresses(self, body: JSON, location: str) -> None:
         _location(body, location)
         if _get(body, "sku", "name") != "Standard":
-            raise ArmError(
-                400, "BasicSkuPublicIpIsRetired", "Basic SKU public IP addresses can no longer be created."
-            )
+            raise ArmError(400, "BasicSkuPublicIpIsRetired", "Basic SKU public IP addresses can no longer be created.")
         if _get(body, "properties", "publicIPAllocationMethod") != "Static":
             raise ArmError(
                 400,
@@ -566,12 +557,8 @@ class FakeARM:
             parent = sid.lower().rsplit("/subnets/", 1)[0]
             vnet = self.resources.get(parent)
             names = [s["name"].lower() for s in (vnet or {}).get("properties", {}).get("subnets", [])]
-            if sid.lower() not in self.resources and (
-                vnet is None or sid.lower().rsplit("/", 1)[-1] not in names
-            ):
-                raise ArmError(
-                    400, "InvalidResourceReference", f"Subnet {sid} referenced by the NIC was not found."
-                )
+            if sid.lower() not in self.resources and (vnet is None or sid.lower().rsplit("/", 1)[-1] not in names):
+                raise ArmError(400, "InvalidResourceReference", f"Subnet {sid} referenced by the NIC was not found.")
             if "publicIPAddress" in props:
                 self._exists(props["publicIPAddress"], "NIC public IP", "publicipaddresses")
         if "networkSecurityGroup" in body["properties"]:
@@ -581,9 +568,7 @@ class FakeARM:
         _location(body, location)
         size = _get(body, "properties", "hardwareProfile", "vmSize")
         if size.lower() not in {s.name.lower() for s in self.skus}:
-            raise ArmError(
-                400, "InvalidParameter", f"The value {size} provided for the VM size is not valid."
-            )
+            raise ArmError(400, "InvalidParameter", f"The value {size} provided for the VM size is not valid.")
         image = _get(body, "properties", "storageProfile", "imageReference")
         if "id" not in image:
             for key in ("publisher", "offer", "sku", "version"):
@@ -598,8 +583,7 @@ class FakeARM:
             raise ArmError(400, "InvalidParameter", "This fake only accepts SSH-key-only Linux VMs.")
         keys = _get(linux, "ssh", "publicKeys")
         if not keys or any(
-            k.get("path") != f"/home/{admin}/.ssh/authorized_keys"
-            or not str(k.get("keyData", "")).startswith("ssh-")
+            k.get("path") != f"/home/{admin}/.ssh/authorized_keys" or not str(k.get("keyData", "")).startswith("ssh-")
             for k in keys
         ):
             raise ArmError(
@@ -615,24 +599,16 @@ class FakeARM:
         _location(body, location)
         props = _get(body, "properties")
         if (props.get("publisher"), props.get("type")) != ("Microsoft.Azure.Extensions", "CustomScript"):
-            raise ArmError(
-                400, "InvalidParameter", "Only Microsoft.Azure.Extensions/CustomScript is known here."
-            )
+            raise ArmError(400, "InvalidParameter", "Only Microsoft.Azure.Extensions/CustomScript is known here.")
         if not str(props.get("typeHandlerVersion", "")).startswith("2."):
             raise ArmError(400, "InvalidParameter", "CustomScript for Linux needs typeHandlerVersion 2.x.")
         protected = props.get("protectedSettings")
-        if not isinstance(protected, dict) or not (
-            protected.get("script") or protected.get("commandToExecute")
-        ):
-            raise ArmError(
-                400, "InvalidParameter", "protectedSettings with script or commandToExecute is required."
-            )
+        if not isinstance(protected, dict) or not (protected.get("script") or protected.get("commandToExecute")):
+            raise ArmError(400, "InvalidParameter", "protectedSettings with script or commandToExecute is required.")
         public = props.get("settings") or {}
         both = set(public) & set(protected)
         if both:
-            raise ArmError(
-                400, "VMExtensionProvisioningError", f"Keys in both settings and protectedSettings: {both}."
-            )
+            raise ArmError(400, "VMExtensionProvisioningError", f"Keys in both settings and protectedSettings: {both}.")
         if "script" in protected:
             try:
                 base64.b64decode(protected["script"], validate=True)
@@ -653,9 +629,7 @@ def _check_shape(body: JSON) -> None:
     """Reject what a snake_case SDK sample sends: ARM knows only camelCase members under ``properties``."""
     unknown = set(body) - _TOP_LEVEL
     if unknown:
-        raise ArmError(
-            400, "InvalidRequestContent", f"Could not find member(s) {sorted(unknown)} on the resource."
-        )
+        raise ArmError(400, "InvalidRequestContent", f"Could not find member(s) {sorted(unknown)} on the resource.")
 
     def walk(node: Any, where: str) -> None:
         if isinstance(node, dict):
@@ -673,9 +647,7 @@ def _check_shape(body: JSON) -> None:
 
 def _location(body: JSON, location: str) -> None:
     if body.get("location", "").lower() != location.lower():
-        raise ArmError(
-            400, "LocationRequired", f"The location must be set to the resource group's, '{location}'."
-        )
+        raise ArmError(400, "LocationRequired", f"The location must be set to the resource group's, '{location}'.")
 
 
 def _get(node: Any, *keys: str, default: Any = None) -> Any:

@@ -9,9 +9,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from fake_arm import FakeARM
 from pydantic import SecretStr
 
-from tests.fake_arm import FakeARM
 from vmjournal.config import AzureSettings
 from vmjournal.providers.base import AgentConfig
 

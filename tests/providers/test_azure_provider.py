@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from azure.core.exceptions import HttpResponseError
+from azure_support import MemoryJob, azure_settings, extension_script, running_fake_arm
+from fake_arm import FakeARM
+from fake_arm.server import kind_of
 
-from tests.fake_arm import FakeARM
-from tests.fake_arm.server import kind_of
-from tests.providers.azure_support import MemoryJob, azure_settings, extension_script, running_fake_arm
 from vmjournal.providers.azure import AzureProvider
 from vmjournal.providers.base import ProviderError, VMSpec
 
@@ -92,16 +92,12 @@ class TestProvision:
 
 
 class TestPreflight:
-    async def test_restricted_sku_fails_before_any_put(
-        self, fake_arm: FakeARM, provider: AzureProvider
-    ) -> None:
+    async def test_restricted_sku_fails_before_any_put(self, fake_arm: FakeARM, provider: AzureProvider) -> None:
         fake_arm.skus[0].restricted = True
         with pytest.raises(ProviderError) as info:
             await provider.provision(new_spec(), MemoryJob("x"))
         assert info.value.code == "SkuNotAvailable"
-        assert (
-            "Standard_B2ats_v2" in info.value.message and "VMJOURNAL_AZURE_SIZE_SMALL" in info.value.message
-        )
+        assert "Standard_B2ats_v2" in info.value.message and "VMJOURNAL_AZURE_SIZE_SMALL" in info.value.message
         assert puts(fake_arm) == []
 
     async def test_quota_short_fails_before_any_put(self, fake_arm: FakeARM, provider: AzureProvider) -> None:
@@ -137,9 +133,7 @@ class TestResume:
         assert len(fake_arm.calls("PUT", "virtualmachines")) == 1
         assert puts(fake_arm) == NETWORK_AND_VM
 
-    async def test_unusable_token_is_reconciled_by_get(
-        self, fake_arm: FakeARM, provider: AzureProvider
-    ) -> None:
+    async def test_unusable_token_is_reconciled_by_get(self, fake_arm: FakeARM, provider: AzureProvider) -> None:
         spec = new_spec()
         job = MemoryJob(spec.name)
         fake_arm.fail_operation("virtualMachines", code="InternalServerError", message="boom")
@@ -191,9 +185,7 @@ class TestFailures:
             await provider.provision(new_spec(), MemoryJob("x"))
         assert info.value.code == "SkuNotAvailable" and not info.value.retryable
 
-    async def test_extension_failure_inside_operation(
-        self, fake_arm: FakeARM, provider: AzureProvider
-    ) -> None:
+    async def test_extension_failure_inside_operation(self, fake_arm: FakeARM, provider: AzureProvider) -> None:
         fake_arm.fail_operation(
             "extensions",
             code="VMExtensionProvisioningError",
@@ -204,9 +196,7 @@ class TestFailures:
         assert info.value.code == "VMExtensionProvisioningError"
         assert "processing extension" in info.value.message
 
-    async def test_throttled_put_is_retried_after_retry_after(
-        self, fake_arm: FakeARM, provider: AzureProvider
-    ) -> None:
+    async def test_throttled_put_is_retried_after_retry_after(self, fake_arm: FakeARM, provider: AzureProvider) -> None:
         fake_arm.fail_next(
             "PUT",
             "networkInterfaces",
@@ -242,9 +232,7 @@ class TestOrphans:
         await provider.provision(kept, MemoryJob("kept"))
         await provider.provision(orphaned, MemoryJob("orphaned"))
         found = await provider.find_orphans([kept.vm_id], ["kept"])
-        assert [(o.vm_name, o.resource_group) for o in found] == [
-            ("orphaned", f"{orphaned.resource_name}-rg")
-        ]
+        assert [(o.vm_name, o.resource_group) for o in found] == [("orphaned", f"{orphaned.resource_name}-rg")]
 
 
 class TestFakeRefusesWrongShapes:
