@@ -217,6 +217,18 @@ class FakeARM:
                     return copy.deepcopy(res)
         return None
 
+    def add_resource_group(self, name: str, tags: dict[str, str]) -> None:
+        """A group made outside the service (an earlier deployment, a crashed test run)."""
+        with self._lock:
+            self.resources[f"/subscriptions/{self.subscription_id}/resourcegroups/{name}".lower()] = {
+                "id": f"/subscriptions/{self.subscription_id}/resourceGroups/{name}",
+                "name": name,
+                "type": "Microsoft.Resources/resourceGroups",
+                "location": self.location,
+                "tags": dict(tags),
+                "properties": {"provisioningState": "Succeeded"},
+            }
+
     def resource_groups(self) -> list[str]:
         with self._lock:
             return [r["name"] for p, r in self.resources.items() if kind_of(p) == "resourcegroups"]

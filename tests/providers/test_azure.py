@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -107,56 +108,40 @@ class TestCreate:
 
 
 class TestFailures:
-    @pytest.mark.parametrize(
-        ("kind", "status", "code", "message"),
-        [
-            (
-                "virtualMachines",
-                409,
-                "SkuNotAvailable",
-                "The requested VM size for resource 'Following SKUs have failed for Capacity Restrictions: "
-                "Standard_B2ats_v2' is currently not available in location 'westeurope'.",
-            ),
-            (
-                "virtualMachines",
-                409,
-                "OperationNotAllowed",
-                "Operation could not be completed as it results in exceeding approved standardBasv2Family Cores "
-                "quota. Current Limit: 10, Current Usage: 10, Additional Required: 2.",
-            ),
-        ],
-        ids=["sku-not-available", "quota"],
-    )
-    def test_conflict_on_the_vm_put(
-        self,
-        fake_arm: FakeARM,
-        azure_service: Callable[[], LiveService],
-        kind: str,
-        status: int,
-        code: str,
-        message: str,
-    ) -> None:
-        fake_arm.fail_next("PUT", kind, status=status, code=code, message=message)
-        svc = azure_service()
-        create(svc, "web-1")
-        vm = wait_for(svc, "web-1", "failed")
-        assert vm["error"]["code"] == code
-        assert vm["error"]["message"] == message
-        assert len(fake_arm.calls("PUT", "virtualmachines")) == 1  # not retried: it would fail again
-        assert fake_arm.calls("PUT", "extensions") == []
-
-    def test_extension_failure_inside_the_operation(
-        self, fake_arm: FakeARM, azure_service: Callable[[], LiveService]
-    ) -> None:
-        message = (
+    def test_arm_errors_reach_the_vm_record(self, fake_arm: FakeARM, azure_service: Callable[[], LiveService]) -> None:
+        sku = (
+            "The requested VM size for resource 'Following SKUs have failed for Capacity Restrictions: "
+            "Standard_B2ats_v2' is currently not available in location 'westeurope'."
+        )
+        quota = (
+            "Operation could not be completed as it results in exceeding approved standardBasv2Family "
+            "Cores quota. Current Limit: 10, Current Usage: 10, Additional Required: 2."
+        )
+        extension = (
             "VM has reported a failure when processing extension 'vmjournal-agent'. Error message: "
             '"Enable failed: failed to execute command: command terminated with exit status=1".'
         )
-        fake_arm.fail_operation("extensions", code="VMExtensionProvisioningError", message=message)
         svc = azure_service()
-        create(svc, "web-1")
-        vm = wait_for(svc, "web-1", "failed")
-        assert (vm["error"]["code"], vm["error"]["message"]) == ("VMExtensionProvisioningError", message)
+        # Both refusals arrive as 409 on the VM's PUT; the extension's failure ends its operation
+        # (the poll itself answers 200). One VM at a time, so each meets its own failure.
+        fake_arm.fail_next("PUT", "virtualMachines", status=409, code="SkuNotAvailable", message=sku)
+        create(svc, "vm-sku")
+        seen = {"vm-sku": wait_for(svc, "vm-sku", "failed")}
+        fake_arm.fail_next("PUT", "virtualMachines", status=409, code="OperationNotAllowed", message=quota)
+        create(svc, "vm-quota")
+        seen["vm-quota"] = wait_for(svc, "vm-quota", "failed")
+        fake_arm.fail_operation("extensions", code="VMExtensionProvisioningError", message=extension)
+        create(svc, "vm-ext")
+        seen["vm-ext"] = wait_for(svc, "vm-ext", "failed")
+
+        errors = {name: (vm["error"]["code"], vm["error"]["message"]) for name, vm in seen.items()}
+        assert errors == {
+            "vm-sku": ("SkuNotAvailable", sku),
+            "vm-quota": ("OperationNotAllowed", quota),
+            "vm-ext": ("VMExtensionProvisioningError", extension),
+        }
+        # Neither is retried: the same request would fail the same way.
+        assert len(fake_arm.calls("PUT", "virtualmachines")) == 3
         assert len(fake_arm.calls("PUT", "extensions")) == 1
 
     def test_throttling_is_retried_after_retry_after(
@@ -219,7 +204,7 @@ class TestRestart:
         assert fake_arm.calls("GET", "virtualmachines")
 
 
-class TestDelete:
+class TestDeleteAndOrphans:
     def test_delete_removes_the_resource_group(
         self, fake_arm: FakeARM, azure_service: Callable[[], LiveService]
     ) -> None:
@@ -227,11 +212,17 @@ class TestDelete:
         create(svc, "web-1")
         rg = wait_for(svc, "web-1", "running")["details"]["resource_group"]
         assert fake_arm.resource_groups() == [rg]
+        stray = {"managed-by": "vmjournal", "vmjournal-vm": "old-1", "vmjournal-vm-id": str(uuid.uuid4())}
+        fake_arm.add_resource_group("vmj-0123456789ab-rg", stray)
+        fake_arm.add_resource_group("someone-elses-rg", {})
+        orphans = httpx.get(f"{svc.url}/azure/orphans").json()
+        assert [(o["resource_group"], o["vm_name"]) for o in orphans["orphans"]] == [("vmj-0123456789ab-rg", "old-1")]
         fake_arm.polls_per_operation = 1
         assert httpx.delete(f"{svc.url}/vm/web-1").status_code in (200, 202)
         # A deleted VM is no longer listed.
         wait_until(lambda: httpx.get(f"{svc.url}/vm/web-1").status_code == 404, "the VM to be deleted")
-        assert fake_arm.resource_groups() == []
+        assert sorted(fake_arm.resource_groups()) == ["someone-elses-rg", "vmj-0123456789ab-rg"]
+        assert httpx.get(f"{svc.url}/azure/orphans").json()["count"] == 1
         (delete,) = [r for r in fake_arm.requests if r.method == "DELETE"]
         assert delete.path.lower().endswith(f"/resourcegroups/{rg.lower()}") and delete.status == 202
         assert [r.status for r in fake_arm.requests if "/operationresults/" in r.path] == [202, 200]

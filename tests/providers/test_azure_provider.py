@@ -7,7 +7,6 @@ the fake's own refusal of wrongly shaped bodies.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -17,7 +16,7 @@ from azure_support import MemoryJob, azure_settings, extension_script, running_f
 from fake_arm import FakeARM
 from fake_arm.server import kind_of
 
-from vmjournal.providers.azure import AzureProvider
+from vmjournal.providers.azure.provider import AzureProvider
 from vmjournal.providers.base import ProviderError, VMSpec
 
 NETWORK_AND_VM = [
@@ -110,29 +109,6 @@ class TestPreflight:
 
 
 class TestResume:
-    async def test_interrupted_vm_operation_resumes_from_token(self, fake_arm: FakeARM) -> None:
-        spec = new_spec()
-        job = MemoryJob(spec.name)
-        fake_arm.hold("virtualMachines")
-        first = AzureProvider(azure_settings(fake_arm))
-        task = asyncio.create_task(first.provision(spec, job))
-        while not [r for r in fake_arm.requests if "/operations/" in r.path and r.method == "GET"][5:]:
-            await asyncio.sleep(0.1)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        await first.aclose()
-        assert job.state["azure_op"] == "vm"
-        fake_arm.release("virtualMachines")
-        second = AzureProvider(azure_settings(fake_arm))
-        try:
-            vm = await second.provision(spec, job)
-        finally:
-            await second.aclose()
-        assert vm.state == "running"
-        assert len(fake_arm.calls("PUT", "virtualmachines")) == 1
-        assert puts(fake_arm) == NETWORK_AND_VM
-
     async def test_unusable_token_is_reconciled_by_get(self, fake_arm: FakeARM, provider: AzureProvider) -> None:
         spec = new_spec()
         job = MemoryJob(spec.name)
@@ -146,70 +122,6 @@ class TestResume:
         vm_calls = [r.method for r in fake_arm.requests if kind_of(r.path) == "virtualmachines"]
         # PUT (failed), then GET finds it Failed, so one identical PUT to let ARM retry.
         assert vm_calls[:1] == ["PUT"] and "GET" in vm_calls and vm_calls.count("PUT") == 2
-
-    async def test_expired_operation_is_reconciled_by_get(self, fake_arm: FakeARM) -> None:
-        spec = new_spec()
-        job = MemoryJob(spec.name)
-        fake_arm.hold("virtualMachines")
-        first = AzureProvider(azure_settings(fake_arm))
-        task = asyncio.create_task(first.provision(spec, job))
-        while not fake_arm.calls("PUT", "virtualmachines"):
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.3)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        await first.aclose()
-        fake_arm.expire_operations()
-        fake_arm.finish_expired()
-        second = AzureProvider(azure_settings(fake_arm))
-        try:
-            vm = await second.provision(spec, job)
-        finally:
-            await second.aclose()
-        assert vm.state == "running"
-        assert len(fake_arm.calls("PUT", "virtualmachines")) == 1
-        assert fake_arm.calls("GET", "virtualmachines")
-
-
-class TestFailures:
-    async def test_sku_capacity_409_on_put(self, fake_arm: FakeARM, provider: AzureProvider) -> None:
-        fake_arm.fail_next(
-            "PUT",
-            "virtualMachines",
-            status=409,
-            code="SkuNotAvailable",
-            message="The requested VM size is currently not available in location 'westeurope'.",
-        )
-        with pytest.raises(ProviderError) as info:
-            await provider.provision(new_spec(), MemoryJob("x"))
-        assert info.value.code == "SkuNotAvailable" and not info.value.retryable
-
-    async def test_extension_failure_inside_operation(self, fake_arm: FakeARM, provider: AzureProvider) -> None:
-        fake_arm.fail_operation(
-            "extensions",
-            code="VMExtensionProvisioningError",
-            message="VM has reported a failure when processing extension 'vmjournal-agent'.",
-        )
-        with pytest.raises(ProviderError) as info:
-            await provider.provision(new_spec(), MemoryJob("x"))
-        assert info.value.code == "VMExtensionProvisioningError"
-        assert "processing extension" in info.value.message
-
-    async def test_throttled_put_is_retried_after_retry_after(self, fake_arm: FakeARM, provider: AzureProvider) -> None:
-        fake_arm.fail_next(
-            "PUT",
-            "networkInterfaces",
-            status=429,
-            code="TooManyRequests",
-            message="Too many requests.",
-            headers={"Retry-After": "2"},
-        )
-        vm = await provider.provision(new_spec(), MemoryJob("x"))
-        assert vm.state == "running"
-        nic_puts = fake_arm.calls("PUT", "networkinterfaces")
-        assert [r.status for r in nic_puts] == [429, 201]
-        assert nic_puts[1].at - nic_puts[0].at >= 1.9
 
 
 class TestDelete:

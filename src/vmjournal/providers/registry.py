@@ -13,7 +13,7 @@ def build_provider(kind: str, settings: Settings) -> VMProvider:
         case "external":
             return ExternalProvider()
         case "azure":
-            from vmjournal.providers.azure import AzureProvider  # the SDKs load only when used
+            from vmjournal.providers.azure.provider import AzureProvider  # the SDKs load only when used
 
             return AzureProvider(settings.azure)
         case _:

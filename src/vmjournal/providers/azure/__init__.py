@@ -1,5 +1,5 @@
-"""The Azure provider (resource group per VM, async management SDKs)."""
+"""The Azure provider (a resource group per VM, async management SDKs).
 
-from vmjournal.providers.azure.provider import AzureProvider
-
-__all__ = ["AzureProvider"]
+Import ``provider.AzureProvider`` where it is needed: the SDKs take seconds to import, and a
+service without Azure should not pay for them.
+"""

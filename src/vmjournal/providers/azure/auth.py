@@ -36,9 +36,7 @@ class StaticTokenCredential:
     async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
         return AccessToken(self._token.get_secret_value(), int(time.time()) + 3600)
 
-    async def get_token_info(
-        self, *scopes: str, options: TokenRequestOptions | None = None
-    ) -> AccessTokenInfo:
+    async def get_token_info(self, *scopes: str, options: TokenRequestOptions | None = None) -> AccessTokenInfo:
         return AccessTokenInfo(self._token.get_secret_value(), int(time.time()) + 3600)
 
     async def close(self) -> None:
@@ -87,13 +85,10 @@ def check_endpoint(settings: AzureSettings) -> str:
     if url.scheme == "http" and url.hostname and _is_loopback(url.hostname):
         if settings.static_token is None:
             raise ValueError(
-                "an http:// ARM endpoint is only for a loopback emulator and needs "
-                "VMJOURNAL_AZURE_STATIC_TOKEN"
+                "an http:// ARM endpoint is only for a loopback emulator and needs VMJOURNAL_AZURE_STATIC_TOKEN"
             )
         return endpoint
-    raise ValueError(
-        f"VMJOURNAL_AZURE_ARM_ENDPOINT must be https://, or http:// on loopback, not {endpoint!r}"
-    )
+    raise ValueError(f"VMJOURNAL_AZURE_ARM_ENDPOINT must be https://, or http:// on loopback, not {endpoint!r}")
 
 
 @dataclass

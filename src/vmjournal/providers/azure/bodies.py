@@ -94,9 +94,7 @@ def nsg(spec: VMSpec, settings: AzureSettings) -> JSON:
     rules: list[JSON] = []
     sources = [s.strip() for s in settings.ssh_source_range.split(",") if s.strip()]
     if sources:
-        source: JSON = (
-            {"sourceAddressPrefix": sources[0]} if len(sources) == 1 else {"sourceAddressPrefixes": sources}
-        )
+        source: JSON = {"sourceAddressPrefix": sources[0]} if len(sources) == 1 else {"sourceAddressPrefixes": sources}
         rules.append(
             {
                 "name": "allow-ssh",

@@ -51,9 +51,7 @@ def to_provider_error(exc: AzureError) -> ProviderError:
     if isinstance(exc, HttpResponseError):
         error = exc.error
         status = exc.status_code
-        code = (error.code if error is not None else None) or (
-            "TooManyRequests" if status == 429 else f"HTTP{status}"
-        )
+        code = (error.code if error is not None else None) or ("TooManyRequests" if status == 429 else f"HTTP{status}")
         message = (error.message if error is not None else None) or exc.reason or exc.message
         retryable = code in _TRANSIENT_CODES or (status in _TRANSIENT_STATUS and status != 200)
         return ProviderError(code, str(message), details=_detail_codes(error), retryable=retryable)

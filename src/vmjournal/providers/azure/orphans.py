@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from uuid import UUID
 
-from azure.mgmt.resource.resources.aio import ResourceManagementClient
-
 from vmjournal.providers.azure import bodies
+
+if TYPE_CHECKING:
+    from azure.mgmt.resource.resources.aio import ResourceManagementClient
 
 
 @dataclass(frozen=True)

@@ -83,9 +83,7 @@ class AzureProvider:
     def _c(self) -> Clients:
         if self._clients is None:
             if not self._settings.subscription_id:
-                raise ProviderError(
-                    "AzureNotConfigured", "Set VMJOURNAL_AZURE_SUBSCRIPTION_ID to create VMs on Azure."
-                )
+                raise ProviderError("AzureNotConfigured", "Set VMJOURNAL_AZURE_SUBSCRIPTION_ID to create VMs on Azure.")
             try:
                 self._clients = build_clients(self._settings, polling_interval=self._polling_interval)
             except ValueError as e:
@@ -172,9 +170,7 @@ class AzureProvider:
             ),
             _Step(
                 "extension",
-                lambda b, **kw: cmp.virtual_machine_extensions.begin_create_or_update(
-                    rg, n.vm, n.extension, b, **kw
-                ),
+                lambda b, **kw: cmp.virtual_machine_extensions.begin_create_or_update(rg, n.vm, n.extension, b, **kw),
                 lambda: cmp.virtual_machine_extensions.get(rg, n.vm, n.extension),
                 extension_body,
             ),
@@ -266,10 +262,7 @@ class AzureProvider:
         compute = self._c().compute
         sku = None
         async for candidate in compute.resource_skus.list(filter=f"location eq '{loc}'"):
-            if (
-                candidate.resource_type == "virtualMachines"
-                and (candidate.name or "").lower() == size.lower()
-            ):
+            if candidate.resource_type == "virtualMachines" and (candidate.name or "").lower() == size.lower():
                 sku = candidate
                 break
         if sku is None:
@@ -334,9 +327,7 @@ class AzureProvider:
                 return ProviderVM(state="failed", details=self._details(spec, n), error=error)
             if provisioning == "Deleting":
                 return ProviderVM(state="gone", details=self._details(spec, n))
-            return ProviderVM(
-                state="running", addresses=await self._addresses(n), details=self._details(spec, n)
-            )
+            return ProviderVM(state="running", addresses=await self._addresses(n), details=self._details(spec, n))
         except ResourceNotFoundError:
             return ProviderVM(state="gone")
         except AzureError as e:
