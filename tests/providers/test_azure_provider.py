@@ -90,6 +90,20 @@ class TestProvision:
         assert nsg["properties"]["securityRules"] == []
 
 
+class TestInspect:
+    async def test_running_vm_costs_one_get(self, fake_arm: FakeARM, provider: AzureProvider) -> None:
+        spec = new_spec()
+        job = MemoryJob(spec.name)
+        created = await provider.provision(spec, job)
+        before = len(fake_arm.requests)
+        seen = await provider.inspect(spec, job.state)
+        assert (seen.state, seen.addresses) == ("running", created.addresses)
+        assert [kind_of(r.path) for r in fake_arm.requests[before:]] == ["virtualmachines"]
+
+    async def test_vm_removed_outside_is_gone(self, fake_arm: FakeARM, provider: AzureProvider) -> None:
+        assert (await provider.inspect(new_spec(), {})).state == "gone"
+
+
 class TestPreflight:
     async def test_restricted_sku_fails_before_any_put(self, fake_arm: FakeARM, provider: AzureProvider) -> None:
         fake_arm.skus[0].restricted = True

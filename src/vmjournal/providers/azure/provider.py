@@ -33,6 +33,10 @@ from vmjournal.providers.azure.orphans import Orphan, list_orphans
 from vmjournal.providers.base import AgentConfig, JobContext, ProviderError, ProviderVM, VMSpec
 
 log = logging.getLogger(__name__)
+# The SDK logs every request and response (headers included) at INFO: noise in the service's
+# log, and request bodies are one logging-config change away from leaking protectedSettings.
+logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
+logging.getLogger("azure.identity").setLevel(logging.WARNING)
 
 JSON = dict[str, Any]
 Begin = Callable[..., Awaitable[AsyncLROPoller[Any]]]
@@ -181,7 +185,10 @@ class AzureProvider:
             await self._run_step(job, step)
             done.append(step.name)
             await job.save(step=f"azure:{step.name}", azure_done=list(done), azure_op=None, azure_token=None)
-        return ProviderVM(state="running", addresses=await self._addresses(n), details=self._details(spec, n))
+        addresses = await self._addresses(n)
+        # Kept for inspect(): the public IP is static, so a periodic check needs one GET, not three.
+        await job.save(step="azure:done", azure_addresses=addresses)
+        return ProviderVM(state="running", addresses=addresses, details=self._details(spec, n))
 
     async def _run_step(self, job: JobContext, step: _Step) -> None:
         token = job.state.get("azure_token") if job.state.get("azure_op") == step.name else None
@@ -327,7 +334,9 @@ class AzureProvider:
                 return ProviderVM(state="failed", details=self._details(spec, n), error=error)
             if provisioning == "Deleting":
                 return ProviderVM(state="gone", details=self._details(spec, n))
-            return ProviderVM(state="running", addresses=await self._addresses(n), details=self._details(spec, n))
+            saved = state.get("azure_addresses")
+            addresses = dict(saved) if isinstance(saved, Mapping) and saved else await self._addresses(n)
+            return ProviderVM(state="running", addresses=addresses, details=self._details(spec, n))
         except ResourceNotFoundError:
             return ProviderVM(state="gone")
         except AzureError as e:
