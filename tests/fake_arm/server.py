@@ -406,7 +406,7 @@ class FakeARM:
             return 200, copy.deepcopy(existing), {}
         if method == "DELETE":
             existing["properties"]["provisioningState"] = "Deleting"
-            op = self._new_op("resourcegroups", lower, held=False)
+            op = self._new_op("resourcegroups", lower, held="resourcegroups" in self._held)
             url = f"{base}/subscriptions/{self.subscription_id}/operationresults/{op.id}?api-version=2025-04-01"
             return 202, None, {"Location": url, "Retry-After": self.retry_after}
         raise ArmError(405, "MethodNotAllowed", f"{method} is not supported here.")
@@ -500,7 +500,8 @@ class FakeARM:
         op = self.operations.get(op_id)
         if op is None:
             raise ArmError(404, "OperationNotFound", f"The operation '{op_id}' was not found.")
-        if op.status == "InProgress":
+        op.polled += 1
+        if op.status == "InProgress" and not op.held:
             op.polls_left -= 1
             if op.polls_left < 0:
                 self._finish(op)

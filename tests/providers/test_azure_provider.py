@@ -7,6 +7,7 @@ the fake's own refusal of wrongly shaped bodies.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -150,6 +151,24 @@ class TestDelete:
         # Already gone is not an error.
         await provider.deprovision(spec, MemoryJob(spec.name))
         assert (await provider.inspect(spec, {})).state == "gone"
+
+    async def test_interrupted_delete_resumes_from_token(self, fake_arm: FakeARM, provider: AzureProvider) -> None:
+        spec = new_spec()
+        await provider.provision(spec, MemoryJob(spec.name))
+        job = MemoryJob(spec.name)
+        fake_arm.hold("resourceGroups")
+        first = AzureProvider(azure_settings(fake_arm))
+        task = asyncio.create_task(first.deprovision(spec, job))
+        while fake_arm.polled("resourceGroups") < 1:
+            await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await first.aclose()
+        fake_arm.release("resourceGroups")
+        await provider.deprovision(spec, job)
+        assert fake_arm.resource_groups() == []
+        assert len([r for r in fake_arm.requests if r.method == "DELETE"]) == 1
 
 
 class TestOrphans:
