@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from azure.core.exceptions import HttpResponseError
-from azure_support import MemoryJob, azure_settings, extension_script, running_fake_arm
+from azure_support import ARM_TOKEN, MemoryJob, azure_settings, extension_script, running_fake_arm
 from fake_arm import FakeARM
 from fake_arm.server import kind_of
 
@@ -178,6 +178,27 @@ class TestOrphans:
         await provider.provision(orphaned, MemoryJob("orphaned"))
         found = await provider.find_orphans([kept.vm_id], ["kept"])
         assert [(o.vm_name, o.resource_group) for o in found] == [("orphaned", f"{orphaned.resource_name}-rg")]
+
+
+class TestCredentials:
+    async def test_wrong_token_is_reported_without_the_token(self, fake_arm: FakeARM) -> None:
+        wrong = "not-the-token-" + "y" * 20
+        p = AzureProvider(azure_settings(fake_arm, static_token=wrong))
+        try:
+            with pytest.raises(ProviderError) as info:
+                await p.provision(new_spec(), MemoryJob("x"))
+        finally:
+            await p.aclose()
+        assert info.value.code == "AuthenticationFailed" and not info.value.retryable
+        assert wrong not in str(info.value) and ARM_TOKEN not in str(info.value)
+
+    @pytest.mark.parametrize("endpoint", ["http://arm.example.com", "ftp://127.0.0.1"])
+    async def test_plain_http_only_on_loopback(self, fake_arm: FakeARM, endpoint: str) -> None:
+        p = AzureProvider(azure_settings(fake_arm, arm_endpoint=endpoint))
+        with pytest.raises(ProviderError) as info:
+            await p.provision(new_spec(), MemoryJob("x"))
+        assert info.value.code == "AzureMisconfigured"
+        assert fake_arm.requests == []
 
 
 class TestFakeRefusesWrongShapes:
