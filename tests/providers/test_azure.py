@@ -173,6 +173,7 @@ class TestRestart:
         create(first, "web-1")
         # Polls happen only after the token was committed.
         wait_until(lambda: fake_arm.polled("virtualMachines") >= 1, "the VM operation to be polled")
+        assert httpx.get(f"{first.url}/vm/web-1").json()["step"] == "azure:vm"
         first.kill()
         polled = fake_arm.polled("virtualMachines")
 

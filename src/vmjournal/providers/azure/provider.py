@@ -121,10 +121,11 @@ class AzureProvider:
         done: list[str] = list(job.state.get("azure_done", []))
         if not done and not job.state.get("azure_token"):
             await self._preflight(spec)
+            await job.save(step="azure:resource_group")
         if "resource_group" not in done:
             await c.resources.resource_groups.create_or_update(rg, bodies.resource_group(spec, s))
             done.append("resource_group")
-            await job.save(step="azure:resource_group", azure_done=list(done), azure_resource_group=rg)
+            await job.save(azure_done=list(done), azure_resource_group=rg)
         net, cmp = c.network, c.compute
 
         async def vm_body() -> JSON:
@@ -184,10 +185,10 @@ class AzureProvider:
                 continue
             await self._run_step(job, step)
             done.append(step.name)
-            await job.save(step=f"azure:{step.name}", azure_done=list(done), azure_op=None, azure_token=None)
+            await job.save(azure_done=list(done), azure_op=None, azure_token=None)
         addresses = await self._addresses(n)
         # Kept for inspect(): the public IP is static, so a periodic check needs one GET, not three.
-        await job.save(step="azure:done", azure_addresses=addresses)
+        await job.save(azure_addresses=addresses)
         return ProviderVM(state="running", addresses=addresses, details=self._details(spec, n))
 
     async def _run_step(self, job: JobContext, step: _Step) -> None:
