@@ -7,7 +7,8 @@ Reads     the system journal (or --directory / --file) by running journalctl; ne
           systemd-journal group, nothing else. No shell, no third-party modules (Python 3.8+ stdlib).
 Sends     POST <url>/vm/<name>/boot, "Authorization: Bearer <token>", a gzipped JSON array of
           `journalctl -o json` objects. A batch closes at --batch-entries, --batch-bytes, or
-          --flush-seconds after its first entry arrived. Redirects are not followed.
+          --flush-seconds after its first entry arrived. Redirects are not followed. A --file is
+          re-read every second (journalctl cannot follow a single file).
 State     --state-file holds LAST_CURSOR=<cursor of the last entry the service acknowledged>. It is
           rewritten (temp file, fsync, rename) only after a 2xx, and on start the agent resumes after
           it, so the end of the previous boot is not lost. Without a state it sends the current boot
@@ -188,7 +189,7 @@ class Agent:
             argv.append("--after-cursor=" + self.cursor)
         elif not (self.cfg.directory or self.cfg.file):
             argv.append("--boot")
-        if not self.cfg.once:
+        if not (self.cfg.once or self.cfg.file):  # journalctl cannot follow one file: it is polled
             argv += ["--follow", "--no-tail"]
         log.debug("running %s", " ".join(argv))
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
@@ -215,7 +216,7 @@ class Agent:
                     raise ConfigError(f"journalctl failed (exit {code})")
                 log.info("done: %d entries sent, %d rejected", self.sent, self.skipped)
                 return
-            else:
+            elif code != 0 or not self.cfg.file:
                 log.warning("journalctl exited (%d); restarting it", code)
             self.pause(1.0)
 
@@ -331,9 +332,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--url", help="base URL of the vmjournal service, e.g. https://logs.example.com")
     p.add_argument("--name", help="this VM's name in the service")
     p.add_argument("--token-file", metavar="F", help="file holding the VM's ingest token")
-    p.add_argument(
-        "--state-file", metavar="F", help=f"where the acknowledged cursor is kept ({DEFAULT_STATE})"
-    )
+    p.add_argument("--state-file", metavar="F", help=f"where the acknowledged cursor is kept ({DEFAULT_STATE})")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--directory", "-D", metavar="D", help="read the journal files in D (journalctl -D)")
     src.add_argument("--file", metavar="F", help="read the journal file F (journalctl --file)")

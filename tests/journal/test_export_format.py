@@ -101,38 +101,47 @@ class TestParseExport:
         got = []
         for i in range(0, len(data), size):
             got += parser.feed(data[i : i + size])
-        parser.close()
+        got += parser.close()
         assert got == parse_export(data)
         assert parser.entries == len(got)
 
 
 class TestMalformed:
     def test_truncated_entry(self) -> None:
-        with pytest.raises(ExportFormatError, match=r"entry 2 \(byte 12 of the body\): the body ends inside"):
+        with pytest.raises(ExportFormatError, match=r"entry 1 \(byte 12 of the body\): the body ends inside"):
             parse_export(b"MESSAGE=ok\n\nMESSAGE=cut")
 
     def test_truncated_binary_field(self) -> None:
-        with pytest.raises(ExportFormatError, match="entry 1 .*ends inside an entry"):
+        with pytest.raises(ExportFormatError, match="entry 0 .*ends inside an entry"):
             parse_export(b"MESSAGE\n" + struct.pack("<Q", 100) + b"short\n\n")
 
     def test_binary_length_mismatch(self) -> None:
         body = b"A=1\n\nMESSAGE\n" + struct.pack("<Q", 3) + b"abcd\n\n"
         with pytest.raises(
-            ExportFormatError, match=r"entry 2 .*'MESSAGE' of 3 bytes is not followed by a newline"
+            ExportFormatError, match=r"entry 1 .*'MESSAGE' of 3 bytes is not followed by a newline"
         ):
             parse_export(body)
 
     def test_bad_field_name(self) -> None:
-        with pytest.raises(ExportFormatError, match=r"entry 3 .*invalid field name 'lower'"):
+        with pytest.raises(ExportFormatError, match=r"entry 2 .*invalid field name 'lower'"):
             parse_export(b"A=1\n\nB=2\n\nlower=x\n\n")
 
     def test_empty_field_name(self) -> None:
-        with pytest.raises(ExportFormatError, match=r"entry 1 .*invalid field name ''"):
+        with pytest.raises(ExportFormatError, match=r"entry 0 .*invalid field name ''"):
             parse_export(b"=x\n\n")
 
     def test_huge_binary_claim(self) -> None:
         with pytest.raises(ExportFormatError, match="claims 18446744073709551615 bytes"):
             parse_export(b"M\n" + b"\xff" * 8 + b"x\n\n")
+
+    def test_big_entry_in_small_chunks(self) -> None:
+        body = b"MESSAGE\n" + struct.pack("<Q", 3_000_000) + b"\x00" * 3_000_000 + b"\nA=1\n\nA=2\n\n"
+        parser = ExportParser()
+        got = []
+        for i in range(0, len(body), 1000):
+            got += parser.feed(body[i : i + 1000])
+        got += parser.close()
+        assert [len(got[0]["MESSAGE"]), got[0]["A"], got[1]] == [3_000_000, "1", {"A": "2"}]
 
     def test_error_is_a_value_error(self) -> None:
         assert issubclass(ExportFormatError, ValueError)

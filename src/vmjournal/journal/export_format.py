@@ -41,7 +41,10 @@ Entry = dict[str, Any]
 
 
 class ExportFormatError(ValueError):
-    """The body is not valid Journal Export Format; the message names the entry and the problem."""
+    """The body is not valid Journal Export Format; the message names the entry and the problem.
+
+    ``entry`` counts from 0, as the JSON ingest path counts the entries of a batch.
+    """
 
     def __init__(self, entry: int, offset: int, problem: str) -> None:
         super().__init__(f"entry {entry} (byte {offset} of the body): {problem}")
@@ -72,7 +75,9 @@ def _json_value(raw: bytes) -> JsonValue:
 class ExportParser:
     """Incremental parser: ``feed`` chunks as they arrive, then ``close`` at the end of the body.
 
-    ``feed`` returns the entries completed by the chunk; an entry is never split across calls.
+    ``feed`` returns entries completed so far, ``close`` the rest. While a big entry is incomplete,
+    small chunks are only collected until they double the buffer, so a many-megabyte field that
+    arrives in small pieces is not copied over and over.
     """
 
     def __init__(self) -> None:
@@ -81,6 +86,8 @@ class ExportParser:
         self._consumed = 0  # bytes of the body before self._buf
         self._names: set[str] = set()  # field names already validated
         self._start = 0  # where the entry being parsed starts in the current buffer
+        self._pending: list[bytes] = []
+        self._pending_len = 0
 
     @property
     def entries(self) -> int:
@@ -88,7 +95,18 @@ class ExportParser:
         return self._entries_done
 
     def feed(self, chunk: bytes) -> list[Entry]:
-        data = self._buf + chunk if self._buf else chunk
+        return self._parse(chunk, force=False)
+
+    def _parse(self, chunk: bytes, *, force: bool) -> list[Entry]:
+        if not force and self._buf and self._pending_len + len(chunk) < len(self._buf):
+            self._pending.append(chunk)
+            self._pending_len += len(chunk)
+            return []
+        if self._pending:
+            data = b"".join([self._buf, *self._pending, chunk])
+            self._pending, self._pending_len = [], 0
+        else:
+            data = self._buf + chunk if self._buf else chunk
         out: list[Entry] = []
         pos = 0
         n = len(data)
@@ -119,15 +137,17 @@ class ExportParser:
             self._fail(f"entry is longer than {MAX_ENTRY_BYTES} bytes")
         return out
 
-    def close(self) -> None:
-        """Raise if the body ended inside an entry."""
+    def close(self) -> list[Entry]:
+        """The last entries; raises if the body ended inside an entry."""
+        rest = self._parse(b"", force=True) if self._pending else []
         if self._buf.strip(b"\n"):
             self._fail("the body ends inside an entry (missing the empty line that ends it)")
+        return rest
 
     def _fail(self, problem: str, at: int | None = None) -> NoReturn:
         """Raise for the current entry; ``at`` is a position in the buffer (default: the entry start)."""
         where = self._consumed + (self._start if at is None else at)
-        raise ExportFormatError(self._entries_done + 1, where, problem)
+        raise ExportFormatError(self._entries_done, where, problem)
 
     def _check_names(self, entry: Entry) -> None:
         if entry.keys() <= self._names:
@@ -217,6 +237,4 @@ def _show(name: bytes) -> str:
 def parse_export(data: bytes) -> list[Entry]:
     """Parse a whole Journal Export Format body; raises ``ExportFormatError`` if malformed."""
     parser = ExportParser()
-    entries = parser.feed(data)
-    parser.close()
-    return entries
+    return parser.feed(data) + parser.close()
