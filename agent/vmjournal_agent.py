@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """vmjournal-agent: ship this machine's systemd journal to a vmjournal service, each entry once.
 
-Pipeline:  journalctl -o json --all --follow [--after-cursor=C | --boot]  ->  batches  ->  gzip  ->  POST
+Pipeline:  journalctl -o json --all [--after-cursor=C | --boot] [--follow]  ->  batches  ->  gzip  ->  POST
+
+          It first reads to the end without --follow (journalctl's --follow implies --boot, which
+          would skip the rest of an earlier boot after C), then follows from the last cursor.
 
 Reads     the system journal (or --directory / --file) by running journalctl; needs root or the
           systemd-journal group, nothing else. No shell, no third-party modules (Python 3.8+ stdlib).
@@ -179,7 +182,7 @@ class Agent:
                 return
             time.sleep(min(left, TICK))
 
-    def journalctl(self) -> subprocess.Popen[bytes]:
+    def journalctl(self, follow: bool) -> subprocess.Popen[bytes]:
         argv = ["journalctl", "-o", "json", "--all", "--no-pager", "-q"]
         if self.cfg.directory:
             argv += ["--directory", self.cfg.directory]
@@ -189,15 +192,16 @@ class Agent:
             argv.append("--after-cursor=" + self.cursor)
         elif not (self.cfg.directory or self.cfg.file):
             argv.append("--boot")
-        if not (self.cfg.once or self.cfg.file):  # journalctl cannot follow one file: it is polled
+        if follow:
             argv += ["--follow", "--no-tail"]
         log.debug("running %s", " ".join(argv))
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
 
     def run(self) -> None:
         sd_notify("READY=1")
+        follow = False
         while True:
-            proc = self.journalctl()
+            proc = self.journalctl(follow)
             stdout: IO[bytes] = proc.stdout  # type: ignore[assignment]
             try:
                 lines = self.pump(stdout.fileno())
@@ -216,8 +220,12 @@ class Agent:
                     raise ConfigError(f"journalctl failed (exit {code})")
                 log.info("done: %d entries sent, %d rejected", self.sent, self.skipped)
                 return
+            elif code == 0 and not follow and not self.cfg.file:
+                follow = True  # caught up; journalctl cannot follow a single --file, so that is polled
+                continue
             elif code != 0 or not self.cfg.file:
                 log.warning("journalctl exited (%d); restarting it", code)
+            follow = False
             self.pause(1.0)
 
     def pump(self, fd: int) -> int:
