@@ -156,12 +156,8 @@ class Agent:
     def __init__(self, cfg: argparse.Namespace, token: str) -> None:
         self.cfg = cfg
         self.endpoint = f"{cfg.url.rstrip('/')}/vm/{urllib.parse.quote(cfg.name, safe='')}/boot"
-        self.headers = {
-            "Authorization": "Bearer " + token,
-            "Content-Type": "application/json",
-            "Content-Encoding": "gzip",
-            "User-Agent": "vmjournal-agent/" + VERSION,
-        }
+        self.headers = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
+        self.headers.update({"Content-Encoding": "gzip", "User-Agent": "vmjournal-agent/" + VERSION})
         self.opener = urllib.request.build_opener(_NoRedirect)
         self.cursor = read_cursor(cfg.state_file)
         self.last_ping = 0.0
@@ -263,19 +259,26 @@ class Agent:
 
     def deliver(self, lines: list[bytes]) -> None:
         """Send lines; on a content rejection, bisect to find and skip the offending entries."""
-        try:
-            self.post(lines)
-        except Rejected as exc:
-            if len(lines) > 1:
-                mid = len(lines) // 2
-                self.deliver(lines[:mid])
-                self.deliver(lines[mid:])
-                return
-            self.skipped += 1
-            entry = cursor_of(lines[0]) or lines[0][:200]
-            log.error("service rejected entry %s (%s); skipping it", entry, exc)
-        else:
-            self.sent += len(lines)
+        while True:
+            try:
+                self.post(lines)
+            except Rejected as exc:
+                if len(lines) > 1:
+                    mid = len(lines) // 2
+                    self.deliver(lines[:mid])
+                    self.deliver(lines[mid:])
+                    return
+                try:
+                    self.post([])  # a service (or proxy) refusing even an empty batch is not the entry's fault
+                except Rejected as again:
+                    log.error("the service refuses every batch (%s); retrying in a minute", again)
+                    self.pause(60.0)
+                    continue
+                self.skipped += 1
+                log.error("service rejected entry %s (%s); skipping it", cursor_of(lines[0]) or lines[0][:200], exc)
+            else:
+                self.sent += len(lines)
+            break
         cursor = cursor_of(lines[-1])
         if cursor:
             write_cursor(self.cfg.state_file, cursor)
@@ -346,18 +349,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     src.add_argument("--file", metavar="F", help="read the journal file F (journalctl --file)")
     p.add_argument("--once", action="store_true", default=None, help="send what is there, then exit")
     p.add_argument("--batch-entries", type=int, metavar="N", help="most entries per request (default 2000)")
-    p.add_argument(
-        "--batch-bytes",
-        type=int,
-        metavar="N",
-        help="most uncompressed bytes per request (default 4 MiB; a bigger entry goes alone)",
-    )
-    p.add_argument(
-        "--flush-seconds",
-        type=float,
-        metavar="S",
-        help="send a batch at most S seconds after its first entry arrived (default 1)",
-    )
+    p.add_argument("--batch-bytes", type=int, metavar="N", help="most JSON bytes per request (default 4 MiB)")
+    p.add_argument("--flush-seconds", type=float, metavar="S", help="send S s after a batch's first entry (1)")
     p.add_argument("-v", "--verbose", action="store_true", default=None, help="log every request to stderr")
     p.add_argument("--version", action="version", version="vmjournal-agent " + VERSION)
     args = p.parse_args(argv)
@@ -382,11 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, OSError) as exc:
         sys.stderr.write(f"vmjournal-agent: {exc}\n")
         return 2
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.DEBUG if cfg.verbose else logging.INFO,
-        format="%(levelname)s %(message)s",
-    )
+    level = logging.DEBUG if cfg.verbose else logging.INFO
+    logging.basicConfig(stream=sys.stderr, level=level, format="%(levelname)s %(message)s")
     try:
         for key in ("url", "name"):
             if not getattr(cfg, key):
@@ -419,12 +409,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    log.info(
-        "shipping %s to %s (after cursor %s)",
-        cfg.directory or cfg.file or "the journal",
-        agent.endpoint,
-        agent.cursor or "none: from the start",
-    )
+    source = cfg.directory or cfg.file or "the journal"
+    log.info("shipping %s to %s (after cursor %s)", source, agent.endpoint, agent.cursor or "none: from the start")
     try:
         agent.run()
     except ConfigError as exc:
