@@ -33,12 +33,13 @@ import gzip
 import json
 import logging
 import os
+import queue
 import random
-import select
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -99,6 +100,24 @@ def sd_notify(message: str) -> None:
             sock.sendall(message.encode())
     except OSError as exc:
         log.debug("sd_notify failed: %s", exc)
+
+
+def read_chunks(fd: int, chunks: queue.Queue[bytes], stop: threading.Event) -> None:
+    """Move journalctl's output into ``chunks`` (bounded: memory stays small); b"" marks the end."""
+    while True:
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except OSError:
+            chunk = b""
+        while True:
+            try:
+                chunks.put(chunk, timeout=1.0)
+                break
+            except queue.Full:
+                if stop.is_set():
+                    return
+        if not chunk:
+            return
 
 
 def read_cursor(path: str) -> str | None:
@@ -199,12 +218,19 @@ class Agent:
         while True:
             proc = self.journalctl(follow)
             stdout: IO[bytes] = proc.stdout  # type: ignore[assignment]
+            # A reader thread keeps journalctl producing while a batch is on the wire.
+            chunks: queue.Queue[bytes] = queue.Queue(maxsize=64)
+            stop = threading.Event()
+            reader = threading.Thread(target=read_chunks, args=(stdout.fileno(), chunks, stop), daemon=True)
+            reader.start()
             try:
-                lines = self.pump(stdout.fileno())
+                lines = self.pump(chunks)
             finally:
+                stop.set()
                 if proc.poll() is None:
                     proc.kill()
                 code = proc.wait()
+                reader.join(5)
                 stdout.close()
             if code != 0 and lines == 0 and self.cursor:
                 # An unusable saved cursor must not stall the agent forever; the service
@@ -224,14 +250,16 @@ class Agent:
             follow = False
             self.pause(1.0)
 
-    def pump(self, fd: int) -> int:
+    def pump(self, chunks: queue.Queue[bytes]) -> int:
         """Read journalctl's output, sending batches as they close; returns the lines read at EOF."""
         cfg, rest, size, deadline, total = self.cfg, b"", 0, 0.0, 0
         batch: list[bytes] = []
         while True:
             timeout = TICK if not batch else max(0.0, min(TICK, deadline - time.monotonic()))
-            readable, _, _ = select.select([fd], [], [], timeout)
-            chunk = os.read(fd, 1 << 20) if readable else None
+            try:
+                chunk: bytes | None = chunks.get(timeout=timeout)
+            except queue.Empty:
+                chunk = None
             if chunk == b"":
                 if rest.strip():
                     batch.append(rest)
