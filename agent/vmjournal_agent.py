@@ -316,6 +316,7 @@ class Agent:
         body = gzip.compress(b"[" + b",".join(lines) + b"]", compresslevel=3)
         attempt = 0
         while True:
+            self.ping()  # a long bisect of slow requests must not trip the watchdog
             request = urllib.request.Request(self.endpoint, data=body, headers=self.headers, method="POST")
             delay = min(MAX_BACKOFF, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)
             try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import tempfile
 import time
@@ -88,6 +89,7 @@ def main() -> None:
             state = tmp / "state"
 
             t0 = time.perf_counter()
+            cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             proc = subprocess.Popen(
                 agent_argv(svc.url, config, state, "--once", "--file", str(path)), stderr=subprocess.PIPE
             )
@@ -96,11 +98,14 @@ def main() -> None:
                 hwm = max(hwm, vm_hwm_kib(proc.pid))
                 time.sleep(0.1)
             elapsed = time.perf_counter() - t0
+            cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
             err = proc.stderr.read().decode() if proc.stderr else ""
             assert proc.returncode == 0, err
             count = httpx.get(f"{svc.url}/vm/bench", timeout=30).json()["event_count"]
             assert count == args.entries, f"stored {count} of {args.entries}: {err}"
             print(f"agent --once: {args.entries / elapsed:,.0f} entries/s ({elapsed:.1f} s, all {count} stored)")
+            print(f"agent + journalctl CPU: {cpu:.1f} s ({1e6 * cpu / args.entries:.0f} us per entry)")
             print(f"agent peak RSS: {hwm / 1024:.1f} MiB (Python process; journalctl is separate)")
 
             # Idle following: everything is shipped; measure CPU over a quiet period.
@@ -112,10 +117,11 @@ def main() -> None:
             before = cpu_seconds(follow.pid), sum(cpu_seconds(k) for k in kids)
             time.sleep(args.idle_seconds)
             after = cpu_seconds(follow.pid), sum(cpu_seconds(k) for k in kids)
+            agent_pct = 100 * (after[0] - before[0]) / args.idle_seconds
+            journalctl_pct = 100 * (after[1] - before[1]) / args.idle_seconds
             print(
-                f"idle follow over {args.idle_seconds:.0f} s: agent {100 * (after[0] - before[0]) / args.idle_seconds:.3f}% "
-                f"CPU, journalctl -f {100 * (after[1] - before[1]) / args.idle_seconds:.3f}% CPU, "
-                f"agent RSS {vm_hwm_kib(follow.pid) / 1024:.1f} MiB"
+                f"idle follow over {args.idle_seconds:.0f} s: agent {agent_pct:.3f}% CPU, journalctl -f "
+                f"{journalctl_pct:.3f}% CPU, agent RSS {vm_hwm_kib(follow.pid) / 1024:.1f} MiB"
             )
             follow.terminate()
             follow.wait(10)
