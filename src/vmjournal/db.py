@@ -105,7 +105,7 @@ async def raw_connection(session: AsyncSession) -> asyncpg.Connection:
     return driver
 
 
-def _alembic_config(url: str) -> object:
+def alembic_config(url: str) -> object:
     from alembic.config import Config
 
     packaged = Path(__file__).parent / "alembic.ini"
@@ -118,7 +118,7 @@ def _alembic_config(url: str) -> object:
 def upgrade_sync(url: str) -> None:
     from alembic import command
 
-    command.upgrade(_alembic_config(url), "head")  # type: ignore[arg-type]
+    command.upgrade(alembic_config(url), "head")  # type: ignore[arg-type]
 
 
 async def upgrade(url: str) -> None:
