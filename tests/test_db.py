@@ -55,7 +55,8 @@ class TestConfiguredURL:
         assert done.returncode == 0, done.stderr
         conn = await asyncpg.connect(url)
         try:
-            tables = {r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname='public'")}
+            rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            tables = {r["tablename"] for r in rows}
         finally:
             await conn.close()
         assert {"vm", "job", "journal_event", "journal_boot", "journal_unit", "alembic_version"} <= tables
@@ -67,7 +68,6 @@ class TestMigrations:
     def test_models_match_migrations(self, template_url: str) -> None:
         """Every table change goes through a migration: autogenerate finds nothing left to do."""
         from alembic import command
-
         from vmjournal.db import alembic_config
 
         command.check(alembic_config(template_url))  # type: ignore[arg-type]

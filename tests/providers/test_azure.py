@@ -19,6 +19,8 @@ from azure_support import ARM_TOKEN, SUBSCRIPTION, extension_script, running_fak
 from conftest import LiveService
 from fake_arm import FakeARM
 
+from vmjournal.providers.bootstrap import agent_files
+
 
 @pytest.fixture
 def fake_arm() -> Iterator[FakeARM]:
@@ -84,8 +86,6 @@ class TestCreate:
         assert vm["provider"] == "azure" and vm["error"] is None
         assert vm["addresses"]["private"] == "10.0.0.4"
         assert vm["details"]["resource_group"].endswith("-rg")
-
-        from vmjournal.providers.bootstrap import agent_files
 
         (put,) = fake_arm.calls("PUT", "extensions")
         # The script installs exactly the agent files and unit the local provider installs.

@@ -30,7 +30,8 @@ from vmjournal.providers.azure import bodies
 from vmjournal.providers.azure.auth import Clients, build_clients
 from vmjournal.providers.azure.errors import to_provider_error
 from vmjournal.providers.azure.orphans import Orphan, list_orphans
-from vmjournal.providers.base import AgentConfig, JobContext, ProviderError, ProviderVM, VMSpec
+from vmjournal.providers.base import JobContext, ProviderError, ProviderVM, VMSpec
+from vmjournal.providers.bootstrap import render_bootstrap_script
 
 log = logging.getLogger(__name__)
 # The SDK logs every request and response (headers included) at INFO: noise in the service's
@@ -45,17 +46,6 @@ BodyFactory = Callable[[], Awaitable[JSON]]
 
 # How long a step reconciled by GET may stay in progress: CRP itself gives up after 90 minutes.
 _RECONCILE_DEADLINE = 100 * 60.0
-
-
-def render_bootstrap_script(config: AgentConfig) -> str:
-    # The agent's bootstrap (shared with the local provider) lives in providers.bootstrap.
-    try:
-        from vmjournal.providers.bootstrap import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
-            render_bootstrap_script as render,
-        )
-    except ImportError:
-        from vmjournal.providers.azure._bootstrap_standin import render_bootstrap_script as render
-    return str(render(config))
 
 
 @dataclass(frozen=True)
