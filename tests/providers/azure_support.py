@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import re
 import secrets
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -70,3 +71,9 @@ def running_fake_arm() -> Iterator[FakeARM]:
         yield fake
     finally:
         fake.stop()
+
+
+def unpack(script: str) -> dict[str, bytes]:
+    """The files the bootstrap script writes, from its base64 here-documents."""
+    pattern = re.compile(r"base64 -d > \"\$dir/([^\"]+)\" <<'VMJOURNAL_EOF'\n(.*?)VMJOURNAL_EOF\n", re.S)
+    return {name: base64.b64decode(data) for name, data in pattern.findall(script)}

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from azure_support import ARM_TOKEN, SUBSCRIPTION, extension_script, running_fake_arm
+from azure_support import ARM_TOKEN, SUBSCRIPTION, extension_script, running_fake_arm, unpack
 from conftest import LiveService
 from fake_arm import FakeARM
 
@@ -66,14 +66,6 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30) ->
 def create(svc: LiveService, name: str, size: str = "small") -> None:
     response = httpx.post(f"{svc.url}/vm/{name}/{size}", timeout=10)
     assert response.status_code == 202, response.text
-
-
-def unpack(script: str) -> dict[str, bytes]:
-    """The files the bootstrap script writes, from its base64 here-documents."""
-    import base64
-
-    pattern = re.compile(r"base64 -d > \"\$dir/([^\"]+)\" <<'VMJOURNAL_EOF'\n(.*?)VMJOURNAL_EOF\n", re.S)
-    return {name: base64.b64decode(data) for name, data in pattern.findall(script)}
 
 
 class TestCreate:

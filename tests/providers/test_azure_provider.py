@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from azure.core.exceptions import HttpResponseError
-from azure_support import ARM_TOKEN, MemoryJob, azure_settings, extension_script, running_fake_arm
+from azure_support import ARM_TOKEN, MemoryJob, azure_settings, extension_script, running_fake_arm, unpack
 from fake_arm import FakeARM
 from fake_arm.server import kind_of
 
@@ -64,7 +64,7 @@ class TestProvision:
         assert puts(fake_arm) == NETWORK_AND_VM
         assert len(job.tokens) == 1
         ext = fake_arm.calls("PUT", "extensions")[0].body
-        assert job.tokens[0] in extension_script(ext)
+        assert f"token = {job.tokens[0]}" in unpack(extension_script(ext))["agent.conf"].decode()
         assert job.tokens[0] not in str(ext["properties"]["settings"])
         # Every resource can be found again by its tags.
         for r in fake_arm.requests:
