@@ -126,6 +126,14 @@ class TestFailures:
         create(svc, "vm-ext")
         seen["vm-ext"] = wait_for(svc, "vm-ext", "failed")
 
+        # Pre-flight: a quota without room fails before anything is created, details[] included.
+        fake_arm.usage["cores"] = (20, 20)
+        create(svc, "vm-full")
+        full = wait_for(svc, "vm-full", "failed")["error"]
+        assert (full["code"], full["details"]) == ("OperationNotAllowed", ["QuotaExceeded"])
+        assert "Total Regional vCPUs quota in 'westeurope': 20 of 20 in use" in full["message"]
+        assert len(fake_arm.resource_groups()) == 3
+
         errors = {name: (vm["error"]["code"], vm["error"]["message"]) for name, vm in seen.items()}
         assert errors == {
             "vm-sku": ("SkuNotAvailable", sku),
