@@ -22,6 +22,7 @@ from vmjournal.journal.upload import redact_tokens_in_access_log
 from vmjournal.journal.upload import router as upload_router
 from vmjournal.providers.base import VMProvider
 from vmjournal.providers.registry import build_providers
+from vmjournal.vms.router import bootstrap_router
 from vmjournal.vms.router import router as vms_router
 
 log = logging.getLogger(__name__)
@@ -109,4 +110,5 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
     app.include_router(upload_router)
     redact_tokens_in_access_log()
     app.include_router(vms_router)
+    app.include_router(bootstrap_router)
     return app

@@ -66,6 +66,35 @@ def render_bootstrap_script(config: AgentConfig) -> str:
     """
     files = agent_files()
     files["agent.conf"] = render_config(config).encode()
+    return _script(files, "")
+
+
+def render_enroll_script() -> str:
+    """The bootstrap for a machine the service did not create, served without any secret.
+
+    ``sh SCRIPT --url URL --name NAME`` reads the token from standard input, so it never
+    shows in the process list or the shell history; the config is written as the provider
+    bootstrap writes it.
+    """
+    config_step = (
+        'url=""; name=""\n'
+        'while [ $# -gt 0 ]; do\n'
+        '    case "$1" in\n'
+        '        --url) url=$2; shift 2 ;;\n'
+        '        --name) name=$2; shift 2 ;;\n'
+        '        *) echo "usage: sh $0 --url URL --name NAME < token" >&2; exit 2 ;;\n'
+        '    esac\n'
+        'done\n'
+        '[ -n "$url" ] && [ -n "$name" ] || { echo "usage: sh $0 --url URL --name NAME < token" >&2; exit 2; }\n'
+        'IFS= read -r token || true\n'
+        '[ -n "$token" ] || { echo "the VM token is read from standard input" >&2; exit 2; }\n'
+        'printf \'# vmjournal agent configuration. Secret: holds the ingest token.\\n'
+        'url = %s\\nname = %s\\ntoken = %s\\n\' "$url" "$name" "$token" > "$dir/agent.conf"\n'
+    )
+    return _script(agent_files(), config_step)
+
+
+def _script(files: dict[str, bytes], config_step: str) -> str:
     parts = [
         "#!/bin/sh\n",
         "# vmjournal agent bootstrap: unpack the agent and its config, install, exit.\n",
@@ -79,5 +108,6 @@ def render_bootstrap_script(config: AgentConfig) -> str:
         # base64 keeps arbitrary bytes safe from the shell; coreutils' base64 -d is everywhere.
         encoded = base64.encodebytes(data).decode("ascii")
         parts.append(f"base64 -d > \"$dir/{name}\" <<'VMJOURNAL_EOF'\n{encoded}VMJOURNAL_EOF\n")
+    parts.append(config_step)
     parts.append('sh "$dir/install.sh" "$dir/agent.conf"\n')
     return "".join(parts)
