@@ -49,20 +49,13 @@ from typing import IO, Any
 VERSION = "0.1.0"
 DEFAULT_CONFIG = "/etc/vmjournal-agent/agent.conf"
 DEFAULT_STATE = "/var/lib/vmjournal-agent/state"
+# fmt: off
 DEFAULTS: dict[str, Any] = {
-    "url": None,
-    "name": None,
-    "token": None,
-    "token_file": None,
-    "state_file": DEFAULT_STATE,
-    "directory": None,
-    "file": None,
-    "once": False,
-    "batch_entries": 2000,
-    "batch_bytes": 4 * 1024 * 1024,
-    "flush_seconds": 1.0,
-    "verbose": False,
+    "url": None, "name": None, "token": None, "token_file": None, "state_file": DEFAULT_STATE,
+    "directory": None, "file": None, "once": False, "verbose": False,
+    "batch_entries": 2000, "batch_bytes": 4 * 1024 * 1024, "flush_seconds": 1.0,
 }
+# fmt: on
 HTTP_TIMEOUT = 30.0
 MAX_BACKOFF = 60.0
 MAX_RETRY_AFTER = 600.0
@@ -214,7 +207,7 @@ class Agent:
 
     def run(self) -> None:
         sd_notify("READY=1")
-        follow = False
+        follow, failures = False, 0
         while True:
             proc = self.journalctl(follow)
             stdout: IO[bytes] = proc.stdout  # type: ignore[assignment]
@@ -232,12 +225,13 @@ class Agent:
                 code = proc.wait()
                 reader.join(5)
                 stdout.close()
-            if code != 0 and lines == 0 and self.cursor:
-                # An unusable saved cursor must not stall the agent forever; the service
+            failures = failures + 1 if code != 0 and lines == 0 else 0
+            if failures >= 3 and self.cursor:
+                # A corrupt saved cursor must not stall the agent forever; the service
                 # deduplicates whatever is sent again.
-                log.error("journalctl failed (exit %d) from the saved cursor; starting afresh", code)
+                log.error("journalctl keeps failing (exit %d) from the saved cursor; starting afresh", code)
                 self.cursor = None
-            elif self.cfg.once:
+            elif self.cfg.once and (code == 0 or failures >= 3):
                 if code != 0:
                     raise ConfigError(f"journalctl failed (exit {code})")
                 log.info("done: %d entries sent, %d rejected", self.sent, self.skipped)
@@ -248,7 +242,7 @@ class Agent:
             elif code != 0 or not self.cfg.file:
                 log.warning("journalctl exited (%d); restarting it", code)
             follow = False
-            self.pause(1.0)
+            self.pause(min(60.0, 2.0**failures))
 
     def pump(self, chunks: queue.Queue[bytes]) -> int:
         """Read journalctl's output, sending batches as they close; returns the lines read at EOF."""
@@ -380,7 +374,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-entries", type=int, metavar="N", help="most entries per request (default 2000)")
     p.add_argument("--batch-bytes", type=int, metavar="N", help="most JSON bytes per request (default 4 MiB)")
     p.add_argument("--flush-seconds", type=float, metavar="S", help="send S s after a batch's first entry (1)")
-    p.add_argument("-v", "--verbose", action="store_true", default=None, help="log every request to stderr")
+    p.add_argument("-v", "--verbose", action="store_true", default=None, help="log every request (to stderr)")
     p.add_argument("--version", action="version", version="vmjournal-agent " + VERSION)
     args = p.parse_args(argv)
     settings = dict(DEFAULTS)

@@ -259,6 +259,44 @@ class TestFollow:
         assert sum(a["duplicates"] for a in answers) <= batch
 
 
+class TestReboot:
+    def test_end_of_previous_boot_is_not_lost(
+        self, live_service: Callable[..., Any], agent_factory: Callable[..., Agent], tmp_path: Path
+    ) -> None:
+        # Boot A is shipped up to some point; then A's last entries (shutdown) and a whole new boot B
+        # are written while no agent runs. The agent started in boot B must send both.
+        svc = live_service()
+        token = enroll(svc.url, "vm5")
+        directory = tmp_path / "journal"
+        boot_a, boot_b = "a" * 32, "b" * 32
+
+        def entries(boot: str, start: int, count: int, realtime: int) -> list[dict[str, str | bytes]]:
+            return [
+                {
+                    **e,
+                    "_BOOT_ID": boot,
+                    "__MONOTONIC_TIMESTAMP": str(1_000_000 + (start + i) * 1000),
+                    "__REALTIME_TIMESTAMP": str(realtime + (start + i) * 1000),
+                }
+                for i, e in enumerate(sample_entries(count, boots=1, seed=start + len(boot)))
+            ]
+
+        write_journal(entries(boot_a, 0, 100, 1_764_000_000_000_000), directory, "a1")
+        agent = agent_factory(svc.url, "vm5", token, ["--directory", str(directory)])
+        agent.once()
+        assert event_count(svc.url, "vm5") == 100
+
+        write_journal(entries(boot_a, 100, 40, 1_764_000_000_000_000), directory, "a2")
+        write_journal(entries(boot_b, 0, 60, 1_764_100_000_000_000), directory, "b")
+        agent.start("--flush-seconds", "0.2")
+        wait_until(lambda: event_count(svc.url, "vm5") >= 200, 30, "the rest of boot A and boot B")
+        time.sleep(1)
+        stored = stored_events(svc.url, "vm5")
+        assert len(by_cursor(stored)) == 200
+        assert sum(1 for e in stored if e["_BOOT_ID"] == boot_a) == 140
+        assert sum(a["duplicates"] for a in agent.responses()) == 0
+
+
 class TestConfig:
     def test_help_documents_every_option(self) -> None:
         out = subprocess.run([PYTHON, str(AGENT), "--help"], capture_output=True, text=True, check=True).stdout
