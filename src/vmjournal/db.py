@@ -69,8 +69,8 @@ async def ensure_database(url: str) -> None:
         admin = await asyncpg.connect(urlunsplit((*parts[:2], "/postgres", *parts[3:])))
         try:
             await admin.execute(f'CREATE DATABASE "{name}"')
-        except asyncpg.DuplicateDatabaseError:
-            pass
+        except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+            pass  # another process starting at the same moment created it (the race shows as either)
         finally:
             await admin.close()
     else:
