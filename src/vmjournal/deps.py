@@ -1,0 +1,77 @@
+"""Request dependencies: the session (committed once on success), settings, providers, auth."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from vmjournal.config import Settings
+from vmjournal.errors import Unauthorized
+from vmjournal.jobs.worker import Worker
+from vmjournal.providers.base import VMProvider
+
+
+def get_sessions(request: Request) -> async_sessionmaker[AsyncSession]:
+    sessions: async_sessionmaker[AsyncSession] = request.state.sessions
+    return sessions
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with get_sessions(request)() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.state.settings
+    return settings
+
+
+def get_providers(request: Request) -> dict[str, VMProvider]:
+    providers: dict[str, VMProvider] = request.state.providers
+    return providers
+
+
+def get_worker(request: Request) -> Worker:
+    worker: Worker = request.state.worker
+    return worker
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+SessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessions)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ProvidersDep = Annotated[dict[str, VMProvider], Depends(get_providers)]
+WorkerDep = Annotated[Worker, Depends(get_worker)]
+
+_bearer = HTTPBearer(auto_error=False, description="An API key from VMJOURNAL_API_KEYS.")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key from VMJOURNAL_API_KEYS.")
+
+
+def require_api_key(
+    settings: SettingsDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    header: Annotated[str | None, Depends(_header)],
+) -> None:
+    """Management routes need a key when keys are configured (always, off loopback)."""
+    if not settings.api_keys:
+        return
+    given = header or (bearer.credentials if bearer else None)
+    if given and any(hmac.compare_digest(given.encode(), k.get_secret_value().encode()) for k in settings.api_keys):
+        return
+    raise Unauthorized(
+        "this route needs an API key: Authorization: Bearer <key> or X-API-Key: <key>",
+        code="api_key_required",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+ApiKey = Depends(require_api_key)

@@ -1,0 +1,95 @@
+"""Errors a client can act on. Every one is answered as ``{"error": code, "message": text}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class ErrorBody(BaseModel):
+    error: str
+    message: str
+
+
+class AppError(Exception):
+    status_code = 400
+    default_code = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.headers = headers
+
+
+class BadRequest(AppError):
+    pass
+
+
+class Unauthorized(AppError):
+    status_code = 401
+    default_code = "unauthorized"
+
+
+class Forbidden(AppError):
+    status_code = 403
+    default_code = "forbidden"
+
+
+class NotFound(AppError):
+    status_code = 404
+    default_code = "not_found"
+
+
+class Conflict(AppError):
+    status_code = 409
+    default_code = "conflict"
+
+
+class PayloadTooLarge(AppError):
+    status_code = 413
+    default_code = "payload_too_large"
+
+
+class UnsupportedMediaType(AppError):
+    status_code = 415
+    default_code = "unsupported_media_type"
+
+
+def responses(*errors: type[AppError]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries for the errors a route may answer."""
+    return {e.status_code: {"model": ErrorBody, "description": e.__doc__ or e.default_code} for e in errors}
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path"))
+    return f"{where}: {error.get('msg', 'invalid')}" if where else str(error.get("msg", "invalid"))
+
+
+def install(app: FastAPI) -> None:
+    async def app_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, AppError)
+        return JSONResponse(
+            {"error": exc.code, "message": exc.message}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    async def validation_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        message = "; ".join(_describe(e) for e in exc.errors())
+        return JSONResponse({"error": "invalid_request", "message": message}, status_code=422)
+
+    async def http_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(
+            {"error": code, "message": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    app.add_exception_handler(AppError, app_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)

@@ -1,0 +1,188 @@
+"""Ingest and query decisions: authentication of agents, body limits, journalctl filter semantics."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vmjournal import tokens
+from vmjournal.db import raw_connection
+from vmjournal.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized
+from vmjournal.journal import entries, filters, store
+from vmjournal.journal.formats import event_from_record, parse_position, position_token
+from vmjournal.vms import store as vms_store
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    received: int
+    stored: int
+
+    @property
+    def duplicates(self) -> int:
+        return self.received - self.stored
+
+
+def inflate(body: bytes, limit: int) -> bytes:
+    """Gunzip a body, refusing one that inflates past ``limit`` (a gzip bomb) without inflating it all."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise BadRequest(f"the body is not valid gzip: {exc}", code="bad_gzip") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise PayloadTooLarge(f"the body inflates past the limit of {limit} bytes; send smaller batches")
+    if not inflater.eof:
+        raise BadRequest("the gzip body is truncated", code="bad_gzip")
+    return out
+
+
+def parse_json_batch(body: bytes, max_entries: int) -> list[Any]:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}", code="bad_json") from None
+    batch = payload if isinstance(payload, list) else [payload]
+    if len(batch) > max_entries:
+        raise PayloadTooLarge(
+            f"the batch has {len(batch)} entries; the limit is {max_entries} per request", code="batch_too_large"
+        )
+    return batch
+
+
+async def authenticate_agent(session: AsyncSession, name: str, authorization: str | None) -> UUID:
+    """The VM's id, if the bearer token is this VM's. 401 without a token, 403 with another one."""
+    vm = await vms_store.get_vm_by_name(session, name)
+    if authorization is None or not authorization.lower().startswith("bearer ") or not authorization[7:].strip():
+        raise Unauthorized(
+            "ingest needs the VM's token: Authorization: Bearer <token>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if vm is None:
+        raise NotFound(f"no VM named {name!r}", code="vm_not_found")
+    if not tokens.matches(authorization[7:].strip(), vm.token_hash):
+        raise Forbidden(f"this token is not valid for VM {name!r}", code="wrong_token")
+    return vm.id
+
+
+async def vm_for_token(session: AsyncSession, token: str) -> UUID:
+    """The VM a token in a URL path belongs to (for systemd-journal-upload, which cannot send headers)."""
+    found = await vms_store.vm_id_by_token_hash(session, tokens.token_hash(token))
+    if found is None:
+        raise Forbidden("this token is not valid for any VM", code="wrong_token")
+    return found[0]
+
+
+async def ingest_entries(session: AsyncSession, vm_id: UUID, batch: list[Any]) -> IngestResult:
+    """Store a batch atomically; entries already stored (same ``__CURSOR``) are counted, not stored again."""
+    rows = entries.to_rows(batch)
+    conn = await raw_connection(session)
+    stored = await store.ingest(conn, vm_id, rows)
+    return IngestResult(received=len(rows), stored=stored)
+
+
+@dataclass
+class Page:
+    events: list[dict[str, Any]]
+    next: str | None
+
+
+async def _resolve_boot(conn: asyncpg.Connection, vm_id: UUID, spec: str, f: store.EventFilter) -> None:
+    boot = filters.parse_boot(spec)
+    boots = await store.list_boots(conn, vm_id)
+    if isinstance(boot, int):
+        # journalctl: 0 is the current boot, -1 the one before; 1 is the first boot, 2 the second.
+        index = len(boots) - 1 + boot if boot <= 0 else boot - 1
+        if not 0 <= index < len(boots):
+            raise NotFound(f"no boot at offset {boot}: this VM has {len(boots)} boots", code="boot_not_found")
+        record = boots[index]
+    else:
+        matching = [b for b in boots if b["boot_id"].hex == boot]
+        if not matching:
+            raise NotFound(f"no boot {boot} in this VM's journal", code="boot_not_found")
+        record = matching[0]
+    f.boot_id = record["boot_id"]
+    f.boot_range = (record["first_at"], record["last_at"])
+
+
+async def build_filter(
+    session: AsyncSession,
+    vm_id: UUID,
+    *,
+    unit: str | None,
+    priority: str | None,
+    since: str | None,
+    until: str | None,
+    boot: str | None,
+    grep: str | None,
+    identifiers: list[str] | None = None,
+) -> store.EventFilter:
+    conn = await raw_connection(session)
+    f = store.EventFilter(identifiers=identifiers or [])
+    if unit is not None:
+        name = filters.unit_name(unit)
+        f.units = (
+            await store.units_like(conn, vm_id, filters.glob_to_like(name)) if filters.is_glob(name) else [name]
+        )
+    if priority:
+        f.priority_min, f.priority_max = filters.parse_priority(priority)
+    if since:
+        f.since = filters.parse_time(since)
+    if until:
+        f.until = filters.parse_time(until)
+    if boot is not None and boot != "all":
+        await _resolve_boot(conn, vm_id, boot, f)
+    if grep:
+        f.grep = grep
+        f.grep_case_sensitive = filters.smart_case(grep)
+    return f
+
+
+async def query_page(
+    session: AsyncSession,
+    vm_id: UUID,
+    f: store.EventFilter,
+    *,
+    limit: int,
+    after: str | None,
+    descending: bool,
+) -> Page:
+    position = None
+    if after:
+        parsed = parse_position(after)
+        if parsed is None:
+            raise BadRequest("invalid cursor: pass the value of a previous page's next link", code="bad_cursor")
+        position = store.Position(*parsed)
+    if f.units == []:
+        return Page(events=[], next=None)
+    conn = await raw_connection(session)
+    try:
+        records = await store.query_events(conn, vm_id, f, limit=limit, after=position, descending=descending)
+    except asyncpg.InvalidRegularExpressionError as exc:
+        raise BadRequest(f"invalid grep pattern: {exc}", code="bad_grep") from None
+    events = [event_from_record(r) for r in records]
+    nxt = position_token(records[-1]["ts"], records[-1]["seq"]) if len(records) == limit else None
+    return Page(events=events, next=nxt)
+
+
+async def list_boots(session: AsyncSession, vm_id: UUID) -> list[Mapping[str, Any]]:
+    conn = await raw_connection(session)
+    boots = await store.list_boots(conn, vm_id)
+    count = len(boots)
+    return [
+        {"offset": i - count + 1, "index": i + 1, "boot_id": b["boot_id"].hex, "first_at": b["first_at"],
+         "last_at": b["last_at"], "entries": b["entries"]}
+        for i, b in enumerate(boots)
+    ]
+
+
+async def list_units(session: AsyncSession, vm_id: UUID) -> list[Mapping[str, Any]]:
+    conn = await raw_connection(session)
+    return [dict(r) for r in await store.list_units(conn, vm_id)]

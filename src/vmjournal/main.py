@@ -1,0 +1,100 @@
+"""The FastAPI application: factory and lifespan (database, migrations, providers, worker)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from vmjournal import __version__, db, errors
+from vmjournal.config import Settings, get_settings
+from vmjournal.deps import SessionDep
+from vmjournal.jobs.worker import Worker
+from vmjournal.journal.router import router as journal_router
+from vmjournal.providers.base import VMProvider
+from vmjournal.providers.registry import build_providers
+from vmjournal.vms.router import router as vms_router
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Creates Linux VMs (on Azure, or locally under QEMU) and collects their systemd journals.
+
+* Ask for a VM with `POST /vm/{name}/{size}`; follow its status with `GET /vm/{name}`.
+* The agent on the VM pushes its journal to `POST /vm/{name}/boot` with the VM's token.
+* Read it with `GET /vm/{name}/boot` or one unit's with `GET /vm/{name}/boot/{unit}`, filtered like journalctl.
+
+Management routes need an API key (`Authorization: Bearer <key>`) when the service has keys configured.
+"""
+
+
+class InsecureBinding(SystemExit):
+    pass
+
+
+def check_binding(settings: Settings) -> None:
+    """Refuse to serve beyond loopback without API keys: the management API would be open to the network."""
+    if not settings.api_keys and not settings.listens_on_loopback():
+        raise InsecureBinding(
+            f"refusing to listen on {settings.host} without API keys: set VMJOURNAL_API_KEYS "
+            "(comma-separated) or listen on 127.0.0.1"
+        )
+
+
+def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvider] | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    check_binding(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        url = await asyncio.to_thread(db.resolve_database_url, settings)
+        await db.upgrade(url)
+        engine = db.create_engine(url)
+        sessions = db.session_factory(engine)
+        active = dict(providers) if providers is not None else build_providers(settings)
+        worker = Worker(settings, sessions, active)
+        worker.start()
+        log.info("vmjournal %s ready; providers: %s", __version__, ", ".join(active))
+        try:
+            yield {"settings": settings, "sessions": sessions, "providers": active, "worker": worker,
+                   "database_url": url}
+        finally:
+            await worker.stop()
+            if providers is None:
+                for provider in active.values():
+                    await provider.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="vmjournal",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "vms", "description": "Create, inspect and delete VMs."},
+            {"name": "journal", "description": "Ingest and query journal events."},
+            {"name": "service", "description": "Service health."},
+        ],
+    )
+    errors.install(app)
+
+    @app.get("/", tags=["service"], summary="Service identity")
+    async def root() -> dict[str, str]:
+        """The application's name and version."""
+        return {"application": "vmjournal", "version": __version__}
+
+    @app.get("/healthz", tags=["service"], summary="Health check")
+    async def healthz(session: SessionDep) -> dict[str, str]:
+        """OK when the service can reach its database."""
+        await session.execute(text("SELECT 1"))
+        return {"status": "ok"}
+
+    # The journal router first: /vm/{name}/boot must win over /vm/{name}/{size}.
+    app.include_router(journal_router)
+    app.include_router(vms_router)
+    return app

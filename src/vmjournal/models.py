@@ -1,0 +1,180 @@
+"""Every table, so that Alembic's env sees them all.
+
+The journal tables are written by raw asyncpg on the hot path (journal/store.py); they are
+declared here so that migrations and the schema stay in one place.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+from sqlmodel import Field, SQLModel
+
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class VMStatus(enum.StrEnum):
+    pending = "pending"
+    provisioning = "provisioning"
+    running = "running"
+    deleting = "deleting"
+    deleted = "deleted"
+    failed = "failed"
+
+
+class JobKind(enum.StrEnum):
+    provision = "provision"
+    deprovision = "deprovision"
+
+
+class JobStatus(enum.StrEnum):
+    queued = "queued"
+    running = "running"
+    done = "done"
+    failed = "failed"
+
+
+def _tz(**kw: Any) -> Any:
+    return sa.Column(sa.DateTime(timezone=True), **kw)
+
+
+class VM(SQLModel, table=True):
+    __tablename__ = "vm"
+    __table_args__ = (
+        # A name is taken while its VM exists; a deleted VM's name may be reused.
+        sa.Index("uq_vm_live_name", "name", unique=True, postgresql_where=sa.text("status <> 'deleted'")),
+        # /ingest/{token}/upload finds the VM by its token.
+        sa.Index("ix_vm_token_hash", "token_hash", unique=True),
+    )
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    name: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    size: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    provider: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    status: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    step: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    error_code: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    error_message: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    error_details: list[str] = Field(
+        default_factory=list, sa_column=sa.Column(pg.JSONB, nullable=False, server_default="[]")
+    )
+    addresses: dict[str, str] = Field(
+        default_factory=dict, sa_column=sa.Column(pg.JSONB, nullable=False, server_default="{}")
+    )
+    details: dict[str, str] = Field(
+        default_factory=dict, sa_column=sa.Column(pg.JSONB, nullable=False, server_default="{}")
+    )
+    # SHA-256 of the ingest token; the token itself is never stored.
+    token_hash: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    event_count: int = Field(default=0, sa_column=sa.Column(sa.BigInteger, nullable=False, server_default="0"))
+    last_event_at: datetime | None = Field(default=None, sa_column=_tz())
+    created_at: datetime = Field(sa_column=_tz(nullable=False, server_default=sa.func.now()))
+    updated_at: datetime = Field(sa_column=_tz(nullable=False, server_default=sa.func.now()))
+    deleted_at: datetime | None = Field(default=None, sa_column=_tz())
+
+
+class Job(SQLModel, table=True):
+    """A durable unit of provisioning work, claimed by one worker at a time."""
+
+    __tablename__ = "job"
+    __table_args__ = (
+        sa.Index(
+            "ix_job_claimable", "status", "run_after", postgresql_where=sa.text("status IN ('queued', 'running')")
+        ),
+    )
+
+    id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), primary_key=True))
+    vm_id: UUID = Field(sa_column=sa.Column(pg.UUID, sa.ForeignKey("vm.id", ondelete="CASCADE"), nullable=False))
+    kind: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    status: str = Field(sa_column=sa.Column(sa.Text, nullable=False, server_default="queued"))
+    step: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    # Provider checkpoints (Azure continuation tokens, QEMU pids): what a resumed run needs.
+    state: dict[str, Any] = Field(
+        default_factory=dict, sa_column=sa.Column(pg.JSONB, nullable=False, server_default="{}")
+    )
+    attempts: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0"))
+    last_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    locked_by: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    heartbeat_at: datetime | None = Field(default=None, sa_column=_tz())
+    run_after: datetime = Field(sa_column=_tz(nullable=False, server_default=sa.func.now()))
+    created_at: datetime = Field(sa_column=_tz(nullable=False, server_default=sa.func.now()))
+    updated_at: datetime = Field(sa_column=_tz(nullable=False, server_default=sa.func.now()))
+
+
+class JournalEvent(SQLModel, table=True):
+    """One journal entry: every original field in ``fields``, plus the columns filters need."""
+
+    __tablename__ = "journal_event"
+    __table_args__ = (
+        sa.Index("ix_journal_event_vm_ts", "vm_id", "ts", "seq"),
+        sa.Index("ix_journal_event_vm_unit_ts", "vm_id", "unit", "ts", "seq"),
+        sa.Index(
+            "ix_journal_event_vm_about_unit_ts",
+            "vm_id",
+            "about_unit",
+            "ts",
+            "seq",
+            postgresql_where=sa.text("about_unit IS NOT NULL"),
+        ),
+    )
+
+    # The journal cursor identifies an entry: a resent batch conflicts here and stores nothing twice.
+    vm_id: UUID = Field(
+        sa_column=sa.Column(pg.UUID, sa.ForeignKey("vm.id", ondelete="CASCADE"), primary_key=True)
+    )
+    cursor: str = Field(sa_column=sa.Column(sa.Text, primary_key=True))
+    # Insertion order: the tie-breaker that makes keyset pagination stable (not indexed on its own).
+    seq: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), nullable=False))
+    ts: datetime = Field(sa_column=_tz(nullable=False))
+    monotonic_us: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
+    boot_id: UUID | None = Field(default=None, sa_column=sa.Column(pg.UUID))
+    # _SYSTEMD_UNIT: the unit whose processes wrote the entry.
+    unit: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    # The unit an entry is *about* (UNIT from PID 1, OBJECT_SYSTEMD_UNIT, COREDUMP_UNIT), as journalctl -u matches.
+    about_unit: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    priority: int | None = Field(default=None, sa_column=sa.Column(sa.SmallInteger))
+    identifier: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    pid: int | None = Field(default=None, sa_column=sa.Column(sa.Integer))
+    hostname: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    message: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    # json, not jsonb: kept as sent, and measurably faster to ingest.
+    fields: Any = Field(sa_column=sa.Column(sa.JSON, nullable=False))
+
+
+class JournalBoot(SQLModel, table=True):
+    """Per-boot summary, maintained by ingest, so boot offsets and --list-boots need no scan."""
+
+    __tablename__ = "journal_boot"
+
+    vm_id: UUID = Field(
+        sa_column=sa.Column(pg.UUID, sa.ForeignKey("vm.id", ondelete="CASCADE"), primary_key=True)
+    )
+    boot_id: UUID = Field(sa_column=sa.Column(pg.UUID, primary_key=True))
+    first_at: datetime = Field(sa_column=_tz(nullable=False))
+    last_at: datetime = Field(sa_column=_tz(nullable=False))
+    entries: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+
+
+class JournalUnit(SQLModel, table=True):
+    """Per-unit summary (entries journalctl -u UNIT would select), maintained by ingest."""
+
+    __tablename__ = "journal_unit"
+
+    vm_id: UUID = Field(
+        sa_column=sa.Column(pg.UUID, sa.ForeignKey("vm.id", ondelete="CASCADE"), primary_key=True)
+    )
+    unit: str = Field(sa_column=sa.Column(sa.Text, primary_key=True))
+    entries: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    first_at: datetime = Field(sa_column=_tz(nullable=False))
+    last_at: datetime = Field(sa_column=_tz(nullable=False))

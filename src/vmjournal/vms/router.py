@@ -1,0 +1,74 @@
+"""VM routes: the original design's paths, plus delete and token rotation."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from vmjournal.deps import ApiKey, ProvidersDep, SessionDep, SettingsDep
+from vmjournal.errors import BadRequest, Conflict, NotFound, Unauthorized, responses
+from vmjournal.vms import service
+from vmjournal.vms.schemas import TokenIssued, VMEnrolled, VMName, VMPublic, VMsPublic
+
+router = APIRouter(prefix="/vm", tags=["vms"], dependencies=[ApiKey])
+
+
+@router.get("", summary="List VMs", response_model=VMsPublic, responses=responses(Unauthorized))
+async def list_vms(
+    session: SessionDep,
+    include_deleted: Annotated[bool, Query(description="Also list deleted VMs.")] = False,
+) -> VMsPublic:
+    """All VMs with their status."""
+    vms = [service.to_public(vm) for vm in await service.list_vms(session, include_deleted=include_deleted)]
+    return VMsPublic(vms=vms, count=len(vms))
+
+
+@router.get("/{name}", summary="Show a VM", response_model=VMPublic, responses=responses(NotFound, Unauthorized))
+async def get_vm(name: VMName, session: SessionDep) -> VMPublic:
+    """One VM: size, provider, status, error, addresses, timestamps, event count, last event time."""
+    return service.to_public(await service.get_vm(session, name))
+
+
+@router.delete(
+    "/{name}", status_code=202, summary="Delete a VM", response_model=VMPublic,
+    responses=responses(NotFound, Unauthorized),
+)
+async def delete_vm(name: VMName, session: SessionDep) -> VMPublic:
+    """Deprovision the VM in the background; its status moves to `deleting`, then `deleted`."""
+    return service.to_public(await service.delete_vm(session, name))
+
+
+@router.post(
+    "/{name}/token", summary="Rotate a VM's ingest token", response_model=TokenIssued,
+    responses=responses(NotFound, Conflict, Unauthorized),
+)
+async def rotate_token(name: VMName, session: SessionDep) -> TokenIssued:
+    """Issue a new ingest token, shown once; the old one stops working."""
+    return TokenIssued(token=await service.rotate_token(session, name))
+
+
+@router.post(
+    "/{name}/{size}",
+    status_code=202,
+    summary="Create a VM",
+    response_model=VMPublic | VMEnrolled,
+    responses=responses(BadRequest, Conflict, Unauthorized),
+)
+async def create_vm(
+    name: VMName,
+    size: Annotated[str, Path(description="small, medium or large.", examples=["small"])],
+    session: SessionDep,
+    settings: SettingsDep,
+    providers: ProvidersDep,
+    provider: Annotated[
+        str | None,
+        Query(description="azure, qemu or external (a machine you run; the answer carries its token "
+                          "and install command). Default: the service's provider."),
+    ] = None,
+) -> VMPublic | VMEnrolled:
+    """Ask for a VM of size `small`, `medium` or `large`; it is provisioned in the background (202)."""
+    return await service.request_vm(
+        session, name=name, size=size, provider=provider or settings.default_provider,
+        providers=providers.keys(), service_url=settings.ingest_url,
+    )
