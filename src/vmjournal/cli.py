@@ -147,6 +147,8 @@ def serve(
         port=settings.port,
         proxy_headers=True,
         log_level="info",
+        # Follow streams never end on their own; without this a restart would wait for every reader.
+        timeout_graceful_shutdown=5,
     )
 
 

@@ -11,10 +11,11 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from vmjournal import __version__, db, errors
+from vmjournal import __version__, db, errors, web
 from vmjournal.config import Settings, get_settings
 from vmjournal.deps import SessionDep
 from vmjournal.jobs.worker import Worker
+from vmjournal.journal.live import LiveHub
 from vmjournal.journal.router import router as journal_router
 from vmjournal.providers.base import VMProvider
 from vmjournal.providers.registry import build_providers
@@ -59,11 +60,14 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
         active = dict(providers) if providers is not None else build_providers(settings)
         worker = Worker(settings, sessions, active)
         worker.start()
+        hub = LiveHub(url, sessions)
+        await hub.start()
         log.info("vmjournal %s ready; providers: %s", __version__, ", ".join(active))
         try:
             yield {"settings": settings, "sessions": sessions, "providers": active, "worker": worker,
-                   "database_url": url}
+                   "database_url": url, "live": hub}
         finally:
+            await hub.stop()
             await worker.stop()
             if providers is None:
                 for provider in active.values():
@@ -97,4 +101,5 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
     # The journal router first: /vm/{name}/boot must win over /vm/{name}/{size}.
     app.include_router(journal_router)
     app.include_router(vms_router)
+    web.mount(app)
     return app
