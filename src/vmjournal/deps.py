@@ -46,7 +46,8 @@ def get_worker(request: Request) -> Worker:
     return worker
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": commit before the response is sent, so a client that saw 202 can read what it made.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 SessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessions)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ProvidersDep = Annotated[dict[str, VMProvider], Depends(get_providers)]

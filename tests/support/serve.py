@@ -1,0 +1,30 @@
+"""Runs the real service with the test provider added, for tests that need a separate process
+(SIGKILL and restart, two processes on one database). Settings come from the environment."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import uvicorn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from support.provider import ScriptedProvider  # noqa: E402
+
+from vmjournal.config import Settings  # noqa: E402
+from vmjournal.main import create_app  # noqa: E402
+from vmjournal.providers.registry import build_providers  # noqa: E402
+
+
+def main() -> None:
+    settings = Settings()
+    slow = float(sys.argv[1]) if len(sys.argv) > 1 else 3.0
+    providers = {**build_providers(settings), "test": ScriptedProvider(settings.data_dir / "test-provider",
+                                                                      slow_seconds=slow)}
+    app = create_app(settings, providers)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+
+
+if __name__ == "__main__":
+    main()
