@@ -593,8 +593,9 @@ def logs(
         with _client(url) as client:
             if follow:
                 # Like journalctl -f: the last N (default 10) entries, then new ones as they come.
-                query.limit = 10 if count is None else count
-                _write_events(_flushing(client.follow(name, query), output), output)
+                query.limit = 10 if count is None else max(count, 1)
+                events = client.follow(name, query, skip_backlog=count == 0)
+                _write_events(_flushing(events, output), output)
                 return ExitCode.OK
             if count is not None:
                 # The newest N, shown oldest first unless -r.

@@ -231,9 +231,18 @@ class Client:
                 return
 
     def follow(
-        self, name: str, query: EventQuery, *, last_event_id: str | None = None, retry: bool = True
+        self,
+        name: str,
+        query: EventQuery,
+        *,
+        last_event_id: str | None = None,
+        retry: bool = True,
+        skip_backlog: bool = False,
     ) -> Iterator[dict[str, Any]]:
-        """Matching events as they arrive, over Server-Sent Events, reconnecting with Last-Event-ID."""
+        """Matching events as they arrive, over Server-Sent Events, reconnecting with Last-Event-ID.
+
+        The server first sends the last ``query.limit`` events (the backlog), then ``event: live``;
+        ``skip_backlog`` drops the backlog (``-n 0``)."""
         params = query.params()
         path = self._boot_path(name, query.unit)
         delay = 0.5
@@ -250,7 +259,12 @@ class Client:
                     for message in parse_sse(response.iter_lines()):
                         if message.id is not None:
                             last_event_id = message.id
-                        if message.event in ("", "message", "event") and message.data:
+                        if message.event == "live":
+                            skip_backlog = False
+                        elif message.event == "overflow":
+                            # We fell behind; reconnecting with our last id loses nothing.
+                            break
+                        elif message.event in ("", "message") and message.data and not skip_backlog:
                             yield orjson.loads(message.data)
             except (httpx.TransportError, httpx.RemoteProtocolError) as exc:
                 if not retry:

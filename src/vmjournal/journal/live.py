@@ -13,8 +13,9 @@ read a consistent "everything up to S" snapshot (its backlog, or its catch-up af
 Last-Event-ID), and the hub delivers only seq above S to it: no gap, no duplicate.
 
 Streams: Server-Sent Events (``id`` is the event's opaque position, so ``Last-Event-ID``
-resumes), or NDJSON / journalctl text with ``?follow=true``. A follower that falls more than
-``QUEUE_EVENTS`` behind is told so and closed; it resumes with its last event id.
+resumes; an ``event: live`` message marks the end of the backlog), or NDJSON / journalctl text
+with ``?follow=true``. A follower that falls more than ``QUEUE_EVENTS`` behind is told so and
+closed; it resumes with its last event id.
 """
 
 from __future__ import annotations
@@ -363,6 +364,9 @@ async def follow_response(
                 yield b"retry: 2000\n\n"
             async for event in _catch_up(sessions, vm_id, f, rows, upto, after is not None):
                 yield encode(event)
+            if mode == "sse":
+                # Marks the end of the backlog: what follows was stored after the stream began.
+                yield b"event: live\ndata: {}\n\n"
             while True:
                 batch = await follower.next_batch(KEEPALIVE_SECONDS)
                 if batch is None:

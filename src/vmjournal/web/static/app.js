@@ -183,11 +183,12 @@ async function tail(name) {
       const r = await fetch(BASE + path + "?" + params, { headers: h, signal: controller.signal, cache: "no-store" });
       if (r.status === 401 || r.status === 403) { needKey(); $("tail-state").textContent = "API key needed"; return; }
       if (!r.ok) throw new Error(r.status + " " + r.statusText);
-      $("tail-state").textContent = "live";
+      $("tail-state").textContent = "loading";
       delay = 500;
       await readSSE(r, (m) => {
         if (m.id) lastId = m.id;
-        if (m.event === "" || m.event === "message" || m.event === "event") addLine(JSON.parse(m.data.join("\n")));
+        if (m.event === "live") $("tail-state").textContent = "live";
+        else if (m.event === "" || m.event === "message") addLine(JSON.parse(m.data.join("\n")));
       }, controller.signal);
     } catch (e) {
       if (controller.signal.aborted) return;
