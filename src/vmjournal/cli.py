@@ -248,7 +248,8 @@ def _wait_for(
         if not lines_shown and (vm.get("event_count") or 0) > 0:
             events = list(client.events(name, EventQuery(limit=first_lines, order="asc")))
             for event in events[:first_lines]:
-                progress.line("  " + render_text(event, "short", color=False).rstrip("\n"), style="dim")
+                line = render_text(event, "short", color=False).decode("utf-8", "replace").rstrip("\n")
+                progress.line("  " + line, style="dim")
             lines_shown = bool(events)
         if status == "failed":
             return ExitCode.VM_FAILED, vm
@@ -519,21 +520,27 @@ def _write_events(events: Iterable[dict[str, Any]], output: str) -> int:
                 sink.flush()
         sink.flush()
     else:
+        sink = sys.stdout.buffer
+        boot = None
         for event in events:
-            sys.stdout.write(render_text(event, output, color=color))
+            if output != "cat":
+                # journalctl marks where one boot ends and the next begins.
+                current = event.get("boot_id") or event.get("_BOOT_ID")
+                if boot is not None and current != boot:
+                    marker = f"-- Boot {current} --"
+                    sink.write((f"\x1b[1m{marker}\x1b[0m" if color else marker).encode() + b"\n")
+                boot = current
+            sink.write(render_text(event, output, color=color))
             count += 1
-        sys.stdout.flush()
+        sink.flush()
     return count
 
 
-def _flushing(events: Iterator[dict[str, Any]], output: str) -> Iterator[dict[str, Any]]:
+def _flushing(events: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """Follow mode: every entry must show the moment it arrives."""
     for event in events:
         yield event
-        if output in ("json", "export"):
-            sys.stdout.buffer.flush()
-        else:
-            sys.stdout.flush()
+        sys.stdout.buffer.flush()
 
 
 @app.command()
@@ -594,8 +601,8 @@ def logs(
             if follow:
                 # Like journalctl -f: the last N (default 10) entries, then new ones as they come.
                 query.limit = 10 if count is None else max(count, 1)
-                events = client.follow(name, query, skip_backlog=count == 0)
-                _write_events(_flushing(events, output), output)
+                live = client.follow(name, query, skip_backlog=count == 0)
+                _write_events(_flushing(live), output)
                 return ExitCode.OK
             if count is not None:
                 # The newest N, shown oldest first unless -r.
@@ -603,7 +610,7 @@ def logs(
                 if count == 0:
                     return ExitCode.OK
                 events = list(client.events(name, query))
-                _write_events(events if reverse else reversed(events), output)
+                _write_events(events if reverse else events[::-1], output)
             else:
                 query.order = "desc" if reverse else "asc"
                 _write_events(client.events(name, query), output)

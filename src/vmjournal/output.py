@@ -99,26 +99,39 @@ def _prefix(event: Mapping[str, Any], fields: Mapping[str, Any], iso: bool) -> s
     return " ".join(parts)
 
 
-def render_text(event: Mapping[str, Any], mode: str, *, color: bool) -> str:
+def _is_blob(fields: Mapping[str, Any]) -> int | None:
+    """The byte length of a MESSAGE journalctl would not print as text (sent as a byte array)."""
+    value = fields.get("MESSAGE")
+    if isinstance(value, list) and value and isinstance(value[0], int):
+        return len(value)
+    return None
+
+
+def render_text(event: Mapping[str, Any], mode: str, *, color: bool) -> bytes:
     """One event in ``short``, ``short-iso`` or ``cat`` form, with its trailing newline."""
     fields = journal_fields(event)
-    message = _PRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}", _message(event, fields))
+    blob = _is_blob(fields)
     if mode == "cat":
-        line = message
-        indent = 0
+        if blob is not None:
+            # journalctl -o cat writes the raw bytes.
+            return bytes(fields["MESSAGE"]) + b"\n"
+        return (_message(event, fields) + "\n").encode("utf-8", "replace")
+    if blob is not None:
+        message = f"[{blob}B blob data]"
     else:
-        prefix = _prefix(event, fields, iso=mode == "short-iso")
-        line = f"{prefix} {message}"
-        indent = len(prefix) + 1
+        # journalctl shows a tab as 8 spaces and escapes other control characters.
+        message = _PRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}", _message(event, fields).replace("\t", " " * 8))
+    prefix = _prefix(event, fields, iso=mode == "short-iso")
+    line = f"{prefix} {message}"
     if "\n" in line:
         # journalctl aligns continuation lines under the first line's message.
         first, *rest = line.split("\n")
-        line = "\n".join([first, *(" " * indent + r for r in rest)])
+        line = "\n".join([first, *(" " * (len(prefix) + 1) + r for r in rest)])
     if color:
         style = _PRIORITY_STYLE.get(_priority(event, fields) or 6)
         if style:
             line = f"{style}{line}{_RESET}"
-    return line + "\n"
+    return (line + "\n").encode("utf-8", "replace")
 
 
 def render_json(event: Mapping[str, Any]) -> bytes:
@@ -131,16 +144,28 @@ def _export_field(name: str, value: Any) -> bytes:
         data = bytes(value)
     else:
         data = str(value).encode("utf-8")
-    if b"\n" in data or any(b < 32 and b != 9 for b in data):
+    if b"\n" in data or any(b < 32 and b != 9 for b in data) or not _utf8(data):
         # Journal Export Format: binary-safe fields are NAME, newline, 64-bit LE size, data.
         return name.encode() + b"\n" + struct.pack("<Q", len(data)) + data + b"\n"
     return name.encode() + b"=" + data + b"\n"
 
 
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def render_export(event: Mapping[str, Any]) -> bytes:
     """One entry in the Journal Export Format (``journalctl -o export``), blank-line terminated."""
     out = bytearray()
-    for name, value in journal_fields(event).items():
+    fields = journal_fields(event)
+    # journalctl puts the entry's address fields first.
+    first = [k for k in ("__CURSOR", "__REALTIME_TIMESTAMP", "__MONOTONIC_TIMESTAMP", "_BOOT_ID") if k in fields]
+    for name in [*first, *(k for k in fields if k not in first)]:
+        value = fields[name]
         if isinstance(value, list) and value and not isinstance(value[0], int):
             # A field that occurs several times in the entry.
             for item in value:
