@@ -110,6 +110,7 @@ class TestServerSentEvents:
             seen = await everything.events(2)
             assert messages(seen) == ["message 4", "message 5"]
             assert messages(await nginx.events(1)) == ["message 4"]
+            await nginx.nothing_within(0.3)
             # The SSE id is the event's opaque position.
             assert all(e["_sse_id"] == e["position"] for e in seen)
             last_id = seen[-1]["_sse_id"]
