@@ -78,11 +78,16 @@ async function loadVMs() {
       if (current && current.name === vm.name) tr.classList.add("selected");
       cell(tr, vm.name);
       cell(tr, vm.status, "status status-" + vm.status);
+      if (vm.error) {
+        const why = document.createElement("span");
+        why.className = "error vm-error";
+        why.textContent = " " + vm.error.code + ": " + vm.error.message;
+        tr.lastChild.appendChild(why);
+      }
       cell(tr, vm.size || "");
       cell(tr, vm.provider || "");
       cell(tr, String(vm.event_count ?? ""));
       cell(tr, when(vm.last_event_at));
-      tr.title = vm.error_message || (vm.error && vm.error.message) || "";
       tr.addEventListener("click", () => { location.hash = encodeURIComponent(vm.name); });
       rows.appendChild(tr);
     }
