@@ -65,7 +65,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [ "${REBUILD_BASE:-0}" = 1 ] || ! buildah inspect --type image "$BASE_IMAGE" >/dev/null 2>&1; then
+if [ "${RUN_ONLY:-0}" = 1 ]; then
+    log "RUN_ONLY=1: using the images already built"
+elif [ "${REBUILD_BASE:-0}" = 1 ] || ! buildah inspect --type image "$BASE_IMAGE" >/dev/null 2>&1; then
     MIRROR=${MIRROR:-$(apt_mirror)}
     log "debootstrap $SUITE from $MIRROR"
     debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
@@ -89,6 +91,7 @@ else
     log "base image $BASE_IMAGE already present"
 fi
 
+if [ "${RUN_ONLY:-0}" != 1 ]; then
 log "wheelhouse build/wheels (host package index settings)"
 mkdir -p build/wheels
 rm -f build/wheels/vmjournal-*.whl
@@ -100,8 +103,10 @@ log "buildah build $IMAGE"
 buildah build --isolation chroot --format docker --layers \
     --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$IMAGE" -f Dockerfile . >"$WORK/build.log" 2>&1 \
     || { tail -40 "$WORK/build.log"; exit 1; }
+fi
 buildah images --format '{{.Name}}:{{.Tag}} {{.Size}}' "$IMAGE" >&2
 buildah inspect --type image --format 'user={{.Docker.Config.User}} healthcheck={{.Docker.Config.Healthcheck.Test}}' "$IMAGE" >&2
+echo >&2
 
 log "start a throwaway PostgreSQL"
 mkdir -p "$WORK/pg"
@@ -124,7 +129,8 @@ log "run $IMAGE with buildah run (listening on 127.0.0.1:$PORT)"
 CTR=$(buildah from "$IMAGE")
 # The key reaches the service through the environment only, never argv.
 API_KEY=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
-buildah run --isolation chroot --network host -v "$SOCKDIR:/run/postgresql" \
+# Only the socket file goes in: its directory is the server's private data directory.
+buildah run --isolation chroot --network host -v "$SOCKDIR/.s.PGSQL.$PGPORT:/run/postgresql/.s.PGSQL.$PGPORT" \
     --env VMJOURNAL_DATABASE_URL="postgresql://postgres@/postgres?host=/run/postgresql&port=$PGPORT" \
     --env VMJOURNAL_HOST=127.0.0.1 --env VMJOURNAL_PORT="$PORT" --env VMJOURNAL_API_KEYS="$API_KEY" \
     "$CTR" -- vmjournal serve --host 127.0.0.1 --port "$PORT" >"$WORK/serve.log" 2>&1 &
