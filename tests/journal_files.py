@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import struct
@@ -46,12 +47,16 @@ def write_journal(entries: Sequence[Entry], directory: Path, name: str = "test")
     return path
 
 
-def journal_json(path: Path, *args: str) -> list[dict[str, Any]]:
+def journal_json(path: Path, *args: str, env: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """``journalctl --file PATH -o json --all ARGS`` as a list of entries."""
-    out = subprocess.run(
+    done = subprocess.run(
         ["journalctl", f"--file={path}", "-o", "json", "--all", "--no-pager", *args],
-        check=True, capture_output=True,
-    ).stdout
+        capture_output=True, env={**os.environ, **(env or {})},
+    )
+    # journalctl exits 1 when a --grep matches nothing.
+    if done.returncode not in (0, 1) or (done.returncode == 1 and done.stdout):
+        raise subprocess.CalledProcessError(done.returncode, done.args, done.stdout, done.stderr)
+    out = done.stdout
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 

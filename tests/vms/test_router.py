@@ -162,3 +162,16 @@ class TestApiKeys:
         with pytest.raises(InsecureBinding, match="VMJOURNAL_API_KEYS"):
             create_app(Settings(_env_file=None, host="0.0.0.0"))  # type: ignore[call-arg]
         create_app(Settings(_env_file=None, host="0.0.0.0", api_keys=["k"]))  # type: ignore[call-arg]
+
+
+class TestMetrics:
+    async def test_counts(self, service: Service) -> None:
+        token = await enroll(service.client, "laptop")
+        await wait_for_status(service.client, "laptop", "running")
+        batch = [{"__CURSOR": f"c{i}", "__REALTIME_TIMESTAMP": "1764000000000000"} for i in range(3)]
+        for _ in range(2):
+            await service.client.post("/vm/laptop/boot", json=batch, headers={"Authorization": f"Bearer {token}"})
+        text = (await service.client.get("/metrics")).text
+        assert 'vmjournal_vms{provider="external",status="running"} 1.0' in text
+        assert 'vmjournal_ingest_entries_total{result="duplicate"}' in text
+        assert "vmjournal_ingest_batch_seconds_count" in text

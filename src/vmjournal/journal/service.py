@@ -12,7 +12,7 @@ import asyncpg
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from vmjournal import tokens
+from vmjournal import metrics, tokens
 from vmjournal.db import raw_connection
 from vmjournal.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized
 from vmjournal.journal import entries, filters, store
@@ -84,7 +84,10 @@ async def ingest_entries(session: AsyncSession, vm_id: UUID, batch: list[Any]) -
     """Store a batch atomically; entries already stored (same ``__CURSOR``) are counted, not stored again."""
     rows = entries.to_rows(batch)
     conn = await raw_connection(session)
-    stored = await store.ingest(conn, vm_id, rows)
+    with metrics.ingest_seconds.time():
+        stored = await store.ingest(conn, vm_id, rows)
+    metrics.ingested.labels("stored").inc(stored)
+    metrics.ingested.labels("duplicate").inc(len(rows) - stored)
     return IngestResult(received=len(rows), stored=stored)
 
 

@@ -1,0 +1,142 @@
+"""Queries through HTTP, checked against real journalctl on the same journal file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from conftest import Service
+from journal_files import journal_json, sample_entries, write_journal
+from support.api import bearer, enroll
+
+UNITS = ["nginx", "ssh.service", "systemd-journald", "cron", "app@1.service", "init.scope"]
+
+
+@pytest.fixture
+async def loaded(service: Service, tmp_path: Path, journal_tools: None) -> tuple[Service, Path]:
+    """A VM whose journal (3 boots, 3000 entries) was ingested in batches of 1000."""
+    path = write_journal(sample_entries(3000, boots=3), tmp_path / "j")
+    entries = journal_json(path)
+    token = await enroll(service.client, "vm1")
+    for start in range(0, len(entries), 1000):
+        response = await service.client.post("/vm/vm1/boot", json=entries[start:start + 1000],
+                                             headers=bearer(token))
+        assert response.json()["stored"] == len(entries[start:start + 1000])
+    return service, path
+
+
+async def all_pages(service: Service, path: str, **params: Any) -> list[dict[str, Any]]:
+    """Follow the Link: rel=next headers to the end."""
+    events: list[dict[str, Any]] = []
+    url: str | None = path
+    query: dict[str, Any] | None = {"limit": 250, **params}
+    while url:
+        response = await service.client.get(url, params=query)
+        assert response.status_code == 200, response.text
+        events += response.json()["events"]
+        link = response.headers.get("link")
+        url, query = (link.split(">")[0].lstrip("<"), None) if link else (None, None)
+    return events
+
+
+def cursors(events: list[dict[str, Any]]) -> list[str]:
+    return [e["__CURSOR"] for e in events]
+
+
+class TestUnitMatchesJournalctl:
+    @pytest.mark.parametrize("unit", UNITS)
+    async def test_unit(self, loaded: tuple[Service, Path], unit: str) -> None:
+        service, path = loaded
+        expected = cursors(journal_json(path, "-u", unit))
+        assert expected, "the sample must contain the unit"
+        assert cursors(await all_pages(service, f"/vm/vm1/boot/{unit}")) == expected
+
+    async def test_glob(self, loaded: tuple[Service, Path]) -> None:
+        service, path = loaded
+        assert cursors(await all_pages(service, "/vm/vm1/boot/s*")) == cursors(journal_json(path, "-u", "s*"))
+
+    @pytest.mark.parametrize(
+        ("params", "args"),
+        [
+            ({"priority": "err"}, ["-p", "err"]),
+            ({"priority": "warning..notice"}, ["-p", "warning..notice"]),
+            ({"boot": "0"}, ["-b", "0"]),
+            ({"boot": "-1"}, ["-b", "-1"]),
+            ({"boot": "1"}, ["-b", "1"]),
+            ({"grep": "HELLO 1"}, ["-g", "HELLO 1"]),
+            ({"grep": "hello 1"}, ["-g", "hello 1"]),
+            ({"since": "2025-11-24 16:00:01", "until": "2025-11-24 16:00:02"},
+             ["-S", "2025-11-24 16:00:01", "-U", "2025-11-24 16:00:02"]),
+        ],
+    )
+    async def test_filters(self, loaded: tuple[Service, Path], params: dict[str, str], args: list[str]) -> None:
+        service, path = loaded
+        expected = cursors(journal_json(path, "-u", "nginx", *args, env={"TZ": "UTC"}))
+        assert cursors(await all_pages(service, "/vm/vm1/boot/nginx", **params)) == expected
+
+    async def test_reverse(self, loaded: tuple[Service, Path]) -> None:
+        service, path = loaded
+        expected = cursors(journal_json(path, "-u", "ssh", "-r"))
+        assert cursors(await all_pages(service, "/vm/vm1/boot/ssh", order="desc")) == expected
+
+
+class TestVMJournal:
+    async def test_everything_in_order(self, loaded: tuple[Service, Path]) -> None:
+        service, path = loaded
+        assert cursors(await all_pages(service, "/vm/vm1/boot", limit=1000)) == cursors(journal_json(path))
+
+    async def test_ndjson_streams_everything(self, loaded: tuple[Service, Path]) -> None:
+        service, path = loaded
+        response = await service.client.get("/vm/vm1/boot", headers={"Accept": "application/x-ndjson"})
+        assert response.headers["content-type"] == "application/x-ndjson"
+        lines = [orjson.loads(line) for line in response.content.splitlines()]
+        assert cursors(lines) == cursors(journal_json(path))
+
+    async def test_text_short(self, loaded: tuple[Service, Path]) -> None:
+        service, path = loaded
+        response = await service.client.get("/vm/vm1/boot/cron", params={"limit": 3},
+                                            headers={"Accept": "text/plain"})
+        lines = response.text.splitlines()
+        assert len(lines) == 3
+        assert lines[0].startswith("Nov 24 16:00:") and " vm-test " in lines[0]
+
+    async def test_units_and_boots(self, loaded: tuple[Service, Path]) -> None:
+        service, path = loaded
+        units = {u["unit"]: u["entries"] for u in (await service.client.get("/vm/vm1/units")).json()}
+        for unit in ("nginx.service", "ssh.service", "cron.service"):
+            assert units[unit] == len(journal_json(path, "-u", unit))
+        boots = (await service.client.get("/vm/vm1/boots")).json()
+        assert [b["offset"] for b in boots] == [-2, -1, 0]
+        assert sum(b["entries"] for b in boots) == 3000
+
+
+class TestQueryBadInput:
+    @pytest.mark.parametrize(
+        ("params", "code"),
+        [
+            ({"priority": "loud"}, "invalid_priority"),
+            ({"since": "next tuesday-ish"}, "invalid_time"),
+            ({"boot": "zzz"}, "invalid_boot"),
+            ({"boot": "-9"}, "boot_not_found"),
+            ({"grep": "(unclosed"}, "bad_grep"),
+            ({"cursor": "!!!"}, "bad_cursor"),
+            ({"output": "xml"}, "bad_output"),
+            ({"limit": "0"}, "invalid_request"),
+            ({"order": "sideways"}, "invalid_request"),
+        ],
+    )
+    async def test_clear_error(self, loaded: tuple[Service, Path], params: dict[str, str], code: str) -> None:
+        service, _ = loaded
+        response = await service.client.get("/vm/vm1/boot/nginx", params=params)
+        assert response.status_code in (400, 404, 422)
+        assert response.json()["error"] == code, response.text
+
+    async def test_bad_unit_name(self, service: Service) -> None:
+        await enroll(service.client, "vm1")
+        response = await service.client.get("/vm/vm1/boot/a;b")
+        assert response.status_code == 400 and response.json()["error"] == "invalid_unit"
+
+    async def test_unknown_vm(self, service: Service) -> None:
+        assert (await service.client.get("/vm/nope/boot")).status_code == 404
