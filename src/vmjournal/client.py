@@ -203,12 +203,11 @@ class Client:
 
     # -- journal ----------------------------------------------------------------------------
 
-    def events(self, name: str, query: EventQuery, *, page_size: int = 1000) -> Iterator[dict[str, Any]]:
-        """All matching events, following ``Link: rel=next`` pages, as NDJSON."""
+    def events(self, name: str, query: EventQuery) -> Iterator[dict[str, Any]]:
+        """All matching events (or the first ``query.limit``) as an NDJSON stream; a ``Link: rel=next``
+        header, if the server paginates, is followed."""
         params = query.params()
         wanted = query.limit
-        if wanted is None:
-            params["limit"] = str(page_size)
         url: str | None = self._boot_path(name, query.unit)
         sent = 0
         first = True
