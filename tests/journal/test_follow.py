@@ -8,7 +8,9 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from uuid import UUID
 
+import asyncpg
 import httpx
 import orjson
 from conftest import Service
@@ -169,8 +171,6 @@ class TestHub:
         hub = live.LiveHub(service.database_url, db.session_factory(engine))
         await hub.start()
         try:
-            from uuid import UUID
-
             followers = []
             for i in range(30):
                 f = EventFilter(units=["nginx.service"]) if i % 3 == 0 else EventFilter()
@@ -185,6 +185,32 @@ class TestHub:
                 assert got == (["message 2"] if i % 3 == 0 else ["message 1", "message 2"])
             assert hub.queries - before == 1
             assert hub.follower_count(UUID(vm_id)) == 30
+        finally:
+            await hub.stop()
+            await engine.dispose()
+
+    async def test_survives_losing_its_listen_connection(self, service: Service) -> None:
+        """Notifications sent while the hub reconnects are lost; it catches up on every followed VM."""
+        token = await enroll(service.client, "web")
+        vm_id = UUID((await service.client.get("/vm/web")).json()["id"])
+        engine = db.create_engine(service.database_url)
+        hub = live.LiveHub(service.database_url, db.session_factory(engine))
+        await hub.start()
+        try:
+            f = EventFilter()
+            follower = hub.register(vm_id, f)
+            upto, _ = await live._snapshot(hub._sessions, vm_id, f, backlog=0, after=None)
+            hub.activate(follower, upto)
+            assert hub._listener is not None
+            killer = await asyncpg.connect(service.database_url)
+            try:
+                await killer.execute("SELECT pg_terminate_backend($1)", hub._listener.get_server_pid())
+            finally:
+                await killer.close()
+            await ingest(service, token, entry(1))
+            assert entry_messages(await follower.next_batch(10)) == ["message 1"]
+            await ingest(service, token, entry(2))
+            assert entry_messages(await follower.next_batch(10)) == ["message 2"]
         finally:
             await hub.stop()
             await engine.dispose()
