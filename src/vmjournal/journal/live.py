@@ -37,6 +37,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.background import BackgroundTask
 
+from vmjournal import metrics
 from vmjournal.db import raw_connection
 from vmjournal.errors import BadRequest
 from vmjournal.journal import store
@@ -194,6 +195,7 @@ class LiveHub:
         """Start listening for the VM before the follower takes its snapshot, so nothing falls between."""
         follower = Follower(vm_id=vm_id, filter=f)
         self._followers.setdefault(vm_id, set()).add(follower)
+        metrics.live_followers.inc()
         return follower
 
     def activate(self, follower: Follower, seen_seq: int) -> None:
@@ -206,8 +208,9 @@ class LiveHub:
 
     def unregister(self, follower: Follower) -> None:
         followers = self._followers.get(follower.vm_id)
-        if followers is not None:
+        if followers is not None and follower in followers:
             followers.discard(follower)
+            metrics.live_followers.dec()
             if not followers:
                 del self._followers[follower.vm_id]
 
@@ -242,6 +245,7 @@ class LiveHub:
                 rows = await store.events_after_seq(conn, vm_id, after_seq=after, ts_from=first, limit=FETCH_ROWS)
                 await session.commit()
             self.queries += 1
+            metrics.live_queries.inc()
             if not rows:
                 return
             events: dict[int, dict[str, Any]] = {}
