@@ -8,6 +8,7 @@ when stdout is a terminal; piped output is plain text a script can parse.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import sys
@@ -606,10 +607,11 @@ def logs(
                 return ExitCode.OK
             if count is not None:
                 # The newest N, shown oldest first unless -r.
-                query.limit, query.order = count, "desc"
+                # The server caps limit at 10000; beyond that the stream is cut here instead.
+                query.limit, query.order = (count if count <= 10_000 else None), "desc"
                 if count == 0:
                     return ExitCode.OK
-                events = list(client.events(name, query))
+                events = list(itertools.islice(client.events(name, query), count))
                 _write_events(events if reverse else events[::-1], output)
             else:
                 query.order = "desc" if reverse else "asc"
