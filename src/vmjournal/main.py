@@ -19,8 +19,11 @@ from vmjournal.deps import ApiKey, SessionDep
 from vmjournal.jobs.worker import Worker
 from vmjournal.journal.live import LiveHub
 from vmjournal.journal.router import router as journal_router
+from vmjournal.journal.upload import redact_tokens_in_access_log
+from vmjournal.journal.upload import router as upload_router
 from vmjournal.providers.base import VMProvider
 from vmjournal.providers.registry import build_providers
+from vmjournal.vms.router import bootstrap_router
 from vmjournal.vms.router import router as vms_router
 
 log = logging.getLogger(__name__)
@@ -108,6 +111,9 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
 
     # The journal router first: /vm/{name}/boot must win over /vm/{name}/{size}.
     app.include_router(journal_router)
+    app.include_router(upload_router)
+    redact_tokens_in_access_log()
     app.include_router(vms_router)
+    app.include_router(bootstrap_router)
     web.mount(app)
     return app

@@ -21,7 +21,7 @@ from vmjournal.errors import (
     UnsupportedMediaType,
     responses,
 )
-from vmjournal.journal import live, service
+from vmjournal.journal import live, service, upload
 from vmjournal.journal.formats import OUTPUT_MODES, export_bytes, render
 from vmjournal.journal.schemas import BootPublic, EventsPage, IngestResponse, UnitPublic
 from vmjournal.journal.store import EventFilter
@@ -78,8 +78,12 @@ async def ingest(
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> IngestResponse:
     """A batch of `journalctl -o json` entries (array or one object, optionally gzip), with the VM's
-    token as `Authorization: Bearer`. Atomic and idempotent by `__CURSOR`."""
+    token as `Authorization: Bearer`. Atomic and idempotent by `__CURSOR`. The Journal Export Format
+    (`Content-Type: application/vnd.fdo.journal`, as systemd-journal-upload sends it) is accepted too."""
     vm_id = await service.authenticate_agent(session, name, authorization)
+    if upload.is_export(request):
+        result = await upload.ingest_export(session, vm_id, request, settings)
+        return IngestResponse(received=result.received, stored=result.stored, duplicates=result.duplicates)
     # Any other content type is read as JSON: the original design's agents posted with curl -d.
     body = await decoded_body(request, settings.max_body_bytes)
     batch = service.parse_json_batch(body, settings.max_batch_entries)

@@ -20,7 +20,9 @@ CREATE_STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS journal_staging (
     cursor text, ts_us bigint, monotonic_us bigint, boot_id text, unit text, about_unit text,
     priority smallint, identifier text, pid integer, hostname text, message text, fields text
-) ON COMMIT DELETE ROWS
+) ON COMMIT DELETE ROWS;
+-- Emptied here too: the export-format ingest stores several batches in one transaction.
+DELETE FROM journal_staging
 """
 
 # One statement moves the batch, skips cursors already stored, keeps the boot and unit
