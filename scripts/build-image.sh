@@ -144,6 +144,7 @@ done
 if [ "$ok" = 1 ]; then
     echo "GET /healthz -> 200 $body"
     echo "GET / -> $(curl -fsS "http://127.0.0.1:$PORT/")"
+    echo "GET /ui/ -> $(curl -sS -o /dev/null -w '%{http_code} %{content_type}' "http://127.0.0.1:$PORT/ui/")"
     # The image's own HEALTHCHECK command, run inside the container.
     buildah run --isolation chroot --network host --env VMJOURNAL_PORT="$PORT" "$CTR" -- \
         sh -c "$(buildah inspect --type image --format '{{index .Docker.Config.Healthcheck.Test 1}}' "$IMAGE")" \
