@@ -34,6 +34,7 @@ Creates Linux VMs (on Azure, or locally under QEMU) and collects their systemd j
 * Ask for a VM with `POST /vm/{name}/{size}`; follow its status with `GET /vm/{name}`.
 * The agent on the VM pushes its journal to `POST /vm/{name}/boot` with the VM's token.
 * Read it with `GET /vm/{name}/boot` or one unit's with `GET /vm/{name}/boot/{unit}`, filtered like journalctl.
+* Follow it live with `Accept: text/event-stream` (Server-Sent Events), or watch it in the web page at [/ui/](/ui/).
 
 Management routes need an API key (`Authorization: Bearer <key>`) when the service has keys configured.
 """
