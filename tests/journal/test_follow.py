@@ -214,3 +214,32 @@ class TestHub:
         finally:
             await hub.stop()
             await engine.dispose()
+
+    async def test_a_reader_too_far_behind_is_closed(self, service: Service) -> None:
+        """Memory per follower is bounded: past QUEUE_EVENTS unread events it gets an end, not more."""
+        token = await enroll(service.client, "web")
+        vm_id = UUID((await service.client.get("/vm/web")).json()["id"])
+        engine = db.create_engine(service.database_url)
+        hub = live.LiveHub(service.database_url, db.session_factory(engine))
+        await hub.start()
+        try:
+            slow, fast = EventFilter(), EventFilter()
+            slow_follower, fast_follower = hub.register(vm_id, slow), hub.register(vm_id, fast)
+            for follower, f in ((slow_follower, slow), (fast_follower, fast)):
+                upto, _ = await live._snapshot(hub._sessions, vm_id, f, backlog=0, after=None)
+                hub.activate(follower, upto)
+            received = 0
+            for start in range(0, live.QUEUE_EVENTS + 2000, 4000):
+                await ingest(service, token, *(entry(i) for i in range(start, start + 4000)))
+                while received < start + 4000:
+                    batch = await fast_follower.next_batch(10)
+                    assert batch, "the fast reader must get everything"
+                    received += len(batch)
+            batches = []
+            while (batch := await slow_follower.next_batch(1)) not in (None, []):
+                batches.append(batch)
+            assert batch is None and slow_follower.overflowed
+            assert sum(len(b) for b in batches) <= live.QUEUE_EVENTS
+        finally:
+            await hub.stop()
+            await engine.dispose()
