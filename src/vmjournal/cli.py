@@ -170,15 +170,9 @@ def db_upgrade() -> None:
 
 
 def _error_of(vm: dict[str, Any]) -> tuple[str | None, str | None, list[str]]:
-    err = vm.get("error")
-    if isinstance(err, dict):
-        details = [d.get("code", str(d)) if isinstance(d, dict) else str(d) for d in err.get("details") or []]
-        return err.get("code"), err.get("message"), details
-    return (
-        vm.get("error_code"),
-        vm.get("error_message") or (err if isinstance(err, str) else None),
-        list(vm.get("error_details") or []),
-    )
+    """The provider's error on a VM record: code, message and the codes of its details."""
+    err = vm.get("error") or {}
+    return err.get("code"), err.get("message"), [str(d) for d in err.get("details") or []]
 
 
 def _print_failure(vm: dict[str, Any]) -> None:
@@ -433,7 +427,7 @@ def vm_show(
         code, message, details = _error_of(vm)
         pairs: list[tuple[str, str]] = []
         for key, value in vm.items():
-            if key in ("error", "error_code", "error_message", "error_details"):
+            if key == "error":
                 continue
             if isinstance(value, dict):
                 value = ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
