@@ -58,7 +58,7 @@ class SSE:
 
     async def events(self, count: int) -> list[dict[str, Any]]:
         """The next ``count`` journal events, each with its SSE id."""
-        out = []
+        out: list[dict[str, Any]] = []
         while len(out) < count:
             message = await self.next()
             if message.get("event") in (None, "message") and "data" in message:
@@ -67,7 +67,7 @@ class SSE:
 
     async def until_live(self) -> list[dict[str, Any]]:
         """The backlog (or catch-up) sent before the ``live`` marker."""
-        out = []
+        out: list[dict[str, Any]] = []
         while True:
             message = await self.next()
             if message.get("event") == "live":
@@ -134,7 +134,7 @@ class TestServerSentEvents:
             first = await errors.events(2)
             # grep with no capital letter ignores case, as journalctl does.
             assert messages(first) == ["message 1 disk full", "message 4 Disk slow"]
-            assert await errors.nothing_within(0.3) is None
+            await errors.nothing_within(0.3)
 
     async def test_bad_last_event_id_is_a_clear_400(self, service: Service) -> None:
         await enroll(service.client, "web")

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import Service
 from playwright.async_api import BrowserContext, Page, async_playwright, expect
@@ -55,9 +56,10 @@ class TestPage:
         self, service: Service, browser: BrowserContext, tmp_path: Path
     ) -> None:
         token = await enroll(service.client, "web-1")
-        ingest = lambda *entries: service.client.post(  # noqa: E731
-            "/vm/web-1/boot", json=list(entries), headers=bearer(token)
-        )
+
+        async def ingest(*entries: dict[str, str]) -> httpx.Response:
+            return await service.client.post("/vm/web-1/boot", json=list(entries), headers=bearer(token))
+
         assert (await ingest(entry(1, "nginx starting", "nginx.service"), entry(2, "sshd ready"))).status_code == 200
         await service.client.post("/vm/fail-2/small")
         await wait_for_status(service.client, "web-1", "running")
