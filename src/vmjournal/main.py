@@ -21,6 +21,7 @@ from vmjournal.journal.live import LiveHub
 from vmjournal.journal.router import router as journal_router
 from vmjournal.journal.upload import redact_tokens_in_access_log
 from vmjournal.journal.upload import router as upload_router
+from vmjournal.providers.azure.router import router as azure_router
 from vmjournal.providers.base import VMProvider
 from vmjournal.providers.registry import build_providers
 from vmjournal.vms.router import bootstrap_router
@@ -116,5 +117,7 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
     redact_tokens_in_access_log()
     app.include_router(vms_router)
     app.include_router(bootstrap_router)
+    app.include_router(azure_router)
+    # Last: a mount at /ui must not shadow any route.
     web.mount(app)
     return app
