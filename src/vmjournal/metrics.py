@@ -13,6 +13,10 @@ ingest_seconds = Histogram(
     "vmjournal_ingest_batch_seconds", "Time to store one ingest batch", registry=registry,
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+live_followers = Gauge("vmjournal_live_followers", "Open live follow streams", registry=registry)
+live_queries = Counter(
+    "vmjournal_live_queries", "Queries the live-follow hub ran to fan new events out", registry=registry
+)
 vms = Gauge("vmjournal_vms", "VMs by provider and status", ["provider", "status"], registry=registry)
 jobs = Gauge("vmjournal_jobs", "Provisioning jobs by kind and status", ["kind", "status"], registry=registry)
 

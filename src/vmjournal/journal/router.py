@@ -21,7 +21,7 @@ from vmjournal.errors import (
     UnsupportedMediaType,
     responses,
 )
-from vmjournal.journal import service, upload
+from vmjournal.journal import live, service, upload
 from vmjournal.journal.formats import OUTPUT_MODES, export_bytes, render
 from vmjournal.journal.schemas import BootPublic, EventsPage, IngestResponse, UnitPublic
 from vmjournal.journal.store import EventFilter
@@ -111,6 +111,9 @@ class QueryParams:
     order: Annotated[Order, Query(description="asc: oldest first (journalctl); desc: newest first.")] = "asc"
     cursor: Annotated[str | None, Query(description="Continue after this position (from the `next` link).")] = None
     output: Annotated[str | None, Query(description="Force an output mode: " + ", ".join(OUTPUT_MODES))] = None
+    follow: Annotated[bool, Query(description="Keep the stream open and send new events as they are stored "
+                                              "(NDJSON or text); `Accept: text/event-stream` always follows. "
+                                              "`limit` is then the backlog sent first (default 10).")] = False
 
 
 Params = Annotated[QueryParams, Depends()]
@@ -140,6 +143,13 @@ async def _events(
         boot=p.boot, grep=p.grep, identifiers=p.identifier,
     )
     mode = _mode(request, p.output)
+    if "text/event-stream" in request.headers.get("accept", "") or p.follow:
+        # Hand the request's connection back now: the session dependency would hold it for the whole stream.
+        await session.commit()
+        return await live.follow_response(
+            request, sessions, vm.id, f, mode="sse" if "text/event-stream" in request.headers.get("accept", "")
+            else mode, backlog=p.limit, last_event_id=request.headers.get("last-event-id") or p.cursor,
+        )
     descending = p.order == "desc"
     if mode == "page":
         limit = p.limit or 100
@@ -156,6 +166,7 @@ async def _events(
         session, vm.id, f, limit=min(p.limit or _STREAM_PAGE, _STREAM_PAGE), after=p.cursor, descending=descending
     )
     stream = _stream(sessions, vm.id, f, first, p.limit, descending, mode)
+    await session.commit()
     media = {"ndjson": NDJSON, "export": EXPORT, "json": NDJSON}.get(mode, "text/plain; charset=utf-8")
     return StreamingResponse(stream, media_type=media)
 
@@ -189,7 +200,8 @@ async def _stream(
 
 _QUERY_DOC = (
     " Filters follow journalctl. `Accept: application/x-ndjson` streams NDJSON, `text/plain` journalctl's short"
-    " format; JSON pages carry `next` and a `Link: rel=next` header."
+    " format; JSON pages carry `next` and a `Link: rel=next` header. `Accept: text/event-stream` follows new"
+    " events as Server-Sent Events (the `id` is the event's position; `Last-Event-ID` resumes after it)."
 )
 
 

@@ -1,0 +1,176 @@
+"""journalctl's output modes for the CLI, rendered from the service's events on the client side.
+
+``short``, ``short-iso``, ``cat``, ``json`` and ``export`` look like what ``journalctl -o``
+prints for the same entries, so scripts and eyes trained on journalctl keep working.
+Timestamps are shown in the local time zone, as journalctl does.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from vmjournal.client import journal_fields
+
+OUTPUT_MODES = ("short", "short-iso", "json", "cat", "export")
+
+# journalctl's colours: errors and worse red, warnings yellow, notices bold, debug grey.
+_RESET = "\x1b[0m"
+_PRIORITY_STYLE = {
+    0: "\x1b[1;31m",
+    1: "\x1b[1;31m",
+    2: "\x1b[1;31m",
+    3: "\x1b[1;31m",
+    4: "\x1b[1;33m",
+    5: "\x1b[1m",
+    7: "\x1b[2m",
+}
+_PRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _first(value: Any) -> Any:
+    if isinstance(value, list) and value and not isinstance(value[0], int):
+        return value[0]
+    return value
+
+
+def _text(value: Any) -> str | None:
+    value = _first(value)
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
+
+
+def _timestamp(event: Mapping[str, Any], fields: Mapping[str, Any]) -> datetime | None:
+    realtime = _text(fields.get("__REALTIME_TIMESTAMP"))
+    if realtime and realtime.isdigit():
+        return datetime.fromtimestamp(int(realtime) / 1_000_000, tz=UTC).astimezone()
+    stamp = event.get("timestamp")
+    if isinstance(stamp, str):
+        try:
+            return datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone()
+        except ValueError:
+            return None
+    return None
+
+
+def _priority(event: Mapping[str, Any], fields: Mapping[str, Any]) -> int | None:
+    value = event.get("priority")
+    if isinstance(value, int):
+        return value
+    text = _text(fields.get("PRIORITY"))
+    return int(text) if text and text.isdigit() else None
+
+
+def _message(event: Mapping[str, Any], fields: Mapping[str, Any]) -> str:
+    message = event.get("message")
+    if isinstance(message, str):
+        return message
+    return _text(fields.get("MESSAGE")) or ""
+
+
+def _prefix(event: Mapping[str, Any], fields: Mapping[str, Any], iso: bool) -> str:
+    ts = _timestamp(event, fields)
+    if ts is None:
+        stamp = "-"
+    elif iso:
+        stamp = ts.strftime("%Y-%m-%dT%H:%M:%S%z")
+    else:
+        stamp = ts.strftime("%b %d %H:%M:%S")
+    host = event.get("hostname") or _text(fields.get("_HOSTNAME"))
+    ident = (
+        event.get("identifier")
+        or _text(fields.get("SYSLOG_IDENTIFIER"))
+        or _text(fields.get("_COMM"))
+        or "unknown"
+    )
+    pid = event.get("pid") or _text(fields.get("SYSLOG_PID")) or _text(fields.get("_PID"))
+    parts = [stamp]
+    if host:
+        parts.append(str(host))
+    parts.append(f"{ident}[{pid}]:" if pid else f"{ident}:")
+    return " ".join(parts)
+
+
+def _is_blob(fields: Mapping[str, Any]) -> int | None:
+    """The byte length of a MESSAGE journalctl would not print as text (sent as a byte array)."""
+    value = fields.get("MESSAGE")
+    if isinstance(value, list) and value and isinstance(value[0], int):
+        return len(value)
+    return None
+
+
+def render_text(event: Mapping[str, Any], mode: str, *, color: bool) -> bytes:
+    """One event in ``short``, ``short-iso`` or ``cat`` form, with its trailing newline."""
+    fields = journal_fields(event)
+    blob = _is_blob(fields)
+    if mode == "cat":
+        if blob is not None:
+            # journalctl -o cat writes the raw bytes.
+            return bytes(fields["MESSAGE"]) + b"\n"
+        return (_message(event, fields) + "\n").encode("utf-8", "replace")
+    if blob is not None:
+        message = f"[{blob}B blob data]"
+    else:
+        # journalctl shows a tab as 8 spaces and escapes other control characters.
+        message = _PRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}", _message(event, fields).replace("\t", " " * 8))
+    prefix = _prefix(event, fields, iso=mode == "short-iso")
+    line = f"{prefix} {message}"
+    if "\n" in line:
+        # journalctl aligns continuation lines under the first line's message.
+        first, *rest = line.split("\n")
+        line = "\n".join([first, *(" " * (len(prefix) + 1) + r for r in rest)])
+    if color:
+        style = _PRIORITY_STYLE.get(_priority(event, fields) or 6)
+        if style:
+            line = f"{style}{line}{_RESET}"
+    return (line + "\n").encode("utf-8", "replace")
+
+
+def render_json(event: Mapping[str, Any]) -> bytes:
+    """The entry's journal fields as one JSON line, like ``journalctl -o json``."""
+    return orjson.dumps(journal_fields(event)) + b"\n"
+
+
+def _export_field(name: str, value: Any) -> bytes:
+    if isinstance(value, list) and value and isinstance(value[0], int):
+        data = bytes(value)
+    else:
+        data = str(value).encode("utf-8")
+    if b"\n" in data or any(b < 32 and b != 9 for b in data) or not _utf8(data):
+        # Journal Export Format: binary-safe fields are NAME, newline, 64-bit LE size, data.
+        return name.encode() + b"\n" + struct.pack("<Q", len(data)) + data + b"\n"
+    return name.encode() + b"=" + data + b"\n"
+
+
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def render_export(event: Mapping[str, Any]) -> bytes:
+    """One entry in the Journal Export Format (``journalctl -o export``), blank-line terminated."""
+    out = bytearray()
+    fields = journal_fields(event)
+    # journalctl puts the entry's address fields first.
+    first = [k for k in ("__CURSOR", "__REALTIME_TIMESTAMP", "__MONOTONIC_TIMESTAMP", "_BOOT_ID") if k in fields]
+    for name in [*first, *(k for k in fields if k not in first)]:
+        value = fields[name]
+        if isinstance(value, list) and value and not isinstance(value[0], int):
+            # A field that occurs several times in the entry.
+            for item in value:
+                out += _export_field(name, item)
+        elif value is not None:
+            out += _export_field(name, value)
+    out += b"\n"
+    return bytes(out)
