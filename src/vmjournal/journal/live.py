@@ -316,7 +316,7 @@ def _sse(event: Mapping[str, Any]) -> bytes:
     return b"id: " + str(event["position"]).encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
 
 
-def _encoder(mode: str) -> tuple[str, Callable[[Mapping[str, Any]], bytes], bytes | None]:
+def encoder(mode: str) -> tuple[str, Callable[[Mapping[str, Any]], bytes], bytes | None]:
     """Media type, per-event encoder and keepalive bytes of a follow stream."""
     if mode == "sse":
         return "text/event-stream", _sse, b": keepalive\n\n"
@@ -360,7 +360,7 @@ async def follow_response(
     except BaseException:
         hub.unregister(follower)
         raise
-    media, encode, keepalive = _encoder(mode)
+    media, encode, keepalive = encoder(mode)
 
     async def stream() -> AsyncIterator[bytes]:
         try:

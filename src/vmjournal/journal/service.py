@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,20 +27,6 @@ class IngestResult:
     @property
     def duplicates(self) -> int:
         return self.received - self.stored
-
-
-def inflate(body: bytes, limit: int) -> bytes:
-    """Gunzip a body, refusing one that inflates past ``limit`` (a gzip bomb) without inflating it all."""
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise BadRequest(f"the body is not valid gzip: {exc}", code="bad_gzip") from None
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise PayloadTooLarge(f"the body inflates past the limit of {limit} bytes; send smaller batches")
-    if not inflater.eof:
-        raise BadRequest("the gzip body is truncated", code="bad_gzip")
-    return out
 
 
 def parse_json_batch(body: bytes, max_entries: int) -> list[Any]:

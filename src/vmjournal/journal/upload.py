@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import logging
 import re
-import zlib
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
@@ -25,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from vmjournal.config import Settings
 from vmjournal.deps import SessionDep, SettingsDep
 from vmjournal.errors import BadRequest, Forbidden, PayloadTooLarge, UnsupportedMediaType, responses
-from vmjournal.journal import entries, service
+from vmjournal.journal import bodies, entries, service
 from vmjournal.journal.export_format import ExportFormatError, ExportParser
 from vmjournal.journal.schemas import IngestResponse
 
@@ -33,7 +31,6 @@ EXPORT_MEDIA_TYPE = "application/vnd.fdo.journal"
 # journal-upload's first POST from a VM is its whole journal; the JSON path's per-request limit
 # is for the agent's small batches.
 EXPORT_BODY_FACTOR = 16
-_INFLATE_BLOCK = 1 << 20
 
 router = APIRouter(tags=["journal"])
 
@@ -41,33 +38,6 @@ router = APIRouter(tags=["journal"])
 def is_export(request: Request) -> bool:
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     return media == EXPORT_MEDIA_TYPE
-
-
-async def _body_chunks(request: Request, limit: int) -> AsyncIterator[bytes]:
-    """The decoded body as it arrives; 413 once it passes ``limit``, 415 for unknown encodings."""
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding not in ("identity", "", "gzip"):
-        raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not supported; use gzip or none")
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS) if encoding == "gzip" else None
-    total = 0
-    async for chunk in request.stream():
-        pieces = [chunk]
-        if inflater is not None:
-            try:
-                pieces = [inflater.decompress(chunk, _INFLATE_BLOCK)]
-                # Bounded steps, so a gzip bomb trips the limit before it fills memory.
-                while inflater.unconsumed_tail and total + sum(map(len, pieces)) <= limit:
-                    pieces.append(inflater.decompress(inflater.unconsumed_tail, _INFLATE_BLOCK))
-            except zlib.error as exc:
-                raise BadRequest(f"the body is not valid gzip: {exc}", code="bad_gzip") from None
-        for piece in pieces:
-            total += len(piece)
-            if total > limit:
-                raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes per request; nothing was stored")
-            if piece:
-                yield piece
-    if inflater is not None and not inflater.eof:
-        raise BadRequest("the gzip body is truncated", code="bad_gzip")
 
 
 async def ingest_export(
@@ -90,7 +60,7 @@ async def ingest_export(
         stored += result.stored
 
     try:
-        async for data in _body_chunks(request, settings.max_body_bytes * EXPORT_BODY_FACTOR):
+        async for data in bodies.decoded_chunks(request, settings.max_body_bytes * EXPORT_BODY_FACTOR):
             pending += parser.feed(data)
             while len(pending) >= step:
                 await store(pending[:step])
@@ -124,7 +94,7 @@ async def upload(
             f"this route takes Content-Type: {EXPORT_MEDIA_TYPE}; JSON batches go to POST /vm/{{name}}/boot"
         )
     result = await ingest_export(session, vm_id, request, settings)
-    return IngestResponse(received=result.received, stored=result.stored, duplicates=result.duplicates)
+    return IngestResponse.of(result)
 
 
 _TOKEN_IN_PATH = re.compile(r"(/ingest/)[^/?#\s\"]+")
