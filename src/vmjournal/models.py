@@ -79,8 +79,8 @@ class VM(SQLModel, table=True):
     token_hash: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
     event_count: int = Field(default=0, sa_column=sa.Column(sa.BigInteger, nullable=False, server_default="0"))
     last_event_at: datetime | None = Field(default=None, sa_column=_tz())
-    created_at: datetime = Field(sa_column=_tz(nullable=False, server_default=sa.func.now()))
-    updated_at: datetime = Field(sa_column=_tz(nullable=False, server_default=sa.func.now()))
+    created_at: datetime | None = Field(default=None, sa_column=_tz(nullable=False, server_default=sa.func.now()))
+    updated_at: datetime | None = Field(default=None, sa_column=_tz(nullable=False, server_default=sa.func.now()))
     deleted_at: datetime | None = Field(default=None, sa_column=_tz())
 
 
@@ -107,9 +107,9 @@ class Job(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
     locked_by: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
     heartbeat_at: datetime | None = Field(default=None, sa_column=_tz())
-    run_after: datetime = Field(sa_column=_tz(nullable=False, server_default=sa.func.now()))
-    created_at: datetime = Field(sa_column=_tz(nullable=False, server_default=sa.func.now()))
-    updated_at: datetime = Field(sa_column=_tz(nullable=False, server_default=sa.func.now()))
+    run_after: datetime | None = Field(default=None, sa_column=_tz(nullable=False, server_default=sa.func.now()))
+    created_at: datetime | None = Field(default=None, sa_column=_tz(nullable=False, server_default=sa.func.now()))
+    updated_at: datetime | None = Field(default=None, sa_column=_tz(nullable=False, server_default=sa.func.now()))
 
 
 class JournalEvent(SQLModel, table=True):

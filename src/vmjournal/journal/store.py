@@ -206,7 +206,7 @@ async def query_events(
             f"SELECT * FROM (({own}) UNION ALL ({about})) e "
             f"ORDER BY ts {order}, seq {order} LIMIT {limit_arg}"
         )
-    return await conn.fetch(sql, *q.args)
+    return list(await conn.fetch(sql, *q.args))
 
 
 async def lock_vm_ingest(conn: asyncpg.Connection, vm_id: UUID) -> None:
@@ -223,15 +223,15 @@ async def events_after_seq(
     conn: asyncpg.Connection, vm_id: UUID, *, after_seq: int, ts_from: datetime, limit: int
 ) -> list[asyncpg.Record]:
     """Events of the VM with seq above ``after_seq`` and timestamp from ``ts_from``, in seq order."""
-    return await conn.fetch(SELECT_EVENTS_AFTER_SEQ, vm_id, ts_from, after_seq, limit)
+    return list(await conn.fetch(SELECT_EVENTS_AFTER_SEQ, vm_id, ts_from, after_seq, limit))
 
 
 async def list_boots(conn: asyncpg.Connection, vm_id: UUID) -> list[asyncpg.Record]:
-    return await conn.fetch(SELECT_BOOTS, vm_id)
+    return list(await conn.fetch(SELECT_BOOTS, vm_id))
 
 
 async def list_units(conn: asyncpg.Connection, vm_id: UUID) -> list[asyncpg.Record]:
-    return await conn.fetch(SELECT_UNITS, vm_id)
+    return list(await conn.fetch(SELECT_UNITS, vm_id))
 
 
 async def units_like(conn: asyncpg.Connection, vm_id: UUID, pattern: str) -> list[str]:
