@@ -14,7 +14,7 @@ import re
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, tzinfo
 from typing import Annotated, Any
 
 import orjson
@@ -24,7 +24,9 @@ from rich.table import Table
 from rich.text import Text
 
 from vmjournal.client import DEFAULT_URL, APIError, Client, EventQuery, ExitCode
-from vmjournal.output import OUTPUT_MODES, render_export, render_json, render_text
+from vmjournal.errors import BadRequest
+from vmjournal.journal import filters
+from vmjournal.journal.formats import OUTPUT_MODES, render_export, render_json, render_text
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 success; 1 error; 2 bad command line; 3 no such VM; 4 the VM failed "
@@ -454,53 +456,20 @@ def vm_show(
 
 # -- logs -------------------------------------------------------------------------------------
 
-_UNITS = {
-    "us": 1e-6, "usec": 1e-6, "ms": 1e-3, "msec": 1e-3,
-    "s": 1, "sec": 1, "second": 1, "seconds": 1,
-    "m": 60, "min": 60, "minute": 60, "minutes": 60,
-    "h": 3600, "hr": 3600, "hour": 3600, "hours": 3600,
-    "d": 86400, "day": 86400, "days": 86400,
-    "w": 604800, "week": 604800, "weeks": 604800,
-}  # fmt: skip
-_SPAN = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]+)")
-
-
-def _span_seconds(text: str) -> float | None:
-    text = text.strip()
-    pos, total = 0, 0.0
-    for match in _SPAN.finditer(text):
-        if text[pos : match.start()].strip() or match.group(2) not in _UNITS:
-            return None
-        total += float(match.group(1)) * _UNITS[match.group(2)]
-        pos = match.end()
-    return total if pos and not text[pos:].strip() else None
-
-
 def parse_time(value: str, now: datetime | None = None) -> str:
-    """journalctl's ``--since`` forms to an ISO 8601 UTC instant; unknown forms go to the server as given."""
-    now = now or datetime.now().astimezone()
-    text = value.strip()
-    lower = text.lower()
-    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    instant: datetime | None = None
-    if lower == "now":
-        instant = now
-    elif lower in ("today", "yesterday", "tomorrow"):
-        instant = midnight + timedelta(days={"today": 0, "yesterday": -1, "tomorrow": 1}[lower])
-    elif lower.endswith(" ago") and (span := _span_seconds(lower[:-4])) is not None:
-        instant = now - timedelta(seconds=span)
-    elif lower[:1] in "+-" and (span := _span_seconds(lower[1:])) is not None:
-        instant = now + timedelta(seconds=span if lower[0] == "+" else -span)
-    else:
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            try:
-                parsed = datetime.combine(now.date(), datetime.strptime(text, "%H:%M:%S").time())
-            except ValueError:
-                return text
-        instant = parsed if parsed.tzinfo else parsed.astimezone()
+    """journalctl's ``--since`` forms, read in the local time zone as journalctl does, as an ISO 8601
+    UTC instant; a form this cannot read goes to the service as given, which explains what it takes."""
+    try:
+        instant = filters.parse_time(value, now=now, tz=_local_tz())
+    except BadRequest:
+        return value
     return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _local_tz() -> tzinfo:
+    local = datetime.now().astimezone().tzinfo
+    assert local is not None
+    return local
 
 
 def _write_events(events: Iterable[dict[str, Any]], output: str) -> int:

@@ -8,7 +8,7 @@ what went wrong in words a person can act on, with an exit code the CLI hands to
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -302,11 +302,3 @@ def parse_sse(lines: Iterator[str]) -> Iterator[SSEMessage]:
             event_id = value
     if data:
         yield SSEMessage(event=event, data="\n".join(data), id=event_id)
-
-
-def journal_fields(event: Mapping[str, Any]) -> dict[str, Any]:
-    """The entry's original journal fields (upper-case names), as ``journalctl -o json`` shows them."""
-    raw = event.get("fields")
-    if isinstance(raw, dict):
-        return raw
-    return {k: v for k, v in event.items() if k[:1].isupper() or k[:1] == "_"}

@@ -42,7 +42,7 @@ from vmjournal.db import raw_connection
 from vmjournal.errors import BadRequest
 from vmjournal.journal import store
 from vmjournal.journal.entries import timestamp_from_us
-from vmjournal.journal.formats import event_from_record, export_bytes, parse_position, render
+from vmjournal.journal.formats import event_from_record, parse_position, render_export, render_text
 
 log = logging.getLogger(__name__)
 
@@ -323,8 +323,8 @@ def encoder(mode: str) -> tuple[str, Callable[[Mapping[str, Any]], bytes], bytes
     if mode in ("ndjson", "json", "page"):
         return "application/x-ndjson", lambda e: orjson.dumps(e) + b"\n", None
     if mode == "export":
-        return "application/vnd.fdo.journal", export_bytes, None
-    return "text/plain; charset=utf-8", lambda e: (render(e, mode) + "\n").encode(), None
+        return "application/vnd.fdo.journal", render_export, None
+    return "text/plain; charset=utf-8", lambda e: render_text(e, mode, tz=UTC), None
 
 
 def get_hub(request: Request) -> LiveHub:
