@@ -17,7 +17,7 @@ run: $(STAMP)
 	sh scripts/system-deps.sh run
 	$(VENV)/bin/vmjournal serve
 
-test: $(STAMP)
+test: lint
 	sh scripts/system-deps.sh test
 	$(VENV)/bin/pytest
 

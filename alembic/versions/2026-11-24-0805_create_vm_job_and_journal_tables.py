@@ -71,7 +71,7 @@ def upgrade() -> None:
     )
     op.create_table('journal_event',
     sa.Column('vm_id', sa.UUID(), nullable=False),
-    sa.Column('cursor', sa.Text(), nullable=False),
+    sa.Column('cursor', sa.Text(collation='C'), nullable=False),
     sa.Column('seq', sa.BigInteger(), sa.Identity(always=False), nullable=False),
     sa.Column('ts', sa.DateTime(timezone=True), nullable=False),
     sa.Column('monotonic_us', sa.BigInteger(), nullable=True),

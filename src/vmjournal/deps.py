@@ -11,6 +11,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmjournal.config import Settings
+from vmjournal.db import transaction
 from vmjournal.errors import Unauthorized
 from vmjournal.jobs.worker import Worker
 from vmjournal.providers.base import VMProvider
@@ -22,13 +23,8 @@ def get_sessions(request: Request) -> async_sessionmaker[AsyncSession]:
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with get_sessions(request)() as session:
-        try:
-            yield session
-            await session.commit()
-        except BaseException:
-            await session.rollback()
-            raise
+    async with transaction(get_sessions(request)) as session:
+        yield session
 
 
 def get_settings(request: Request) -> Settings:

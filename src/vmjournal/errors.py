@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -9,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
 
 
 class ErrorBody(BaseModel):
@@ -90,6 +93,15 @@ def install(app: FastAPI) -> None:
             {"error": code, "message": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
         )
 
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # A bug, or the database gone away: logged with its traceback, answered without internals.
+        log.exception("unhandled error", exc_info=exc)
+        return JSONResponse(
+            {"error": "internal_error", "message": "the service failed to handle this request; it was logged"},
+            status_code=500,
+        )
+
     app.add_exception_handler(AppError, app_error)
+    app.add_exception_handler(Exception, unexpected)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

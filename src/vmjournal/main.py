@@ -9,15 +9,22 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
-from vmjournal import __version__, db, errors
+from vmjournal import __version__, db, errors, metrics, web
 from vmjournal.config import Settings, get_settings
-from vmjournal.deps import SessionDep
+from vmjournal.deps import ApiKey, SessionDep
 from vmjournal.jobs.worker import Worker
+from vmjournal.journal.live import LiveHub
 from vmjournal.journal.router import router as journal_router
+from vmjournal.journal.upload import redact_tokens_in_access_log
+from vmjournal.journal.upload import router as upload_router
+from vmjournal.providers.azure.router import router as azure_router
 from vmjournal.providers.base import VMProvider
 from vmjournal.providers.registry import build_providers
+from vmjournal.vms.router import bootstrap_router
 from vmjournal.vms.router import router as vms_router
 
 log = logging.getLogger(__name__)
@@ -28,6 +35,7 @@ Creates Linux VMs (on Azure, or locally under QEMU) and collects their systemd j
 * Ask for a VM with `POST /vm/{name}/{size}`; follow its status with `GET /vm/{name}`.
 * The agent on the VM pushes its journal to `POST /vm/{name}/boot` with the VM's token.
 * Read it with `GET /vm/{name}/boot` or one unit's with `GET /vm/{name}/boot/{unit}`, filtered like journalctl.
+* Follow it live with `Accept: text/event-stream` (Server-Sent Events), or watch it in the web page at [/ui/](/ui/).
 
 Management routes need an API key (`Authorization: Bearer <key>`) when the service has keys configured.
 """
@@ -59,11 +67,14 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
         active = dict(providers) if providers is not None else build_providers(settings)
         worker = Worker(settings, sessions, active)
         worker.start()
+        hub = LiveHub(url, sessions)
+        await hub.start()
         log.info("vmjournal %s ready; providers: %s", __version__, ", ".join(active))
         try:
             yield {"settings": settings, "sessions": sessions, "providers": active, "worker": worker,
-                   "database_url": url}
+                   "database_url": url, "live": hub}
         finally:
+            await hub.stop()
             await worker.stop()
             if providers is None:
                 for provider in active.values():
@@ -94,7 +105,19 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
         await session.execute(text("SELECT 1"))
         return {"status": "ok"}
 
+    @app.get("/metrics", tags=["service"], summary="Prometheus metrics", dependencies=[ApiKey],
+             response_class=PlainTextResponse)
+    async def prometheus(session: SessionDep) -> PlainTextResponse:
+        """Ingest counters and latency (this process), VMs by status and pending jobs (all processes)."""
+        return PlainTextResponse(await metrics.render(session), media_type=CONTENT_TYPE_LATEST)
+
     # The journal router first: /vm/{name}/boot must win over /vm/{name}/{size}.
     app.include_router(journal_router)
+    app.include_router(upload_router)
+    redact_tokens_in_access_log()
     app.include_router(vms_router)
+    app.include_router(bootstrap_router)
+    app.include_router(azure_router)
+    # Last: a mount at /ui must not shadow any route.
+    web.mount(app)
     return app

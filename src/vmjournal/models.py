@@ -79,8 +79,8 @@ class VM(SQLModel, table=True):
     token_hash: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
     event_count: int = Field(default=0, sa_column=sa.Column(sa.BigInteger, nullable=False, server_default="0"))
     last_event_at: datetime | None = Field(default=None, sa_column=_tz())
-    created_at: datetime = Field(sa_column=_tz(nullable=False, server_default=sa.func.now()))
-    updated_at: datetime = Field(sa_column=_tz(nullable=False, server_default=sa.func.now()))
+    created_at: datetime | None = Field(default=None, sa_column=_tz(nullable=False, server_default=sa.func.now()))
+    updated_at: datetime | None = Field(default=None, sa_column=_tz(nullable=False, server_default=sa.func.now()))
     deleted_at: datetime | None = Field(default=None, sa_column=_tz())
 
 
@@ -107,9 +107,9 @@ class Job(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
     locked_by: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
     heartbeat_at: datetime | None = Field(default=None, sa_column=_tz())
-    run_after: datetime = Field(sa_column=_tz(nullable=False, server_default=sa.func.now()))
-    created_at: datetime = Field(sa_column=_tz(nullable=False, server_default=sa.func.now()))
-    updated_at: datetime = Field(sa_column=_tz(nullable=False, server_default=sa.func.now()))
+    run_after: datetime | None = Field(default=None, sa_column=_tz(nullable=False, server_default=sa.func.now()))
+    created_at: datetime | None = Field(default=None, sa_column=_tz(nullable=False, server_default=sa.func.now()))
+    updated_at: datetime | None = Field(default=None, sa_column=_tz(nullable=False, server_default=sa.func.now()))
 
 
 class JournalEvent(SQLModel, table=True):
@@ -133,7 +133,8 @@ class JournalEvent(SQLModel, table=True):
     vm_id: UUID = Field(
         sa_column=sa.Column(pg.UUID, sa.ForeignKey("vm.id", ondelete="CASCADE"), primary_key=True)
     )
-    cursor: str = Field(sa_column=sa.Column(sa.Text, primary_key=True))
+    # Byte-order collation: cursors are opaque, and locale-aware comparison slows every insert.
+    cursor: str = Field(sa_column=sa.Column(sa.Text(collation="C"), primary_key=True))
     # Insertion order: the tie-breaker that makes keyset pagination stable (not indexed on its own).
     seq: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), nullable=False))
     ts: datetime = Field(sa_column=_tz(nullable=False))

@@ -140,3 +140,17 @@ class TestQueryBadInput:
 
     async def test_unknown_vm(self, service: Service) -> None:
         assert (await service.client.get("/vm/nope/boot")).status_code == 404
+
+
+class TestTextMatchesJournalctl:
+    @pytest.mark.parametrize("output", ["short", "short-iso", "cat"])
+    async def test_same_lines(self, loaded: tuple[Service, Path], output: str) -> None:
+        import subprocess
+
+        service, path = loaded
+        expected = subprocess.run(
+            ["journalctl", f"--file={path}", "-q", "--no-pager", "-o", output, "-u", "nginx", "-b", "0"],
+            capture_output=True, check=True, env={"TZ": "UTC", "PATH": "/usr/bin:/bin"},
+        ).stdout
+        response = await service.client.get("/vm/vm1/boot/nginx", params={"boot": "0", "output": output})
+        assert response.content == expected

@@ -11,7 +11,6 @@ import uvicorn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from support.provider import ScriptedProvider  # noqa: E402
-
 from vmjournal.config import Settings  # noqa: E402
 from vmjournal.main import create_app  # noqa: E402
 from vmjournal.providers.registry import build_providers  # noqa: E402

@@ -162,3 +162,41 @@ class TestApiKeys:
         with pytest.raises(InsecureBinding, match="VMJOURNAL_API_KEYS"):
             create_app(Settings(_env_file=None, host="0.0.0.0"))  # type: ignore[call-arg]
         create_app(Settings(_env_file=None, host="0.0.0.0", api_keys=["k"]))  # type: ignore[call-arg]
+
+
+class TestMetrics:
+    async def test_counts(self, service: Service) -> None:
+        token = await enroll(service.client, "laptop")
+        await wait_for_status(service.client, "laptop", "running")
+        batch = [{"__CURSOR": f"c{i}", "__REALTIME_TIMESTAMP": "1764000000000000"} for i in range(3)]
+        for _ in range(2):
+            await service.client.post("/vm/laptop/boot", json=batch, headers={"Authorization": f"Bearer {token}"})
+        text = (await service.client.get("/metrics")).text
+        assert 'vmjournal_vms{provider="external",status="running"} 1.0' in text
+        assert 'vmjournal_ingest_entries_total{result="duplicate"}' in text
+        assert "vmjournal_ingest_batch_seconds_count" in text
+
+
+class TestEnrollInstallCommand:
+    async def test_served_script_installs_with_token_from_stdin(self, service: Service, tmp_path) -> None:  # type: ignore[no-untyped-def]
+        import shlex
+        import subprocess
+
+        response = await service.client.post("/vm/laptop/small", params={"provider": "external"})
+        body = response.json()
+        command = body["install_command"]
+        # The token travels on stdin (printf is a shell builtin), never as an argument of a process.
+        head, _, tail = command.partition(" | ")
+        assert body["token"] not in tail and body["token"] not in head.split("&&")[0]
+        script = (await service.client.get("/agent/bootstrap.sh")).text
+        assert body["token"] not in script
+        (tmp_path / "bootstrap.sh").write_text(script)
+        args = shlex.split(tail.replace("sudo ", ""))[1:]  # sh vmjournal-bootstrap.sh --url U --name N
+        env = {"DESTDIR": str(tmp_path / "root"), "PATH": "/usr/bin:/bin"}
+        done = subprocess.run(["sh", str(tmp_path / "bootstrap.sh"), *args[1:]], input=body["token"] + "\n",
+                              text=True, capture_output=True, env=env)
+        assert done.returncode == 0, done.stderr
+        conf = (tmp_path / "root/etc/vmjournal-agent/agent.conf").read_text()
+        assert f"url = {service.settings.ingest_url}\n" in conf
+        assert "name = laptop\n" in conf and f"token = {body['token']}\n" in conf
+        assert (tmp_path / "root/usr/local/lib/vmjournal-agent/vmjournal_agent.py").exists()

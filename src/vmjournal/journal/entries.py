@@ -46,6 +46,7 @@ class BadEntry(BadRequest):
     def __init__(self, index: int, problem: str) -> None:
         super().__init__(f"entry {index}: {problem}; the batch was not stored", code="bad_entry")
         self.index = index
+        self.problem = problem
 
 
 def _text(value: Any) -> str | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta, tzinfo
 
 from vmjournal.errors import BadRequest
 
@@ -24,6 +24,7 @@ _UNITS_US = {
     "d": 86_400_000_000, "day": 86_400_000_000, "days": 86_400_000_000,
     "w": 604_800_000_000, "week": 604_800_000_000, "weeks": 604_800_000_000,
 }
+_CLOCK = re.compile(r"\d{1,2}:\d{2}(:\d{2})?")
 _SPAN_PART = re.compile(r"\s*(\d+)\s*([a-z]*)")
 
 
@@ -88,13 +89,14 @@ def _span_us(text: str) -> int | None:
     return total if pos == len(text) and pos > 0 else None
 
 
-def parse_time(spec: str, *, now: datetime | None = None) -> datetime:
-    """journalctl ``--since`` forms: ISO 8601 or ``YYYY-MM-DD [HH:MM[:SS]]`` (UTC unless an offset
-    is given), ``@UNIX``, ``now``/``today``/``yesterday``/``tomorrow``, ``-1h30min``, ``+5m``, ``2 hours ago``."""
+def parse_time(spec: str, *, now: datetime | None = None, tz: tzinfo = UTC) -> datetime:
+    """journalctl ``--since`` forms: ISO 8601, ``YYYY-MM-DD [HH:MM[:SS]]`` or ``HH:MM:SS`` (today),
+    read in ``tz`` unless an offset is given, ``@UNIX``, ``now``/``today``/``yesterday``/``tomorrow``,
+    ``-1h30min``, ``+5m``, ``2 hours ago``."""
     text = spec.strip()
-    now = now or datetime.now(UTC)
+    now = (now or datetime.now(UTC)).astimezone(tz)
     lowered = text.lower()
-    midnight = datetime.combine(now.date(), time(), UTC)
+    midnight = datetime.combine(now.date(), time(), tz)
     keywords = {
         "now": now,
         "today": midnight,
@@ -120,14 +122,17 @@ def parse_time(spec: str, *, now: datetime | None = None) -> datetime:
         if span is not None:
             return now + sign * timedelta(microseconds=span)
     try:
-        parsed = datetime.fromisoformat(text.replace(" ", "T", 1) if len(text) > 10 else text)
+        if _CLOCK.fullmatch(text):
+            parsed = datetime.combine(now.date(), time.fromisoformat(text))
+        else:
+            parsed = datetime.fromisoformat(text.replace(" ", "T", 1) if len(text) > 10 else text)
     except ValueError:
         raise BadRequest(
             f"invalid time {spec!r}: use ISO 8601 (2026-11-24T10:00:00Z), 'YYYY-MM-DD HH:MM:SS' (UTC), "
             "@UNIX_SECONDS, now, today, yesterday, or a relative time such as -1h or '2 hours ago'",
             code="invalid_time",
         ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
 
 
 def smart_case(pattern: str) -> bool:

@@ -1,11 +1,17 @@
-"""Events as the API returns them, and journalctl's text output modes."""
+"""Events as the API returns them, and journalctl's output modes.
+
+``short``, ``short-iso``, ``cat``, ``json`` and ``export`` look like what ``journalctl -o``
+prints for the same entries, so scripts and eyes trained on journalctl keep working. The CLI
+renders in the local time zone, as journalctl does; the service in UTC.
+"""
 
 from __future__ import annotations
 
 import base64
+import re
 import struct
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 import orjson
@@ -14,7 +20,7 @@ from vmjournal.journal.entries import iso, timestamp_from_us
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
-OUTPUT_MODES = ("json", "short", "short-iso", "short-precise", "cat", "export")
+OUTPUT_MODES = ("short", "short-iso", "json", "cat", "export")
 
 
 def position_token(ts: datetime, seq: int) -> str:
@@ -51,50 +57,167 @@ def event_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
     return event
 
 
-def _ts(event: Mapping[str, Any]) -> datetime:
-    return datetime.fromisoformat(str(event["timestamp"]).replace("Z", "+00:00")).astimezone(UTC)
+def journal_fields(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The entry's original journal fields (upper-case names), as ``journalctl -o json`` shows them."""
+    raw = event.get("fields")
+    if isinstance(raw, dict):
+        return raw
+    return {k: v for k, v in event.items() if k[:1].isupper() or k[:1] == "_"}
 
 
-def _prefix(event: Mapping[str, Any]) -> str:
-    ident = event.get("identifier") or event.get("_COMM") or "unknown"
-    host = event.get("hostname") or "-"
-    pid = event.get("pid")
-    return f"{host} {ident}[{pid}]:" if pid is not None else f"{host} {ident}:"
+# journalctl's colours: errors and worse red, warnings yellow, notices bold, debug grey.
+_RESET = "\x1b[0m"
+_PRIORITY_STYLE = {
+    0: "\x1b[1;31m",
+    1: "\x1b[1;31m",
+    2: "\x1b[1;31m",
+    3: "\x1b[1;31m",
+    4: "\x1b[1;33m",
+    5: "\x1b[1m",
+    7: "\x1b[2m",
+}
+_PRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
-def render(event: Mapping[str, Any], mode: str) -> str:
-    """One event in a journalctl output mode (times in UTC). ``export`` returns text for text fields only;
-    use ``export_bytes`` for the exact binary export."""
-    message = event.get("message") or ""
-    if mode == "json":
-        return orjson.dumps(event).decode()
-    if mode == "cat":
+def _first(value: Any) -> Any:
+    if isinstance(value, list) and value and not isinstance(value[0], int):
+        return value[0]
+    return value
+
+
+def _text(value: Any) -> str | None:
+    value = _first(value)
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
+
+
+def _timestamp(event: Mapping[str, Any], fields: Mapping[str, Any], tz: tzinfo | None) -> datetime | None:
+    realtime = _text(fields.get("__REALTIME_TIMESTAMP"))
+    if realtime and realtime.isdigit():
+        return datetime.fromtimestamp(int(realtime) / 1_000_000, tz=UTC).astimezone(tz)
+    stamp = event.get("timestamp")
+    if isinstance(stamp, str):
+        try:
+            return datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(tz)
+        except ValueError:
+            return None
+    return None
+
+
+def _priority(event: Mapping[str, Any], fields: Mapping[str, Any]) -> int | None:
+    value = event.get("priority")
+    if isinstance(value, int):
+        return value
+    text = _text(fields.get("PRIORITY"))
+    return int(text) if text and text.isdigit() else None
+
+
+def _message(event: Mapping[str, Any], fields: Mapping[str, Any]) -> str:
+    message = event.get("message")
+    if isinstance(message, str):
         return message
-    if mode == "export":
-        return export_bytes(event).decode("utf-8", "replace")
-    ts = _ts(event)
-    if mode == "short-iso":
-        stamp = ts.strftime("%Y-%m-%dT%H:%M:%S+00:00")
-    elif mode == "short-precise":
-        stamp = ts.strftime("%b %d %H:%M:%S.%f")
+    return _text(fields.get("MESSAGE")) or ""
+
+
+def _prefix(event: Mapping[str, Any], fields: Mapping[str, Any], iso: bool, tz: tzinfo | None) -> str:
+    ts = _timestamp(event, fields, tz)
+    if ts is None:
+        stamp = "-"
+    elif iso:
+        stamp = ts.strftime("%Y-%m-%dT%H:%M:%S%z")
     else:
         stamp = ts.strftime("%b %d %H:%M:%S")
-    return f"{stamp} {_prefix(event)} {message}"
+    host = event.get("hostname") or _text(fields.get("_HOSTNAME"))
+    ident = (
+        event.get("identifier")
+        or _text(fields.get("SYSLOG_IDENTIFIER"))
+        or _text(fields.get("_COMM"))
+        or "unknown"
+    )
+    pid = event.get("pid") or _text(fields.get("SYSLOG_PID")) or _text(fields.get("_PID"))
+    parts = [stamp]
+    if host:
+        parts.append(str(host))
+    parts.append(f"{ident}[{pid}]:" if pid else f"{ident}:")
+    return " ".join(parts)
 
 
-def export_bytes(event: Mapping[str, Any]) -> bytes:
-    """The entry's original fields in the Journal Export Format (one entry, blank line after)."""
+def _is_blob(fields: Mapping[str, Any]) -> int | None:
+    """The byte length of a MESSAGE journalctl would not print as text (sent as a byte array)."""
+    value = fields.get("MESSAGE")
+    if isinstance(value, list) and value and isinstance(value[0], int):
+        return len(value)
+    return None
+
+
+def render_text(event: Mapping[str, Any], mode: str, *, color: bool = False, tz: tzinfo | None = None) -> bytes:
+    """One event in ``short``, ``short-iso`` or ``cat`` form, with its trailing newline; times in
+    ``tz`` (None: the local time zone)."""
+    fields = journal_fields(event)
+    blob = _is_blob(fields)
+    if mode == "cat":
+        if blob is not None:
+            # journalctl -o cat writes the raw bytes.
+            return bytes(fields["MESSAGE"]) + b"\n"
+        return (_message(event, fields) + "\n").encode("utf-8", "replace")
+    if blob is not None:
+        message = f"[{blob}B blob data]"
+    else:
+        # journalctl shows a tab as 8 spaces and escapes other control characters.
+        message = _PRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}", _message(event, fields).replace("\t", " " * 8))
+    prefix = _prefix(event, fields, iso=mode == "short-iso", tz=tz)
+    line = f"{prefix} {message}"
+    if "\n" in line:
+        # journalctl aligns continuation lines under the first line's message.
+        first, *rest = line.split("\n")
+        line = "\n".join([first, *(" " * (len(prefix) + 1) + r for r in rest)])
+    if color:
+        style = _PRIORITY_STYLE.get(_priority(event, fields) or 6)
+        if style:
+            line = f"{style}{line}{_RESET}"
+    return (line + "\n").encode("utf-8", "replace")
+
+
+def render_json(event: Mapping[str, Any]) -> bytes:
+    """The entry's journal fields as one JSON line, like ``journalctl -o json``."""
+    return orjson.dumps(journal_fields(event)) + b"\n"
+
+
+def _export_field(name: str, value: Any) -> bytes:
+    if isinstance(value, list) and value and isinstance(value[0], int):
+        data = bytes(value)
+    else:
+        data = str(value).encode("utf-8")
+    if b"\n" in data or any(b < 32 and b != 9 for b in data) or not _utf8(data):
+        # Journal Export Format: binary-safe fields are NAME, newline, 64-bit LE size, data.
+        return name.encode() + b"\n" + struct.pack("<Q", len(data)) + data + b"\n"
+    return name.encode() + b"=" + data + b"\n"
+
+
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def render_export(event: Mapping[str, Any]) -> bytes:
+    """One entry in the Journal Export Format (``journalctl -o export``), blank-line terminated."""
     out = bytearray()
-    for key, value in event.items():
-        if not (key.isupper() or key.startswith("_")) or key != key.upper():
-            continue
-        for item in value if isinstance(value, list) and value and not isinstance(value[0], int) else [value]:
-            if item is None:
-                continue
-            data = bytes(item) if isinstance(item, list) else str(item).encode()
-            if b"\n" in data:
-                out += key.encode() + b"\n" + struct.pack("<Q", len(data)) + data + b"\n"
-            else:
-                out += key.encode() + b"=" + data + b"\n"
+    fields = journal_fields(event)
+    # journalctl puts the entry's address fields first.
+    first = [k for k in ("__CURSOR", "__REALTIME_TIMESTAMP", "__MONOTONIC_TIMESTAMP", "_BOOT_ID") if k in fields]
+    for name in [*first, *(k for k in fields if k not in first)]:
+        value = fields[name]
+        if isinstance(value, list) and value and not isinstance(value[0], int):
+            # A field that occurs several times in the entry.
+            for item in value:
+                out += _export_field(name, item)
+        elif value is not None:
+            out += _export_field(name, value)
     out += b"\n"
     return bytes(out)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
-from urllib.parse import urlencode
+from typing import Annotated, Literal
 
-import orjson
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 
 from vmjournal.deps import ApiKey, SessionDep, SessionsDep, SettingsDep
 from vmjournal.errors import (
@@ -21,42 +18,13 @@ from vmjournal.errors import (
     UnsupportedMediaType,
     responses,
 )
-from vmjournal.journal import service
-from vmjournal.journal.formats import OUTPUT_MODES, export_bytes, render
+from vmjournal.journal import answers, bodies, service, upload
+from vmjournal.journal.formats import OUTPUT_MODES
 from vmjournal.journal.schemas import BootPublic, EventsPage, IngestResponse, UnitPublic
-from vmjournal.journal.store import EventFilter
 from vmjournal.vms import service as vms_service
 from vmjournal.vms.schemas import VMName
 
 router = APIRouter(prefix="/vm", tags=["journal"])
-
-NDJSON = "application/x-ndjson"
-EXPORT = "application/vnd.fdo.journal"
-_STREAM_PAGE = 1000
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it passes ``limit`` (chunked bodies too)."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit} bytes per request")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes per request")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def decoded_body(request: Request, limit: int) -> bytes:
-    body = await read_body(request, limit)
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding == "gzip":
-        return service.inflate(body, limit)
-    if encoding not in ("identity", ""):
-        raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not supported; use gzip or none")
-    return body
 
 
 @router.post(
@@ -78,13 +46,17 @@ async def ingest(
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> IngestResponse:
     """A batch of `journalctl -o json` entries (array or one object, optionally gzip), with the VM's
-    token as `Authorization: Bearer`. Atomic and idempotent by `__CURSOR`."""
+    token as `Authorization: Bearer`. Atomic and idempotent by `__CURSOR`. The Journal Export Format
+    (`Content-Type: application/vnd.fdo.journal`, as systemd-journal-upload sends it) is accepted too."""
     vm_id = await service.authenticate_agent(session, name, authorization)
+    if upload.is_export(request):
+        result = await upload.ingest_export(session, vm_id, request, settings)
+        return IngestResponse.of(result)
     # Any other content type is read as JSON: the original design's agents posted with curl -d.
-    body = await decoded_body(request, settings.max_body_bytes)
+    body = await bodies.read_decoded(request, settings.max_body_bytes)
     batch = service.parse_json_batch(body, settings.max_batch_entries)
     result = await service.ingest_entries(session, vm_id, batch)
-    return IngestResponse(received=result.received, stored=result.stored, duplicates=result.duplicates)
+    return IngestResponse.of(result)
 
 
 Order = Literal["asc", "desc"]
@@ -107,24 +79,12 @@ class QueryParams:
     order: Annotated[Order, Query(description="asc: oldest first (journalctl); desc: newest first.")] = "asc"
     cursor: Annotated[str | None, Query(description="Continue after this position (from the `next` link).")] = None
     output: Annotated[str | None, Query(description="Force an output mode: " + ", ".join(OUTPUT_MODES))] = None
+    follow: Annotated[bool, Query(description="Keep the stream open and send new events as they are stored "
+                                              "(NDJSON or text); `Accept: text/event-stream` always follows. "
+                                              "`limit` is then the backlog sent first (default 10).")] = False
 
 
 Params = Annotated[QueryParams, Depends()]
-
-
-def _mode(request: Request, output: str | None) -> str:
-    if output is not None:
-        if output not in OUTPUT_MODES:
-            raise BadRequest(f"unknown output {output!r}: use one of {', '.join(OUTPUT_MODES)}", code="bad_output")
-        return output
-    accept = request.headers.get("accept", "")
-    if NDJSON in accept:
-        return "ndjson"
-    if EXPORT in accept:
-        return "export"
-    if "text/plain" in accept:
-        return "short"
-    return "page"
 
 
 async def _events(
@@ -135,57 +95,15 @@ async def _events(
         session, vm.id, unit=unit, priority=p.priority, since=p.since, until=p.until,
         boot=p.boot, grep=p.grep, identifiers=p.identifier,
     )
-    mode = _mode(request, p.output)
-    descending = p.order == "desc"
-    if mode == "page":
-        limit = p.limit or 100
-        page = await service.query_page(session, vm.id, f, limit=limit, after=p.cursor, descending=descending)
-        headers = {}
-        if page.next:
-            query = {k: v for k, v in request.query_params.multi_items() if k != "cursor"}
-            link = f"{request.url.path}?{urlencode([*query.items(), ('cursor', page.next)])}"
-            headers["Link"] = f'<{link}>; rel="next"'
-        body = {"vm": name, "unit": unit, "count": len(page.events), "next": page.next, "events": page.events}
-        return Response(orjson.dumps(body), media_type="application/json", headers=headers)
-    # Validate the first page now, so bad input is a clean 400 and not a broken stream.
-    first = await service.query_page(
-        session, vm.id, f, limit=min(p.limit or _STREAM_PAGE, _STREAM_PAGE), after=p.cursor, descending=descending
-    )
-    stream = _stream(sessions, vm.id, f, first, p.limit, descending, mode)
-    media = {"ndjson": NDJSON, "export": EXPORT, "json": NDJSON}.get(mode, "text/plain; charset=utf-8")
-    return StreamingResponse(stream, media_type=media)
-
-
-async def _stream(
-    sessions: SessionsDep,
-    vm_id: Any,
-    f: EventFilter,
-    page: service.Page,
-    limit: int | None,
-    descending: bool,
-    mode: str,
-) -> AsyncIterator[bytes]:
-    sent = 0
-    while True:
-        for event in page.events:
-            if mode in ("ndjson", "json"):
-                yield orjson.dumps(event) + b"\n"
-            elif mode == "export":
-                yield export_bytes(event)
-            else:
-                yield (render(event, mode) + "\n").encode()
-        sent += len(page.events)
-        if page.next is None or (limit is not None and sent >= limit):
-            return
-        size = _STREAM_PAGE if limit is None else min(_STREAM_PAGE, limit - sent)
-        # A fresh short transaction per page: a slow reader must not hold a connection for the whole stream.
-        async with sessions() as session:
-            page = await service.query_page(session, vm_id, f, limit=size, after=page.next, descending=descending)
+    query = answers.Query(limit=p.limit, descending=p.order == "desc", cursor=p.cursor, output=p.output,
+                          follow=p.follow)
+    return await answers.answer(request, session, sessions, vm_name=name, vm_id=vm.id, unit=unit, f=f, q=query)
 
 
 _QUERY_DOC = (
     " Filters follow journalctl. `Accept: application/x-ndjson` streams NDJSON, `text/plain` journalctl's short"
-    " format; JSON pages carry `next` and a `Link: rel=next` header."
+    " format; JSON pages carry `next` and a `Link: rel=next` header. `Accept: text/event-stream` follows new"
+    " events as Server-Sent Events (the `id` is the event's position; `Last-Event-ID` resumes after it)."
 )
 
 

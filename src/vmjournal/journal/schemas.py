@@ -13,6 +13,10 @@ class IngestResponse(BaseModel):
     stored: int = Field(description="Entries stored now.")
     duplicates: int = Field(description="Entries already stored before (same __CURSOR); not stored twice.")
 
+    @classmethod
+    def of(cls, result: Any) -> IngestResponse:
+        return cls(received=result.received, stored=result.stored, duplicates=result.duplicates)
+
 
 class BootPublic(BaseModel):
     offset: int = Field(description="0 is the current boot, -1 the one before (journalctl -b).")

@@ -20,7 +20,9 @@ CREATE_STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS journal_staging (
     cursor text, ts_us bigint, monotonic_us bigint, boot_id text, unit text, about_unit text,
     priority smallint, identifier text, pid integer, hostname text, message text, fields text
-) ON COMMIT DELETE ROWS
+) ON COMMIT DELETE ROWS;
+-- Emptied here too: the export-format ingest stores several batches in one transaction.
+DELETE FROM journal_staging
 """
 
 # One statement moves the batch, skips cursors already stored, keeps the boot and unit
@@ -53,19 +55,35 @@ WITH ins AS (
         first_at = least(u.first_at, excluded.first_at),
         last_at = greatest(u.last_at, excluded.last_at)
 ), counted AS (
-    SELECT count(*) AS stored, max(ts) AS last_ts FROM ins
+    SELECT count(*) AS stored, max(ts) AS last_ts, min(ts) AS first_ts FROM ins
 ), vm_update AS (
     UPDATE vm SET event_count = event_count + counted.stored,
                   last_event_at = greatest(vm.last_event_at, counted.last_ts)
     FROM counted WHERE vm.id = $1 AND counted.stored > 0
 )
-SELECT stored, CASE WHEN stored > 0 THEN pg_notify('vmjournal_events', $1::text) END AS notified
+SELECT stored, CASE WHEN stored > 0 THEN pg_notify(
+    'vmjournal_events', $1::text || ' ' || (extract(epoch FROM first_ts) * 1000000)::bigint
+) END AS notified
 FROM counted
 """
+
+# Per-VM ingest lock: batches of one VM commit in the order their seq values were drawn, so a
+# live follower that has seen seq N has seen everything of that VM up to N (journal/live.py).
+LOCK_VM_INGEST = "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 0))"
+
+# Highest seq drawn so far, across VMs (not transactional: it only grows).
+SELECT_LAST_SEQ = "SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('journal_event', 'seq')), 0)"
 
 EVENT_COLUMNS = (
     "seq, cursor, ts, boot_id, unit, priority, identifier, pid, hostname, message, fields::text AS fields"
 )
+
+# New events of one VM for live followers: the notification's earliest timestamp bounds the
+# (vm_id, ts, seq) index scan; seq orders them as they were committed.
+SELECT_EVENTS_AFTER_SEQ = f"""
+SELECT {EVENT_COLUMNS}, about_unit FROM journal_event
+WHERE vm_id = $1 AND ts >= $2 AND seq > $3 ORDER BY seq LIMIT $4
+"""
 
 SELECT_BOOTS = """
 SELECT boot_id, first_at, last_at, entries FROM journal_boot WHERE vm_id = $1 ORDER BY first_at, boot_id
@@ -84,6 +102,7 @@ async def ingest(conn: asyncpg.Connection, vm_id: UUID, rows: Sequence[Row]) -> 
     """Store the rows not stored yet; returns how many were new."""
     if not rows:
         return 0
+    await conn.execute(LOCK_VM_INGEST, vm_id)
     await conn.execute(CREATE_STAGING)
     await conn.copy_records_to_table("journal_staging", records=rows, columns=ROW_COLUMNS)
     stored: int = await conn.fetchval(MERGE_STAGING, vm_id)
@@ -187,15 +206,32 @@ async def query_events(
             f"SELECT * FROM (({own}) UNION ALL ({about})) e "
             f"ORDER BY ts {order}, seq {order} LIMIT {limit_arg}"
         )
-    return await conn.fetch(sql, *q.args)
+    return list(await conn.fetch(sql, *q.args))
+
+
+async def lock_vm_ingest(conn: asyncpg.Connection, vm_id: UUID) -> None:
+    """Wait for the VM's batch in flight, if any; held until the caller's transaction ends."""
+    await conn.execute(LOCK_VM_INGEST, vm_id)
+
+
+async def last_seq(conn: asyncpg.Connection) -> int:
+    value: int = await conn.fetchval(SELECT_LAST_SEQ)
+    return value
+
+
+async def events_after_seq(
+    conn: asyncpg.Connection, vm_id: UUID, *, after_seq: int, ts_from: datetime, limit: int
+) -> list[asyncpg.Record]:
+    """Events of the VM with seq above ``after_seq`` and timestamp from ``ts_from``, in seq order."""
+    return list(await conn.fetch(SELECT_EVENTS_AFTER_SEQ, vm_id, ts_from, after_seq, limit))
 
 
 async def list_boots(conn: asyncpg.Connection, vm_id: UUID) -> list[asyncpg.Record]:
-    return await conn.fetch(SELECT_BOOTS, vm_id)
+    return list(await conn.fetch(SELECT_BOOTS, vm_id))
 
 
 async def list_units(conn: asyncpg.Connection, vm_id: UUID) -> list[asyncpg.Record]:
-    return await conn.fetch(SELECT_UNITS, vm_id)
+    return list(await conn.fetch(SELECT_UNITS, vm_id))
 
 
 async def units_like(conn: asyncpg.Connection, vm_id: UUID, pattern: str) -> list[str]:

@@ -15,6 +15,10 @@ def build_provider(kind: str, settings: Settings) -> VMProvider:
             return ExternalProvider()
         case "qemu":
             return QemuProvider(settings)
+        case "azure":
+            from vmjournal.providers.azure.provider import AzureProvider  # the SDKs load only when used
+
+            return AzureProvider(settings.azure)
         case _:
             raise ValueError(f"unknown provider {kind!r}")
 

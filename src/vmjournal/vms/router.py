@@ -5,13 +5,24 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
+from fastapi.responses import PlainTextResponse
 
 from vmjournal.deps import ApiKey, ProvidersDep, SessionDep, SettingsDep
 from vmjournal.errors import BadRequest, Conflict, NotFound, Unauthorized, responses
+from vmjournal.providers import bootstrap
 from vmjournal.vms import service
 from vmjournal.vms.schemas import TokenIssued, VMEnrolled, VMName, VMPublic, VMsPublic
 
 router = APIRouter(prefix="/vm", tags=["vms"], dependencies=[ApiKey])
+# No key and no secret here: the token reaches the script on the machine's standard input.
+bootstrap_router = APIRouter(tags=["vms"])
+
+
+@bootstrap_router.get("/agent/bootstrap.sh", summary="Agent installer for enrolled machines",
+                      response_class=PlainTextResponse)
+async def bootstrap_script() -> PlainTextResponse:
+    """The script an enrolled machine's install command runs: `sh bootstrap.sh --url URL --name NAME < token`."""
+    return PlainTextResponse(bootstrap.render_enroll_script(), media_type="text/x-shellscript")
 
 
 @router.get("", summary="List VMs", response_model=VMsPublic, responses=responses(Unauthorized))

@@ -40,11 +40,16 @@ def validate_name(name: str) -> None:
 
 
 def install_command(service_url: str, name: str, token: str) -> str:
-    """The one command that installs the agent on a machine the service did not create."""
+    """The one command that installs the agent on a machine the service did not create.
+
+    The token goes in on standard input through printf, a shell builtin, so no process's
+    argument list ever holds it.
+    """
+    script = shlex.quote(service_url + "/agent/bootstrap.sh")
     return (
-        f"curl -fsSL {shlex.quote(service_url + '/agent/bootstrap.sh')} | "
-        f"sudo VMJOURNAL_URL={shlex.quote(service_url)} VMJOURNAL_NAME={shlex.quote(name)} "
-        f"VMJOURNAL_TOKEN={shlex.quote(token)} sh"
+        f"curl -fsSL {script} -o vmjournal-bootstrap.sh && "
+        f"printf '%s\\n' {shlex.quote(token)} | sudo sh vmjournal-bootstrap.sh "
+        f"--url {shlex.quote(service_url)} --name {shlex.quote(name)}"
     )
 
 

@@ -68,7 +68,7 @@ async def update_vm(session: AsyncSession, vm_id: UUID, **values: Any) -> None:
 
 async def vm_id_by_token_hash(session: AsyncSession, token_hash: str) -> tuple[UUID, str] | None:
     result = await session.execute(
-        sa.select(VM.id, VM.name).where(VM.token_hash == token_hash, VM.status != VMStatus.deleted)
+        sa.select(col(VM.id), col(VM.name)).where(col(VM.token_hash) == token_hash, col(VM.status) != VMStatus.deleted)
     )
     row = result.first()
     return (row[0], row[1]) if row else None

@@ -1,0 +1,304 @@
+"""A small synchronous HTTP client for the vmjournal API, used by the CLI.
+
+It knows the routes and the wire formats (JSON, NDJSON pages linked by ``Link: rel=next``,
+Server-Sent Events) and nothing about terminals. Every failure is an ``APIError`` that says
+what went wrong in words a person can act on, with an exit code the CLI hands to the shell.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import orjson
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+class ExitCode:
+    """Exit codes of the CLI, stable for scripts (listed in ``vmjournal --help``)."""
+
+    OK = 0
+    ERROR = 1  # anything else: a bad answer from the service, bad input it refused
+    USAGE = 2  # wrong command line (click's own code)
+    NOT_FOUND = 3  # no such VM
+    VM_FAILED = 4  # the VM ended in status "failed" (the provider's error is printed)
+    UNREACHABLE = 5  # the service could not be reached
+    AUTH = 6  # the API key is missing or wrong
+    CONFLICT = 7  # a VM of that name already exists
+    TIMEOUT = 8  # --timeout passed before the VM reached the wanted state
+    INTERRUPTED = 130  # Ctrl-C
+
+
+class APIError(Exception):
+    def __init__(self, message: str, *, exit_code: int = ExitCode.ERROR, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+        self.status = status
+
+
+_EXIT_FOR_STATUS = {401: ExitCode.AUTH, 403: ExitCode.AUTH, 404: ExitCode.NOT_FOUND, 409: ExitCode.CONFLICT}
+
+
+def _error_message(response: httpx.Response) -> str:
+    """The JSON error text, whatever its shape (FastAPI's ``detail`` or our ``message``)."""
+    try:
+        body = response.json()
+    except ValueError:
+        text = response.text.strip()
+        return text[:300] or response.reason_phrase
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])
+        for key in ("message", "detail", "error"):
+            value = body.get(key)
+            if isinstance(value, str):
+                return value
+            if isinstance(value, list):
+                # FastAPI's validation errors: [{"loc": [...], "msg": "..."}]
+                parts = []
+                for item in value:
+                    if isinstance(item, dict):
+                        loc = ".".join(str(p) for p in item.get("loc", [])[1:])
+                        parts.append(f"{loc}: {item.get('msg')}" if loc else str(item.get("msg")))
+                if parts:
+                    return "; ".join(parts)
+    return response.text[:300]
+
+
+@dataclass
+class EventQuery:
+    """The journalctl-like filters of the ``/boot`` routes."""
+
+    unit: str | None = None
+    priority: str | None = None
+    boot: str | None = None
+    since: str | None = None
+    until: str | None = None
+    grep: str | None = None
+    limit: int | None = None
+    order: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def params(self) -> dict[str, str]:
+        out = {
+            k: str(v)
+            for k, v in (
+                ("priority", self.priority),
+                ("boot", self.boot),
+                ("since", self.since),
+                ("until", self.until),
+                ("grep", self.grep),
+                ("limit", self.limit),
+                ("order", self.order),
+            )
+            if v is not None
+        }
+        out.update(self.extra)
+        return out
+
+
+@dataclass
+class SSEMessage:
+    event: str
+    data: str
+    id: str | None
+
+
+class Client:
+    """One connection pool to one service; ``api_key`` goes out as a bearer token."""
+
+    def __init__(self, url: str, api_key: str | None = None, *, timeout: float = 30.0) -> None:
+        headers = {"User-Agent": "vmjournal-cli"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kw)
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from exc
+        self._check(response)
+        return response
+
+    def _unreachable(self, exc: Exception) -> APIError:
+        return APIError(
+            f"cannot reach the vmjournal service at {self.url} ({exc.__class__.__name__}: {exc}); "
+            "is it running? (set --url or VMJOURNAL_URL)",
+            exit_code=ExitCode.UNREACHABLE,
+        )
+
+    @staticmethod
+    def _check(response: httpx.Response) -> None:
+        if response.is_success:
+            return
+        if response.is_stream_consumed is False:
+            response.read()
+        status = response.status_code
+        message = _error_message(response)
+        if status == 401:
+            message += " (set VMJOURNAL_API_KEY)"
+        raise APIError(message, exit_code=_EXIT_FOR_STATUS.get(status, ExitCode.ERROR), status=status)
+
+    @staticmethod
+    def _vm_path(name: str) -> str:
+        return "/vm/" + quote(name, safe="")
+
+    def _boot_path(self, name: str, unit: str | None) -> str:
+        path = self._vm_path(name) + "/boot"
+        if unit:
+            path += "/" + quote(unit, safe="")
+        return path
+
+    # -- VMs --------------------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("GET", "/").json()
+        return result
+
+    def list_vms(self) -> list[dict[str, Any]]:
+        body = self._request("GET", "/vm").json()
+        if isinstance(body, dict):
+            # Accept an envelope ({"data": [...]}) as well as a bare list.
+            for key in ("data", "vms", "items"):
+                if isinstance(body.get(key), list):
+                    return list(body[key])
+        return list(body)
+
+    def get_vm(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("GET", self._vm_path(name)).json()
+        return result
+
+    def create_vm(self, name: str, size: str, provider: str | None = None) -> dict[str, Any]:
+        params = {"provider": provider} if provider else None
+        path = f"{self._vm_path(name)}/{quote(size, safe='')}"
+        result: dict[str, Any] = self._request("POST", path, params=params).json()
+        return result
+
+    def delete_vm(self, name: str) -> dict[str, Any]:
+        response = self._request("DELETE", self._vm_path(name))
+        if not response.content:
+            return {}
+        result: dict[str, Any] = response.json()
+        return result
+
+    # -- journal ----------------------------------------------------------------------------
+
+    def events(self, name: str, query: EventQuery) -> Iterator[dict[str, Any]]:
+        """All matching events (or the first ``query.limit``) as an NDJSON stream; a ``Link: rel=next``
+        header, if the server paginates, is followed."""
+        params = query.params()
+        wanted = query.limit
+        url: str | None = self._boot_path(name, query.unit)
+        sent = 0
+        first = True
+        while url:
+            try:
+                with self._http.stream(
+                    "GET", url, params=params if first else None, headers={"Accept": "application/x-ndjson"}
+                ) as response:
+                    self._check(response)
+                    for line in response.iter_lines():
+                        if not line.strip():
+                            continue
+                        yield orjson.loads(line)
+                        sent += 1
+                    url = response.links.get("next", {}).get("url")
+            except httpx.TransportError as exc:
+                raise self._unreachable(exc) from exc
+            first = False
+            if wanted is not None and sent >= wanted:
+                return
+
+    def follow(
+        self,
+        name: str,
+        query: EventQuery,
+        *,
+        last_event_id: str | None = None,
+        retry: bool = True,
+        skip_backlog: bool = False,
+    ) -> Iterator[dict[str, Any]]:
+        """Matching events as they arrive, over Server-Sent Events, reconnecting with Last-Event-ID.
+
+        The server first sends the last ``query.limit`` events (the backlog), then ``event: live``;
+        ``skip_backlog`` drops the backlog (``-n 0``)."""
+        params = query.params()
+        path = self._boot_path(name, query.unit)
+        delay = 0.5
+        while True:
+            headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+            if last_event_id:
+                headers["Last-Event-ID"] = last_event_id
+            try:
+                with self._http.stream(
+                    "GET", path, params=params, headers=headers, timeout=httpx.Timeout(30.0, read=None)
+                ) as response:
+                    self._check(response)
+                    delay = 0.5
+                    for message in parse_sse(response.iter_lines()):
+                        if message.id is not None:
+                            last_event_id = message.id
+                        if message.event == "live":
+                            skip_backlog = False
+                        elif message.event == "overflow":
+                            # We fell behind; reconnecting with our last id loses nothing.
+                            break
+                        elif message.event in ("", "message") and message.data and not skip_backlog:
+                            yield orjson.loads(message.data)
+            except (httpx.TransportError, httpx.RemoteProtocolError) as exc:
+                if not retry:
+                    raise self._unreachable(exc) from exc
+            if not retry:
+                return
+            # The server closed the stream (restart, deploy): resume where we were.
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+            # A reconnect must not replay the backlog a fresh follow would send.
+            params.pop("limit", None)
+
+
+def parse_sse(lines: Iterator[str]) -> Iterator[SSEMessage]:
+    """Server-Sent Events, as the HTML living standard parses them (comments and retry ignored)."""
+    event = ""
+    data: list[str] = []
+    event_id: str | None = None
+    for raw in lines:
+        line = raw.rstrip("\r")
+        if not line:
+            if data or event:
+                yield SSEMessage(event=event, data="\n".join(data), id=event_id)
+            event, data = "", []
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if name == "event":
+            event = value
+        elif name == "data":
+            data.append(value)
+        elif name == "id":
+            event_id = value
+    if data:
+        yield SSEMessage(event=event, data="\n".join(data), id=event_id)

@@ -1,0 +1,34 @@
+"""Prometheus metrics: counters kept per process, VM and job gauges read from the database at scrape."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+registry = CollectorRegistry()
+
+ingested = Counter("vmjournal_ingest_entries", "Journal entries received by ingest", ["result"], registry=registry)
+ingest_seconds = Histogram(
+    "vmjournal_ingest_batch_seconds", "Time to store one ingest batch", registry=registry,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+live_followers = Gauge("vmjournal_live_followers", "Open live follow streams", registry=registry)
+live_queries = Counter(
+    "vmjournal_live_queries", "Queries the live-follow hub ran to fan new events out", registry=registry
+)
+vms = Gauge("vmjournal_vms", "VMs by provider and status", ["provider", "status"], registry=registry)
+jobs = Gauge("vmjournal_jobs", "Provisioning jobs by kind and status", ["kind", "status"], registry=registry)
+
+VM_COUNTS = text("SELECT provider, status, count(*) FROM vm GROUP BY provider, status")
+JOB_COUNTS = text("SELECT kind, status, count(*) FROM job WHERE status IN ('queued', 'running') GROUP BY kind, status")
+
+
+async def render(session: AsyncSession) -> bytes:
+    vms.clear()
+    for provider, status, count in (await session.execute(VM_COUNTS)).all():
+        vms.labels(provider, status).set(count)
+    jobs.clear()
+    for kind, status, count in (await session.execute(JOB_COUNTS)).all():
+        jobs.labels(kind, status).set(count)
+    return generate_latest(registry)

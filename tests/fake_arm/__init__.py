@@ -1,0 +1,5 @@
+"""A fake Azure Resource Manager served over HTTP on loopback (see ``server``)."""
+
+from fake_arm.server import ArmError, FakeARM, Recorded
+
+__all__ = ["ArmError", "FakeARM", "Recorded"]
