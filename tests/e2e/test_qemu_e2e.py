@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -96,10 +97,11 @@ async def no_leftover_guests(tmp_path: Path) -> AsyncIterator[None]:
 @pytest.mark.usefixtures("no_leftover_guests")
 async def test_qemu_vm_end_to_end(live_service: Callable[..., Any], tmp_path_factory: pytest.TempPathFactory) -> None:
     images, _ = await build_session_image(tmp_path_factory)
-    svc = live_service(
-        VMJOURNAL_PROVIDER="qemu", VMJOURNAL_QEMU_IMAGES_DIR=str(images),
-        VMJOURNAL_QEMU_AFTER_INSTALL=AFTER_INSTALL, VMJOURNAL_QEMU_BOOT_TIMEOUT_SECONDS="600",
-    )
+    env = {
+        "VMJOURNAL_PROVIDER": "qemu", "VMJOURNAL_QEMU_IMAGES_DIR": str(images),
+        "VMJOURNAL_QEMU_AFTER_INSTALL": AFTER_INSTALL, "VMJOURNAL_QEMU_BOOT_TIMEOUT_SECONDS": "600",
+    }
+    svc = live_service(**env)
     async with httpx.AsyncClient(base_url=svc.url, timeout=30) as client:
         created = await client.post(f"/vm/{VM}/small")
         assert created.status_code == 202, created.text
@@ -155,6 +157,33 @@ async def test_qemu_vm_end_to_end(live_service: Callable[..., Any], tmp_path_fac
         for numbers in seqnums.values():
             numbers.sort()
             assert numbers == list(range(numbers[0], numbers[-1] + 1)), "a gap in the journal sequence"
+
+    # The host goes down: service and guest die together. The restarted service starts the guest
+    # again (a third boot) and its journal keeps flowing.
+    svc.kill()
+    assert qemu_running(pid), "a service crash must not take its guests down"
+    os.kill(pid, signal.SIGKILL)
+    while qemu_running(pid):
+        await asyncio.sleep(0.1)
+    svc = live_service(VMJOURNAL_PORT=str(svc.port), **env)
+    async with httpx.AsyncClient(base_url=svc.url, timeout=30) as client:
+        deadline = time.monotonic() + 120
+        vm = (await client.get(f"/vm/{VM}")).json()
+        while vm["details"].get("pid") == str(pid) and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            vm = (await client.get(f"/vm/{VM}")).json()
+        assert vm["status"] == "running", vm
+        assert "restarted_after" in vm["details"]
+        pid = int(vm["details"]["pid"])
+        assert qemu_running(pid)
+        deadline = time.monotonic() + 600
+        while len(boots := (await client.get(f"/vm/{VM}/boots")).json()) < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(2)
+        assert len(boots) == 3, boots
+        third = max(boots, key=lambda b: b["index"])
+        await wait_for(client, f"/vm/{VM}/boot/systemd-journald", lambda ev: len(ev) > 0, 300, boot=third["boot_id"])
+        everything = await events(client, f"/vm/{VM}/boot")
+        assert len({e["cursor"] for e in everything}) == len(everything), "an entry was stored twice"
 
         deleted = await client.delete(f"/vm/{VM}")
         assert deleted.status_code == 202, deleted.text

@@ -61,7 +61,7 @@ class QemuProvider:
         if job.state.get("agent_installed"):
             # Resumed after the guest was already up: just make sure it still runs.
             return await self.inspect(spec, job.state)
-        await job.save(step="image")
+        await job.save(step="qemu:image")
         base = await ensure_base_image(self.qemu, self.settings.data_dir)
         m.dir.mkdir(parents=True, exist_ok=True)
         m.dir.chmod(0o700)
@@ -88,10 +88,10 @@ class QemuProvider:
             log.info("starting QEMU for %s (%s, %d vCPU, %d MiB)", spec.name, config.accel, config.vcpus,
                      config.memory_mib)
             await m.start(config)
-        await job.save(step="booting", accel=config.accel)
+        await job.save(step="qemu:boot", accel=config.accel)
         await self._wait_for_agent(m, spec)
         m.config_drive.unlink(missing_ok=True)
-        await job.save(step="running", agent_installed=True)
+        await job.save(step="qemu:agent", agent_installed=True)
         return self._running(m, config)
 
     async def _wait_for_agent(self, m: Machine, spec: VMSpec) -> None:
@@ -119,12 +119,19 @@ class QemuProvider:
 
     async def deprovision(self, spec: VMSpec, job: JobContext) -> None:
         m = self.machine(spec)
+        # First, so that a concurrent inspect no longer restarts this guest (it needs machine.json).
+        m.config_file.unlink(missing_ok=True)
         await m.stop()
-        # Also any QEMU of this VM that lost its pidfile (e.g. killed mid-start).
+        await self._stop_all_of(m)
+        await asyncio.to_thread(shutil.rmtree, m.dir, True)
+        # An inspect that read machine.json just before we removed it may have started QEMU again.
+        await self._stop_all_of(m)
+
+    async def _stop_all_of(self, m: Machine) -> None:
+        """Any QEMU of this VM, with or without its pidfile (e.g. killed mid-start)."""
         for pid, directory in find_qemu_processes(self.vms_root).items():
             if directory == m.dir:
                 await terminate(pid, m.pidfile)
-        await asyncio.to_thread(shutil.rmtree, m.dir, True)
 
     async def inspect(self, spec: VMSpec, state: Mapping[str, Any]) -> ProviderVM:
         await self.reap_orphans()
