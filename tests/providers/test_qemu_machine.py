@@ -108,7 +108,7 @@ class TestMachine:
 
 class TestProviderLifecycle:
     def provider(self, root: Path) -> QemuProvider:
-        return QemuProvider(Settings(_env_file=None, data_dir=root.parent, port=9))  # type: ignore[call-arg]
+        return QemuProvider(Settings(_env_file=None, data_dir=root.parent, port=9))
 
     async def test_inspect_restarts_a_guest_that_should_run(self, image: BaseImage, vms_root: Path) -> None:
         spec = spec_for("web")
@@ -116,8 +116,8 @@ class TestProviderLifecycle:
         m, _ = await started(vms_root, image, spec.resource_name)
         first = m.pid()
         assert first is not None
-        os.kill(first, 9)  # QEMU dies while the service is down
-        while m.pid() is not None:
+        os.kill(first, 9)  # QEMU dies
+        while m.pid() is not None or not m.exit_file.exists():  # the reaper thread records the status
             await asyncio.sleep(0.05)
         not_yet = await provider.inspect(spec, {})
         assert not_yet.state == "failed" and not_yet.error and not_yet.error.code == "QemuExited"
@@ -193,12 +193,18 @@ def echo_server() -> Iterator[int]:
     server.server_close()
 
 
+def start_relay(relay_side: socket.socket, port: int, cwd: Path) -> subprocess.Popen[bytes]:
+    """The relay as QEMU runs it: the guest's connection on fds 0, 1 and 2."""
+    with relay_side:
+        fd = relay_side.fileno()
+        return subprocess.Popen([sys.executable, "-I", "-S", str(RELAY), "127.0.0.1", str(port)],
+                                stdin=fd, stdout=fd, stderr=fd, cwd=cwd)
+
+
 class TestRelay:
     def test_carries_a_request_and_its_answer(self, echo_server: int, tmp_path: Path) -> None:
         guest_side, relay_side = socket.socketpair()
-        with relay_side:
-            proc = subprocess.Popen([sys.executable, "-I", "-S", str(RELAY), "127.0.0.1", str(echo_server)],
-                                    stdin=relay_side, stdout=relay_side, stderr=relay_side, cwd=tmp_path)
+        proc = start_relay(relay_side, echo_server, tmp_path)
         payload = b"x" * 200_000
         guest_side.sendall(b"POST /vm/a/boot HTTP/1.1\r\nHost: a\r\nConnection: close\r\n"
                            + f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
@@ -214,9 +220,7 @@ class TestRelay:
             s.bind(("127.0.0.1", 0))
             closed_port = s.getsockname()[1]
         guest_side, relay_side = socket.socketpair()
-        with relay_side:
-            proc = subprocess.Popen([sys.executable, "-I", "-S", str(RELAY), "127.0.0.1", str(closed_port)],
-                                    stdin=relay_side, stdout=relay_side, stderr=relay_side, cwd=tmp_path)
+        proc = start_relay(relay_side, closed_port, tmp_path)
         assert proc.wait(10) == 1
         assert guest_side.recv(100) == b""  # nothing leaks into the guest's connection
         assert f"cannot reach 127.0.0.1:{closed_port}" in (tmp_path / "relay.log").read_text()
