@@ -34,6 +34,8 @@ i=0
 until grep -q '^LAST_CURSOR=' /var/lib/vmjournal-agent/state 2>/dev/null || [ "$i" -ge 600 ]; do
     sleep 1; i=$((i + 1))
 done
+sleep 5
+for k in 1 2 3 4 5 6 7 8 9 10; do echo "vmjournal-bench clock $(date +%s.%N)" > /dev/ttyS0; sleep 0.3; done
 n=1
 while [ "$n" -le {count} ]; do
     echo "vmjournal-bench marker $n" | systemd-cat -t vmjournal-bench
@@ -61,6 +63,25 @@ async def wait_healthy(client: httpx.AsyncClient, proc: subprocess.Popen[bytes])
             pass
         await asyncio.sleep(0.1)
     raise SystemExit("the service did not become healthy")
+
+
+async def watch_clock(console: Path, offsets: list[float]) -> None:
+    """Guest clock lines, timed by when they appear in the console log (host clock)."""
+    with console.open("rb") as f:
+        f.seek(0, os.SEEK_END)
+        pending = b""
+        while True:
+            chunk = f.read()
+            now = time.time()
+            if not chunk:
+                await asyncio.sleep(0.002)
+                continue
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if b"vmjournal-bench clock " in line:
+                    guest = float(line.split(b"vmjournal-bench clock ", 1)[1].split()[0])
+                    offsets.append(guest - now)
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -106,6 +127,8 @@ async def run(args: argparse.Namespace) -> None:
             print(f"create -> running: {running_at or first_at:.1f} s")
             print(f"create -> first event visible: {first_at:.1f} s")
 
+            offsets: list[float] = []
+            clock = asyncio.create_task(watch_clock(Path(vm["details"]["console_log"]), offsets))
             seen: dict[str, float] = {}
             latencies: list[float] = []
             deadline = time.monotonic() + 120 + args.markers * args.interval * 3
@@ -119,6 +142,11 @@ async def run(args: argparse.Namespace) -> None:
                         seen[message] = now
                         latencies.append(now - int(event["__REALTIME_TIMESTAMP"]) / 1e6)
                 await asyncio.sleep(0.05)
+            clock.cancel()
+            if offsets:
+                offset = statistics.median(offsets)
+                print(f"guest clock minus host clock: {offset:+.3f} s (median of {len(offsets)} console samples)")
+                latencies = [lat + offset for lat in latencies]
             if latencies:
                 latencies.sort()
                 p90 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.9))]
@@ -128,7 +156,7 @@ async def run(args: argparse.Namespace) -> None:
                 print("entry -> visible latency: no marker arrived")
             t = time.monotonic()
             await client.delete(f"/vm/{name}")
-            while (await client.get(f"/vm/{name}")).json()["status"] != "deleted":
+            while (await client.get(f"/vm/{name}")).status_code != 404:  # deleted VMs are listed no more
                 if time.monotonic() - t > 120:
                     raise SystemExit(f"the VM was not deleted within 120 s (see {data / 'service.log'})")
                 await asyncio.sleep(0.2)
