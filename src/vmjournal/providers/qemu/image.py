@@ -219,8 +219,10 @@ async def _run(argv: list[str], *, step: str, env: dict[str, str] | None = None)
 
 async def _build(settings: QemuSettings, directory: Path) -> None:
     started = time.monotonic()
+    # We hold the lock, so any other build directory is what a killed builder left behind.
+    for stale in directory.parent.glob(f".build-{directory.name}-*"):
+        await asyncio.to_thread(shutil.rmtree, stale, True)
     work = directory.parent / f".build-{directory.name}-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     tree = work / "rootfs"
     try:
