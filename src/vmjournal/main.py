@@ -65,6 +65,9 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
         engine = db.create_engine(url)
         sessions = db.session_factory(engine)
         active = dict(providers) if providers is not None else build_providers(settings)
+        if settings.default_provider not in active:
+            offered = ", ".join(active)
+            raise SystemExit(f"VMJOURNAL_PROVIDER={settings.default_provider!r} is not available: use one of {offered}")
         worker = Worker(settings, sessions, active)
         worker.start()
         hub = LiveHub(url, sessions)

@@ -24,19 +24,12 @@ def build_provider(kind: str, settings: Settings) -> VMProvider:
 
 
 def available_kinds(settings: Settings) -> list[str]:
-    """Enrolled machines always work; the default provider is offered when it can be built."""
-    kinds = ["external"]
-    for kind in ("qemu", "azure"):
-        if kind == settings.default_provider or (kind == "azure" and settings.azure.subscription_id):
-            kinds.append(kind)
+    """Enrolled machines and local VMs always; Azure when a subscription is configured."""
+    kinds = ["external", "qemu"]
+    if settings.azure.subscription_id or settings.default_provider == "azure":
+        kinds.append("azure")
     return kinds
 
 
 def build_providers(settings: Settings) -> dict[str, VMProvider]:
-    providers: dict[str, VMProvider] = {}
-    for kind in available_kinds(settings):
-        try:
-            providers[kind] = build_provider(kind, settings)
-        except ValueError:
-            continue
-    return providers
+    return {kind: build_provider(kind, settings) for kind in available_kinds(settings)}
