@@ -55,7 +55,7 @@ class QemuProvider:
         return Machine(self.vms_root / spec.resource_name)
 
     async def provision(self, spec: VMSpec, job: JobContext) -> ProviderVM:
-        require_tools(["qemu-system-x86_64", "qemu-img"])
+        require_tools(["qemu-system-x86_64", "qemu-img", "mkfs.ext4"])
         await self.reap_orphans()
         m = self.machine(spec)
         if job.state.get("agent_installed"):
