@@ -36,6 +36,8 @@ class TestEmbedded:
             assert response.status_code == 202
             assert (data / "postgres" / "PG_VERSION").exists()
             svc.stop()
+            # SIGTERM: the service was the server's last user, so the server stopped with it.
+            assert not (data / "postgres" / "postmaster.pid").exists()
             # The data outlives the process: a restart finds the VM.
             again = live_service(VMJOURNAL_DATABASE_URL="", VMJOURNAL_DATA_DIR=str(data))
             assert httpx.get(f"{again.url}/vm/box-1").json()["name"] == "box-1"

