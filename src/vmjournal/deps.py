@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from vmjournal.config import Settings
 from vmjournal.db import transaction
 from vmjournal.errors import Unauthorized
-from vmjournal.jobs.worker import Worker
 from vmjournal.providers.base import VMProvider
 
 
@@ -37,17 +36,11 @@ def get_providers(request: Request) -> dict[str, VMProvider]:
     return providers
 
 
-def get_worker(request: Request) -> Worker:
-    worker: Worker = request.state.worker
-    return worker
-
-
 # scope="function": commit before the response is sent, so a client that saw 202 can read what it made.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 SessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessions)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ProvidersDep = Annotated[dict[str, VMProvider], Depends(get_providers)]
-WorkerDep = Annotated[Worker, Depends(get_worker)]
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from VMJOURNAL_API_KEYS.")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key from VMJOURNAL_API_KEYS.")

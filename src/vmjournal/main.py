@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
         await hub.start()
         log.info("vmjournal %s ready; providers: %s", __version__, ", ".join(active))
         try:
-            yield {"settings": settings, "sessions": sessions, "providers": active, "worker": worker,
+            yield {"settings": settings, "sessions": sessions, "providers": active,
                    "database_url": url, "live": hub}
         finally:
             await hub.stop()

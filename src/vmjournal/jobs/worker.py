@@ -93,10 +93,6 @@ class Worker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._main: list[asyncio.Task[None]] = []
 
-    def wake(self) -> None:
-        """Look for work now (a job was just queued by this process)."""
-        self._wake.set()
-
     def start(self) -> None:
         self._main = [asyncio.create_task(self._claim_loop()), asyncio.create_task(self._monitor_loop())]
 
