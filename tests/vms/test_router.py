@@ -91,6 +91,10 @@ class TestDeleteVM:
     async def test_delete_deprovisions(self, service: Service) -> None:
         await service.client.post("/vm/web-1/small")
         await wait_for_status(service.client, "web-1", "running")
+        token = service.provider.token_file("web-1").read_text()
+        entry = {"__CURSOR": "c1", "__REALTIME_TIMESTAMP": "1764000000000000", "_BOOT_ID": "0" * 32}
+        ingested = await service.client.post("/vm/web-1/boot", json=entry, headers={"Authorization": f"Bearer {token}"})
+        assert ingested.json()["stored"] == 1
         response = await service.client.delete("/vm/web-1")
         assert response.status_code == 202 and response.json()["status"] == "deleting"
         for _ in range(100):
@@ -101,6 +105,12 @@ class TestDeleteVM:
         assert [(v["name"], v["status"]) for v in listed] == [("web-1", "deleted")]
         assert listed[0]["deleted_at"] is not None
         assert ("web-1", "deprovision") in [c[:2] for c in service.provider.calls()]
+        conn = await asyncpg.connect(service.database_url)
+        try:
+            counts = [await conn.fetchval(f"SELECT count(*) FROM {t}") for t in ("journal_event", "journal_boot")]
+        finally:
+            await conn.close()
+        assert counts == [0, 0], "a deleted VM's journal is purged"
         # The name is free again.
         assert (await service.client.post("/vm/web-1/small")).status_code == 202
 

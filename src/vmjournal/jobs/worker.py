@@ -23,6 +23,7 @@ from vmjournal import tokens
 from vmjournal.config import Settings
 from vmjournal.db import transaction
 from vmjournal.jobs import store
+from vmjournal.journal import service as journal_service
 from vmjournal.models import JobKind, JobStatus, VMStatus
 from vmjournal.providers.base import AgentConfig, ProviderError, ProviderVM, VMProvider, VMSpec
 from vmjournal.vms import store as vms_store
@@ -203,6 +204,8 @@ class Worker:
                 raise LostJob(job["id"])
             await vms_store.update_vm(session, spec.vm_id, status=VMStatus.deleted, step="deleted",
                                       token_hash=None, deleted_at=text("now()"))
+            # Nothing can read a deleted VM's journal any more (its name may already be reused).
+            await journal_service.purge(session, spec.vm_id)
 
     async def _failed(self, job: dict[str, Any], spec: VMSpec, err: ProviderError) -> None:
         log.warning("job %s: %s %s failed: %s", job["id"], job["kind"], spec.name, err)

@@ -174,3 +174,8 @@ async def list_boots(session: AsyncSession, vm_id: UUID) -> list[Mapping[str, An
 async def list_units(session: AsyncSession, vm_id: UUID) -> list[Mapping[str, Any]]:
     conn = await raw_connection(session)
     return [dict(r) for r in await store.list_units(conn, vm_id)]
+
+
+async def purge(session: AsyncSession, vm_id: UUID) -> None:
+    """Remove every event of a VM and its summaries."""
+    await store.purge(await raw_connection(session), vm_id)

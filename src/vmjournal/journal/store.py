@@ -85,6 +85,12 @@ SELECT {EVENT_COLUMNS}, about_unit FROM journal_event
 WHERE vm_id = $1 AND ts >= $2 AND seq > $3 ORDER BY seq LIMIT $4
 """
 
+PURGE_VM = (
+    "DELETE FROM journal_event WHERE vm_id = $1",
+    "DELETE FROM journal_boot WHERE vm_id = $1",
+    "DELETE FROM journal_unit WHERE vm_id = $1",
+)
+
 SELECT_BOOTS = """
 SELECT boot_id, first_at, last_at, entries FROM journal_boot WHERE vm_id = $1 ORDER BY first_at, boot_id
 """
@@ -236,3 +242,8 @@ async def list_units(conn: asyncpg.Connection, vm_id: UUID) -> list[asyncpg.Reco
 
 async def units_like(conn: asyncpg.Connection, vm_id: UUID, pattern: str) -> list[str]:
     return [r["unit"] for r in await conn.fetch(SELECT_UNIT_NAMES_LIKE, vm_id, pattern)]
+
+
+async def purge(conn: asyncpg.Connection, vm_id: UUID) -> None:
+    for statement in PURGE_VM:
+        await conn.execute(statement, vm_id)
