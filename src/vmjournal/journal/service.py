@@ -1,4 +1,4 @@
-"""Ingest and query decisions: authentication of agents, body limits, journalctl filter semantics."""
+"""Ingest and query decisions: authentication of agents, batch limits, journalctl filter semantics."""
 
 from __future__ import annotations
 
@@ -44,12 +44,12 @@ def parse_json_batch(body: bytes, max_entries: int) -> list[Any]:
 
 async def authenticate_agent(session: AsyncSession, name: str, authorization: str | None) -> UUID:
     """The VM's id, if the bearer token is this VM's. 401 without a token, 403 with another one."""
-    vm = await vms_store.get_vm_by_name(session, name)
     if authorization is None or not authorization.lower().startswith("bearer ") or not authorization[7:].strip():
         raise Unauthorized(
             "ingest needs the VM's token: Authorization: Bearer <token>",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    vm = await vms_store.get_vm_by_name(session, name)
     if vm is None:
         raise NotFound(f"no VM named {name!r}", code="vm_not_found")
     if not tokens.matches(authorization[7:].strip(), vm.token_hash):
