@@ -53,3 +53,24 @@ class TestTwoProcesses:
         assert len(per_step) == 3 * len(names)
         # Both processes did work: the queue is shared, not owned by whoever took the request.
         assert len({pid for _, _, pid in calls}) == 2
+
+
+class TestGracefulStop:
+    async def test_unfinished_job_is_handed_back(
+        self, live_service: Callable[..., LiveService], database_url: str
+    ) -> None:
+        import asyncpg
+
+        svc = live_service(slow_seconds=5, VMJOURNAL_JOB_STALE_SECONDS="600")
+        assert httpx.post(f"{svc.url}/vm/slow-1/small").status_code == 202
+        wait_for(svc, "slow-1", "provisioning", step="boot")
+        svc.stop()  # SIGTERM
+        conn = await asyncpg.connect(database_url)
+        try:
+            job = await conn.fetchrow("SELECT status, locked_by FROM job")
+        finally:
+            await conn.close()
+        assert (job["status"], job["locked_by"]) == ("queued", None)
+        # Long before the 600 s staleness, the next process takes it and finishes it.
+        again = live_service(slow_seconds=0.2, VMJOURNAL_JOB_STALE_SECONDS="600")
+        wait_for(again, "slow-1", "running", timeout=30)

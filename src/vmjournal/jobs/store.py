@@ -51,6 +51,11 @@ UPDATE job SET status = 'queued', last_error = :error, locked_by = NULL, updated
 WHERE id = :id AND locked_by = :worker
 """)
 
+RELEASE_ALL = sa.text("""
+UPDATE job SET status = 'queued', locked_by = NULL, updated_at = now()
+WHERE locked_by = :worker AND status = 'running'
+""")
+
 CANCEL_QUEUED = sa.text("""
 UPDATE job SET status = 'done', last_error = 'cancelled', updated_at = now()
 WHERE vm_id = :vm_id AND kind = :kind AND status = 'queued'
@@ -92,6 +97,10 @@ async def requeue(session: AsyncSession, job_id: int, worker: str, error: str, d
     params = {"id": job_id, "worker": worker, "error": error, "delay": delay}
     result = await session.execute(REQUEUE, params)
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def release_all(session: AsyncSession, worker: str) -> None:
+    await session.execute(RELEASE_ALL, {"worker": worker})
 
 
 async def cancel_queued(session: AsyncSession, vm_id: UUID, kind: str) -> None:

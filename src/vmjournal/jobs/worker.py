@@ -103,6 +103,10 @@ class Worker:
         for task in [*self._main, *self._tasks]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        # Hand unfinished jobs back now, so a restarted service need not wait for them to go stale.
+        with contextlib.suppress(Exception):
+            async with transaction(self.sessions) as session:
+                await store.release_all(session, self.id)
 
     async def _claim_loop(self) -> None:
         while True:
