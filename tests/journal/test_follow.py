@@ -13,6 +13,7 @@ from uuid import UUID
 import asyncpg
 import httpx
 import orjson
+import pytest
 from conftest import Service
 from support.api import bearer, enroll
 
@@ -162,84 +163,76 @@ def entry_messages(batch: list[dict[str, Any]] | None) -> list[str]:
     return [e["message"] for e in batch]
 
 
+@pytest.fixture
+async def hub(service: Service) -> AsyncIterator[live.LiveHub]:
+    """A second hub on the service's database, to look inside it."""
+    engine = db.create_engine(service.database_url)
+    hub = live.LiveHub(service.database_url, db.session_factory(engine))
+    await hub.start()
+    try:
+        yield hub
+    finally:
+        await hub.stop()
+        await engine.dispose()
+
+
 class TestHub:
-    async def test_many_followers_cost_one_query_per_batch(self, service: Service) -> None:
+    async def test_many_followers_cost_one_query_per_batch(self, service: Service, hub: live.LiveHub) -> None:
         """A second hub (as in a second API process) on the same database: 30 followers, one query."""
         token = await enroll(service.client, "web")
         vm_id = (await service.client.get("/vm/web")).json()["id"]
-        engine = db.create_engine(service.database_url)
-        hub = live.LiveHub(service.database_url, db.session_factory(engine))
-        await hub.start()
-        try:
-            followers = []
-            for i in range(30):
-                f = EventFilter(units=["nginx.service"]) if i % 3 == 0 else EventFilter()
-                follower = hub.register(UUID(vm_id), f)
-                upto, _ = await live._snapshot(hub._sessions, UUID(vm_id), f, backlog=0, after=None)
-                hub.activate(follower, upto)
-                followers.append(follower)
-            before = hub.queries
-            await ingest(service, token, entry(1), entry(2, unit="nginx.service"))
-            for i, follower in enumerate(followers):
-                got = entry_messages(await follower.next_batch(10))
-                assert got == (["message 2"] if i % 3 == 0 else ["message 1", "message 2"])
-            assert hub.queries - before == 1
-            assert hub.follower_count(UUID(vm_id)) == 30
-        finally:
-            await hub.stop()
-            await engine.dispose()
+        followers = []
+        for i in range(30):
+            f = EventFilter(units=["nginx.service"]) if i % 3 == 0 else EventFilter()
+            follower = hub.register(UUID(vm_id), f)
+            upto, _ = await live._snapshot(hub._sessions, UUID(vm_id), f, backlog=0, after=None)
+            hub.activate(follower, upto)
+            followers.append(follower)
+        before = hub.queries
+        await ingest(service, token, entry(1), entry(2, unit="nginx.service"))
+        for i, follower in enumerate(followers):
+            got = entry_messages(await follower.next_batch(10))
+            assert got == (["message 2"] if i % 3 == 0 else ["message 1", "message 2"])
+        assert hub.queries - before == 1
+        assert hub.follower_count(UUID(vm_id)) == 30
 
-    async def test_survives_losing_its_listen_connection(self, service: Service) -> None:
+    async def test_survives_losing_its_listen_connection(self, service: Service, hub: live.LiveHub) -> None:
         """Notifications sent while the hub reconnects are lost; it catches up on every followed VM."""
         token = await enroll(service.client, "web")
         vm_id = UUID((await service.client.get("/vm/web")).json()["id"])
-        engine = db.create_engine(service.database_url)
-        hub = live.LiveHub(service.database_url, db.session_factory(engine))
-        await hub.start()
+        f = EventFilter()
+        follower = hub.register(vm_id, f)
+        upto, _ = await live._snapshot(hub._sessions, vm_id, f, backlog=0, after=None)
+        hub.activate(follower, upto)
+        assert hub._listener is not None
+        killer = await asyncpg.connect(service.database_url)
         try:
-            f = EventFilter()
-            follower = hub.register(vm_id, f)
-            upto, _ = await live._snapshot(hub._sessions, vm_id, f, backlog=0, after=None)
-            hub.activate(follower, upto)
-            assert hub._listener is not None
-            killer = await asyncpg.connect(service.database_url)
-            try:
-                await killer.execute("SELECT pg_terminate_backend($1)", hub._listener.get_server_pid())
-            finally:
-                await killer.close()
-            await ingest(service, token, entry(1))
-            assert entry_messages(await follower.next_batch(10)) == ["message 1"]
-            await ingest(service, token, entry(2))
-            assert entry_messages(await follower.next_batch(10)) == ["message 2"]
+            await killer.execute("SELECT pg_terminate_backend($1)", hub._listener.get_server_pid())
         finally:
-            await hub.stop()
-            await engine.dispose()
+            await killer.close()
+        await ingest(service, token, entry(1))
+        assert entry_messages(await follower.next_batch(10)) == ["message 1"]
+        await ingest(service, token, entry(2))
+        assert entry_messages(await follower.next_batch(10)) == ["message 2"]
 
-    async def test_a_reader_too_far_behind_is_closed(self, service: Service) -> None:
+    async def test_a_reader_too_far_behind_is_closed(self, service: Service, hub: live.LiveHub) -> None:
         """Memory per follower is bounded: past QUEUE_EVENTS unread events it gets an end, not more."""
         token = await enroll(service.client, "web")
         vm_id = UUID((await service.client.get("/vm/web")).json()["id"])
-        engine = db.create_engine(service.database_url)
-        hub = live.LiveHub(service.database_url, db.session_factory(engine))
-        await hub.start()
-        try:
-            slow, fast = EventFilter(), EventFilter()
-            slow_follower, fast_follower = hub.register(vm_id, slow), hub.register(vm_id, fast)
-            for follower, f in ((slow_follower, slow), (fast_follower, fast)):
-                upto, _ = await live._snapshot(hub._sessions, vm_id, f, backlog=0, after=None)
-                hub.activate(follower, upto)
-            received = 0
-            for start in range(0, live.QUEUE_EVENTS + 2000, 4000):
-                await ingest(service, token, *(entry(i) for i in range(start, start + 4000)))
-                while received < start + 4000:
-                    batch = await fast_follower.next_batch(10)
-                    assert batch, "the fast reader must get everything"
-                    received += len(batch)
-            batches = []
-            while (batch := await slow_follower.next_batch(1)) not in (None, []):
-                batches.append(batch)
-            assert batch is None and slow_follower.overflowed
-            assert sum(len(b) for b in batches) <= live.QUEUE_EVENTS
-        finally:
-            await hub.stop()
-            await engine.dispose()
+        slow, fast = EventFilter(), EventFilter()
+        slow_follower, fast_follower = hub.register(vm_id, slow), hub.register(vm_id, fast)
+        for follower, f in ((slow_follower, slow), (fast_follower, fast)):
+            upto, _ = await live._snapshot(hub._sessions, vm_id, f, backlog=0, after=None)
+            hub.activate(follower, upto)
+        received = 0
+        for start in range(0, live.QUEUE_EVENTS + 2000, 4000):
+            await ingest(service, token, *(entry(i) for i in range(start, start + 4000)))
+            while received < start + 4000:
+                batch = await fast_follower.next_batch(10)
+                assert batch, "the fast reader must get everything"
+                received += len(batch)
+        batches = []
+        while (batch := await slow_follower.next_batch(1)) not in (None, []):
+            batches.append(batch)
+        assert batch is None and slow_follower.overflowed
+        assert sum(len(b) for b in batches) <= live.QUEUE_EVENTS

@@ -264,7 +264,7 @@ async def _build(settings: QemuSettings, directory: Path) -> None:
             "build_seconds": round(time.monotonic() - started, 1),
         }
         (work / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        shutil.rmtree(directory, ignore_errors=True)
+        await asyncio.to_thread(shutil.rmtree, directory, True)
         os.replace(work, directory)
         log.info("base image ready in %.0f s: %s", time.monotonic() - started, directory)
     finally:
