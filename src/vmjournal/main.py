@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
             raise
         engine = db.create_engine(url)
         sessions = db.session_factory(engine)
-        worker = Worker(settings, sessions, active)
+        worker = Worker(settings, sessions, active, monitor_seconds=settings.monitor_seconds)
         worker.start()
         hub = LiveHub(url, sessions)
         await hub.start()
