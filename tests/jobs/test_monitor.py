@@ -10,7 +10,7 @@ import httpx
 from conftest import LiveService
 from support.api import wait_for_status
 
-WINDOWS = 5
+WINDOWS = 4
 WINDOW_SECONDS = 2.0
 
 
