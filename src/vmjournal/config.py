@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     worker_concurrency: int = 4
     job_heartbeat_seconds: float = 5.0
     job_stale_seconds: float = 30.0
+    # How often running VMs are inspected (one process at a time does it).
+    monitor_seconds: float = 30.0
     azure: AzureSettings = Field(default_factory=AzureSettings)
     qemu: QemuSettings = Field(default_factory=QemuSettings)
 

@@ -1,4 +1,4 @@
-"""Request dependencies: the session (committed once on success), settings, providers, auth."""
+"""Request dependencies: the session (committed once on success), settings, providers, the job queue, auth."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from vmjournal.config import Settings
 from vmjournal.db import transaction
 from vmjournal.errors import Unauthorized
 from vmjournal.providers.base import VMProvider
+from vmjournal.vms.queue import JobQueue
 
 
 def get_sessions(request: Request) -> async_sessionmaker[AsyncSession]:
@@ -36,11 +37,17 @@ def get_providers(request: Request) -> dict[str, VMProvider]:
     return providers
 
 
+def get_jobs(request: Request) -> JobQueue:
+    jobs: JobQueue = request.state.jobs
+    return jobs
+
+
 # scope="function": commit before the response is sent, so a client that saw 202 can read what it made.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 SessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessions)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ProvidersDep = Annotated[dict[str, VMProvider], Depends(get_providers)]
+JobsDep = Annotated[JobQueue, Depends(get_jobs)]
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from VMJOURNAL_API_KEYS.")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key from VMJOURNAL_API_KEYS.")

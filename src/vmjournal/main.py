@@ -16,7 +16,9 @@ from sqlalchemy import text
 from vmjournal import __version__, db, errors, metrics, web
 from vmjournal.config import Settings, get_settings
 from vmjournal.deps import ApiKey, SessionDep
+from vmjournal.jobs import store as jobs_store
 from vmjournal.jobs.worker import Worker
+from vmjournal.journal import service as journal_service
 from vmjournal.journal.live import LiveHub
 from vmjournal.journal.router import router as journal_router
 from vmjournal.journal.upload import redact_tokens_in_access_log
@@ -24,8 +26,10 @@ from vmjournal.journal.upload import router as upload_router
 from vmjournal.providers.azure.router import router as azure_router
 from vmjournal.providers.base import VMProvider
 from vmjournal.providers.registry import build_providers
+from vmjournal.vms.queue import JobQueue
 from vmjournal.vms.router import bootstrap_router
 from vmjournal.vms.router import router as vms_router
+from vmjournal.vms.tasks import VMTasks
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +77,16 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
             raise
         engine = db.create_engine(url)
         sessions = db.session_factory(engine)
-        worker = Worker(settings, sessions, active)
+        # The queue and the VM domain meet only here: jobs run the VM's tasks, the VM routes enqueue.
+        jobs: JobQueue = jobs_store
+        tasks = VMTasks(sessions, active, jobs, ingest_url=settings.ingest_url, purge_journal=journal_service.purge)
+        worker = Worker(settings, sessions, tasks.handlers(), monitor=tasks.inspect_running)
         worker.start()
         hub = LiveHub(url, sessions)
         await hub.start()
         log.info("vmjournal %s ready; providers: %s", __version__, ", ".join(active))
         try:
-            yield {"settings": settings, "sessions": sessions, "providers": active,
+            yield {"settings": settings, "sessions": sessions, "providers": active, "jobs": jobs,
                    "database_url": url, "live": hub}
         finally:
             await hub.stop()

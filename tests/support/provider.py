@@ -38,6 +38,13 @@ class ScriptedProvider:
             return []
         return [(n, e, int(p)) for n, e, p in (line.split() for line in path.read_text().splitlines())]
 
+    def inspections(self) -> list[tuple[str, int]]:
+        """Every ``inspect`` call as (VM name, pid), from all processes sharing this root."""
+        path = self.root / "inspections.log"
+        if not path.exists():
+            return []
+        return [(n, int(p)) for n, p in (line.split() for line in path.read_text().splitlines())]
+
     def token_file(self, name: str) -> Path:
         return self.root / f"{name}.token"
 
@@ -68,6 +75,9 @@ class ScriptedProvider:
         self.token_file(spec.name).unlink(missing_ok=True)
 
     async def inspect(self, spec: VMSpec, state: Mapping[str, Any]) -> ProviderVM:
+        # Apart from calls.log, so that monitor passes never disturb the tests that count steps.
+        with open(self.root / "inspections.log", "a") as log:
+            log.write(f"{spec.name} {os.getpid()}\n")
         if spec.name.startswith("lost-"):
             return ProviderVM(state="gone", error=ProviderError("VMGone", "the test guest vanished"))
         return ProviderVM(state="running", addresses={"loopback": "127.0.0.1"})

@@ -1,8 +1,15 @@
-"""All SQL of the job queue: enqueue, claim (FOR UPDATE SKIP LOCKED), heartbeat, checkpoint, finish."""
+"""All SQL of the job queue: enqueue, claim (FOR UPDATE SKIP LOCKED), heartbeat, checkpoint, finish.
+
+``enqueue``, ``cancel_queued`` and ``latest_state`` are also the VM domain's ``JobQueue``
+(vms/queue.py): main.py hands this module to it, so neither package imports the other.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 from uuid import UUID
 
@@ -65,14 +72,37 @@ LATEST_STATE = sa.text("""
 SELECT state FROM job WHERE vm_id = :vm_id AND kind = :kind ORDER BY id DESC LIMIT 1
 """)
 
+# Transaction-level, so it goes away with the transaction that took it: a session-level lock
+# outlives a commit on a pooled connection and can only be released on that same connection.
+TRY_MONITOR_LOCK = sa.text("SELECT pg_try_advisory_xact_lock(:key)")
+# Only one process runs the periodic monitor at a time (it may restart local guests).
+MONITOR_LOCK_KEY = 0x766D6A6D6F6E
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A job as a worker claimed it: what to do (``kind``) to which VM, and what earlier runs saved."""
+
+    id: int
+    vm_id: UUID
+    kind: str
+    step: str | None
+    state: Mapping[str, Any]
+    attempts: int
+
 
 def enqueue(session: AsyncSession, vm_id: UUID, kind: str) -> None:
     session.add(Job(vm_id=vm_id, kind=kind, status=JobStatus.queued))
 
 
-async def claim_next(session: AsyncSession, worker: str, stale_seconds: float) -> dict[str, Any] | None:
+async def claim_next(session: AsyncSession, worker: str, stale_seconds: float) -> ClaimedJob | None:
     row = (await session.execute(CLAIM_NEXT_JOB, {"worker": worker, "stale": stale_seconds})).mappings().first()
-    return dict(row) if row else None
+    if row is None:
+        return None
+    return ClaimedJob(
+        id=row["id"], vm_id=row["vm_id"], kind=row["kind"], step=row["step"],
+        state=MappingProxyType(dict(row["state"] or {})), attempts=row["attempts"],
+    )
 
 
 async def heartbeat(session: AsyncSession, job_id: int, worker: str) -> bool:
@@ -81,9 +111,9 @@ async def heartbeat(session: AsyncSession, job_id: int, worker: str) -> bool:
 
 
 async def save_state(
-    session: AsyncSession, job_id: int, worker: str, step: str | None, state: dict[str, Any]
+    session: AsyncSession, job_id: int, worker: str, step: str | None, state: Mapping[str, Any]
 ) -> bool:
-    params = {"id": job_id, "worker": worker, "step": step, "state": json.dumps(state)}
+    params = {"id": job_id, "worker": worker, "step": step, "state": json.dumps(dict(state))}
     result = await session.execute(SAVE_STATE, params)
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -110,3 +140,8 @@ async def cancel_queued(session: AsyncSession, vm_id: UUID, kind: str) -> None:
 async def latest_state(session: AsyncSession, vm_id: UUID, kind: str) -> dict[str, Any]:
     state = (await session.execute(LATEST_STATE, {"vm_id": vm_id, "kind": kind})).scalar_one_or_none()
     return dict(state or {})
+
+
+async def try_lock_monitor(session: AsyncSession) -> bool:
+    """Take the monitor lock until the session's transaction ends; False if another process holds it."""
+    return bool((await session.execute(TRY_MONITOR_LOCK, {"key": MONITOR_LOCK_KEY})).scalar())

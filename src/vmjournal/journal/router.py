@@ -21,6 +21,7 @@ from vmjournal.errors import (
 from vmjournal.journal import answers, bodies, service, upload
 from vmjournal.journal.formats import OUTPUT_MODES
 from vmjournal.journal.schemas import BootPublic, EventsPage, IngestResponse, UnitPublic
+from vmjournal.vms import auth as vms_auth
 from vmjournal.vms import service as vms_service
 from vmjournal.vms.schemas import VMName
 
@@ -48,7 +49,7 @@ async def ingest(
     """A batch of `journalctl -o json` entries (array or one object, optionally gzip), with the VM's
     token as `Authorization: Bearer`. Atomic and idempotent by `__CURSOR`. The Journal Export Format
     (`Content-Type: application/vnd.fdo.journal`, as systemd-journal-upload sends it) is accepted too."""
-    vm_id = await service.authenticate_agent(session, name, authorization)
+    vm_id = await vms_auth.authenticate_agent(session, name, authorization)
     if upload.is_export(request):
         result = await upload.ingest_export(session, vm_id, request, settings)
         return IngestResponse.of(result)

@@ -11,12 +11,11 @@ import asyncpg
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from vmjournal import metrics, tokens
+from vmjournal import metrics
 from vmjournal.db import raw_connection
-from vmjournal.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized
+from vmjournal.errors import BadRequest, NotFound, PayloadTooLarge
 from vmjournal.journal import entries, filters, store
 from vmjournal.journal.formats import event_from_record, parse_position, position_token
-from vmjournal.vms import store as vms_store
 
 
 @dataclass(frozen=True)
@@ -40,29 +39,6 @@ def parse_json_batch(body: bytes, max_entries: int) -> list[Any]:
             f"the batch has {len(batch)} entries; the limit is {max_entries} per request", code="batch_too_large"
         )
     return batch
-
-
-async def authenticate_agent(session: AsyncSession, name: str, authorization: str | None) -> UUID:
-    """The VM's id, if the bearer token is this VM's. 401 without a token, 403 with another one."""
-    if authorization is None or not authorization.lower().startswith("bearer ") or not authorization[7:].strip():
-        raise Unauthorized(
-            "ingest needs the VM's token: Authorization: Bearer <token>",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    vm = await vms_store.get_vm_by_name(session, name)
-    if vm is None:
-        raise NotFound(f"no VM named {name!r}", code="vm_not_found")
-    if not tokens.matches(authorization[7:].strip(), vm.token_hash):
-        raise Forbidden(f"this token is not valid for VM {name!r}", code="wrong_token")
-    return vm.id
-
-
-async def vm_for_token(session: AsyncSession, token: str) -> UUID:
-    """The VM a token in a URL path belongs to (for systemd-journal-upload, which cannot send headers)."""
-    found = await vms_store.vm_id_by_token_hash(session, tokens.token_hash(token))
-    if found is None:
-        raise Forbidden("this token is not valid for any VM", code="wrong_token")
-    return found[0]
 
 
 async def ingest_entries(session: AsyncSession, vm_id: UUID, batch: list[Any]) -> IngestResult:

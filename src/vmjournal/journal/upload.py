@@ -26,6 +26,7 @@ from vmjournal.errors import BadRequest, Forbidden, PayloadTooLarge, Unsupported
 from vmjournal.journal import bodies, entries, service
 from vmjournal.journal.export_format import ExportFormatError, ExportParser
 from vmjournal.journal.schemas import IngestResponse
+from vmjournal.vms import auth as vms_auth
 
 EXPORT_MEDIA_TYPE = "application/vnd.fdo.journal"
 # journal-upload's first POST from a VM is its whole journal; the JSON path's per-request limit
@@ -88,7 +89,7 @@ async def upload(
 ) -> IngestResponse:
     """Journal Export Format, as `systemd-journal-upload --url=<service>/ingest/<token>` sends it
     (the URL needs an explicit port). Atomic and idempotent by `__CURSOR`, like the JSON ingest."""
-    vm_id = await service.vm_for_token(session, token)
+    vm_id = await vms_auth.vm_for_token(session, token)
     if not is_export(request):
         raise UnsupportedMediaType(
             f"this route takes Content-Type: {EXPORT_MEDIA_TYPE}; JSON batches go to POST /vm/{{name}}/boot"

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import PlainTextResponse
 
-from vmjournal.deps import ApiKey, ProvidersDep, SessionDep, SettingsDep
+from vmjournal.deps import ApiKey, JobsDep, ProvidersDep, SessionDep, SettingsDep
 from vmjournal.errors import BadRequest, Conflict, NotFound, Unauthorized, responses
 from vmjournal.providers import bootstrap
 from vmjournal.vms import service
@@ -45,9 +45,9 @@ async def get_vm(name: VMName, session: SessionDep) -> VMPublic:
     "/{name}", status_code=202, summary="Delete a VM", response_model=VMPublic,
     responses=responses(NotFound, Unauthorized),
 )
-async def delete_vm(name: VMName, session: SessionDep) -> VMPublic:
+async def delete_vm(name: VMName, session: SessionDep, jobs: JobsDep) -> VMPublic:
     """Deprovision the VM in the background; its status moves to `deleting`, then `deleted`."""
-    return service.to_public(await service.delete_vm(session, name))
+    return service.to_public(await service.delete_vm(session, jobs, name))
 
 
 @router.post(
@@ -70,6 +70,7 @@ async def create_vm(
     name: VMName,
     size: Annotated[str, Path(description="small, medium or large.", examples=["small"])],
     session: SessionDep,
+    jobs: JobsDep,
     settings: SettingsDep,
     providers: ProvidersDep,
     provider: Annotated[
@@ -80,6 +81,6 @@ async def create_vm(
 ) -> VMPublic | VMEnrolled:
     """Ask for a VM of size `small`, `medium` or `large`; it is provisioned in the background (202)."""
     return await service.request_vm(
-        session, name=name, size=size, provider=provider or settings.default_provider,
+        session, jobs, name=name, size=size, provider=provider or settings.default_provider,
         providers=providers.keys(), service_url=settings.ingest_url,
     )

@@ -1,4 +1,4 @@
-"""VM lifecycle decisions. Routes call these; the worker alone moves a VM through provisioning."""
+"""VM lifecycle decisions. Routes call these; the worker's tasks (tasks.py) alone move a VM through provisioning."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from vmjournal import tokens
 from vmjournal.config import SIZES
 from vmjournal.errors import BadRequest, Conflict, NotFound
-from vmjournal.jobs import store as jobs_store
 from vmjournal.models import VM, JobKind, VMStatus
 from vmjournal.vms import store
+from vmjournal.vms.queue import JobQueue
 from vmjournal.vms.schemas import NAME_PATTERN, NAME_RULE, VMEnrolled, VMError, VMPublic
 
 EXTERNAL = "external"
@@ -55,6 +55,7 @@ def install_command(service_url: str, name: str, token: str) -> str:
 
 async def request_vm(
     session: AsyncSession,
+    jobs: JobQueue,
     *,
     name: str,
     size: str,
@@ -84,7 +85,7 @@ async def request_vm(
     except store.NameTaken:
         raise Conflict(f"a VM named {name!r} already exists; delete it first or pick another name",
                        code="name_taken") from None
-    jobs_store.enqueue(session, vm.id, JobKind.provision)
+    jobs.enqueue(session, vm.id, JobKind.provision)
     public = to_public(vm)
     if token is None:
         return public
@@ -92,8 +93,9 @@ async def request_vm(
                       install_command=install_command(service_url, name, token))
 
 
-async def get_vm(session: AsyncSession, name: str) -> VM:
-    vm = await store.get_vm_by_name(session, name)
+async def get_vm(session: AsyncSession, name: str, *, for_update: bool = False) -> VM:
+    """The live VM of that name; 404 (the one place that says so) if there is none."""
+    vm = await store.get_vm_by_name(session, name, for_update=for_update)
     if vm is None:
         raise NotFound(f"no VM named {name!r}", code="vm_not_found")
     return vm
@@ -103,16 +105,14 @@ async def list_vms(session: AsyncSession, *, include_deleted: bool = False) -> S
     return await store.list_vms(session, include_deleted=include_deleted)
 
 
-async def delete_vm(session: AsyncSession, name: str) -> VM:
+async def delete_vm(session: AsyncSession, jobs: JobQueue, name: str) -> VM:
     """Start deprovisioning. A create still queued is cancelled; one in flight finishes first."""
-    vm = await store.get_vm_by_name(session, name, for_update=True)
-    if vm is None:
-        raise NotFound(f"no VM named {name!r}", code="vm_not_found")
+    vm = await get_vm(session, name, for_update=True)
     if vm.status == VMStatus.deleting:
         return vm
-    await jobs_store.cancel_queued(session, vm.id, JobKind.provision)
+    await jobs.cancel_queued(session, vm.id, JobKind.provision)
     await store.update_vm(session, vm.id, status=VMStatus.deleting, step="queued", token_hash=None)
-    jobs_store.enqueue(session, vm.id, JobKind.deprovision)
+    jobs.enqueue(session, vm.id, JobKind.deprovision)
     await session.flush()
     await session.refresh(vm)
     return vm
@@ -120,9 +120,7 @@ async def delete_vm(session: AsyncSession, name: str) -> VM:
 
 async def rotate_token(session: AsyncSession, name: str) -> str:
     """A new ingest token for the VM; the old one stops working at commit."""
-    vm = await store.get_vm_by_name(session, name, for_update=True)
-    if vm is None:
-        raise NotFound(f"no VM named {name!r}", code="vm_not_found")
+    vm = await get_vm(session, name, for_update=True)
     if vm.status == VMStatus.deleting:
         raise Conflict(f"VM {name!r} is being deleted", code="vm_deleting")
     token = tokens.new_token()
