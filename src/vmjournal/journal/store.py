@@ -284,7 +284,9 @@ async def explain_page(
     """The plan a page gets (EXPLAIN, JSON form): for tests and benches that check index order."""
     sql, args = page_query(vm_id, f, limit=limit, descending=descending)
     rows = await _fetch_ordered(conn, f"EXPLAIN (FORMAT JSON) {sql}", args)
-    return orjson.loads(rows[0][0])
+    plan = rows[0][0]
+    # A connection set up by SQLAlchemy decodes json itself; a plain asyncpg one gives text.
+    return orjson.loads(plan) if isinstance(plan, str) else plan
 
 
 async def check_grep(conn: asyncpg.Connection, pattern: str, case_sensitive: bool) -> None:
