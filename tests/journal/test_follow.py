@@ -201,7 +201,8 @@ class TestFollowMatchesPages:
     async def test_each_filter_selects_what_a_page_selects(self, service: Service) -> None:
         token = await enroll(service.client, "web")
         # Before anyone follows: a previous boot, then the current one.
-        await ingest(service, token, *(varied(i, boot=OLD_BOOT) for i in range(20)), *(varied(i) for i in range(20, 60)))
+        before = [varied(i, boot=OLD_BOOT) for i in range(20)] + [varied(i) for i in range(20, 60)]
+        await ingest(service, token, *before)
         async with AsyncExitStack() as stack:
             streams = [await stack.enter_async_context(follow(service, path, limit="1000", **params))
                        for path, params in FILTERS]
