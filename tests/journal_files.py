@@ -128,7 +128,7 @@ def wide_entries(start: int, count: int, *, boot: str, units: Sequence[str]) -> 
             "_SYSTEMD_CGROUP": f"/system.slice/{unit}", "_SYSTEMD_SLICE": "system.slice", "_SYSTEMD_UNIT": unit,
             "_SYSTEMD_INVOCATION_ID": f"{i * 2654435761 % (1 << 128):032x}",
             "_SOURCE_REALTIME_TIMESTAMP": str(ts - 17), "_PID": str(1000 + i % 3000), "SYSLOG_FACILITY": "3",
-            "SYSLOG_IDENTIFIER": stem, "PRIORITY": str(6 if i % 50 else 3), "CODE_FILE": f"src/{stem}/main.c",
+            "SYSLOG_IDENTIFIER": stem, "PRIORITY": str(6 if i % 47 else 3), "CODE_FILE": f"src/{stem}/main.c",
             "CODE_LINE": str(100 + i % 900), "CODE_FUNC": "handle_request",
             "MESSAGE": f"request {i} from 10.0.{i % 256}.{i % 199}: GET /api/v1/items/{i % 9973} HTTP/1.1 200 "
                        f"{i % 4096} bytes in {i % 997} ms",

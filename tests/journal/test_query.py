@@ -226,6 +226,9 @@ class TestFirstPagesWithoutStatistics:
                     conn = await db.raw_connection(session)
                     plan = await store.explain_page(conn, vm_id, f, limit=100,
                                                     descending=params.get("order") == "desc")
+                    # The planner settings end with the page's statement, not with the session.
+                    assert await conn.fetchval("SHOW enable_sort") == "on"
+                    assert await conn.fetchval("SHOW enable_bitmapscan") == "on"
                 nodes = list(plan_nodes(plan))
                 kinds = [n["Node Type"] for n in nodes]
                 case = (unit, params, kinds)

@@ -60,6 +60,10 @@ class Follower:
     queue: asyncio.Queue[list[dict[str, Any]] | None] = field(default_factory=asyncio.Queue)
     queued: int = 0
     overflowed: bool = False
+    match_key: Hashable = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.match_key = self.filter.live_key()
 
     def push(self, events: list[dict[str, Any]]) -> None:
         if self.overflowed or not events:
@@ -206,14 +210,14 @@ class LiveHub:
                 return
             after = min(f.seen_seq for f in followers)
             # One match column per distinct filter, however many followers share it.
-            columns: dict[Hashable, int] = {}
+            distinct: dict[Hashable, store.EventFilter] = {}
             for follower in followers:
-                columns.setdefault(follower.filter.live_key(), len(columns))
+                distinct.setdefault(follower.match_key, follower.filter)
+            columns = {key: i for i, key in enumerate(distinct)}
             async with self._sessions() as session:
                 conn = await raw_connection(session)
                 rows = await store.live_batch(
-                    conn, vm_id, _distinct_filters(followers, columns), after_seq=after, ts_from=first,
-                    limit=FETCH_ROWS,
+                    conn, vm_id, list(distinct.values()), after_seq=after, ts_from=first, limit=FETCH_ROWS
                 )
                 await session.commit()
             self.queries += 1
@@ -223,7 +227,7 @@ class LiveHub:
             matched = [set(row["matched"]) for row in rows]
             events: dict[int, dict[str, Any]] = {}
             for follower in followers:
-                column = columns[follower.filter.live_key()]
+                column = columns[follower.match_key]
                 batch = []
                 for row, hits in zip(rows, matched, strict=True):
                     if row["seq"] > follower.seen_seq and column in hits:
@@ -235,14 +239,6 @@ class LiveHub:
                 follower.push(batch)
             if len(rows) < FETCH_ROWS:
                 return
-
-
-def _distinct_filters(followers: list[Follower], columns: dict[Hashable, int]) -> list[store.EventFilter]:
-    """The filters in column order: the first follower with each key stands for the others."""
-    filters: dict[int, store.EventFilter] = {}
-    for follower in followers:
-        filters.setdefault(columns[follower.filter.live_key()], follower.filter)
-    return [filters[i] for i in range(len(filters))]
 
 
 async def snapshot(

@@ -224,8 +224,9 @@ def page_query(
         cmp = "<" if descending else ">"
         where.append(f"(ts, seq) {cmp} ({q.arg(after.ts)}, {q.arg(after.seq)})")
     limit_arg = q.arg(limit)
-    if f.units is None:
-        return _select(where, order, limit_arg), q.args
+    if not f.units:
+        # No unit filter, or a glob that matches no unit yet.
+        return _select(where if f.units is None else [*where, "false"], order, limit_arg), q.args
     # Index-ordered scans merged: each unit's own output, and what PID 1 and others logged about
     # it. An OR would read every matching row and sort them.
     branches: list[list[str]] = []
