@@ -2,9 +2,10 @@
 
 Opens N Server-Sent Events followers of one VM on the real service (embedded PostgreSQL), then
 ingests small batches one after another and records, for every follower, the time from the
-ingest request to the batch's last entry arriving. Also prints the database queries per
-batch (the service's vmjournal_live_queries_total): with one hub per process this stays at one
-per batch whatever N is.
+ingest request to the batch's last entry arriving. The followers use four distinct filters (a
+unit, a unit glob with a priority, a PostgreSQL regex, none), matched in the one fan-out query.
+Also prints the database queries per batch (the service's vmjournal_live_queries_total): with one
+hub per process this stays at one per batch whatever N is.
 Target (design §5): an entry visible to a follower well under 2 s (median).
 """
 
@@ -29,9 +30,20 @@ def batch(start: int, size: int) -> list[dict[str, str]]:
     ]
 
 
-async def follower(client: httpx.AsyncClient, ready: asyncio.Event, arrivals: dict[str, float],
+# Followers cycle through these: distinct filters (each one match column of the fan-out query),
+# all of which select every entry the bench sends.
+FILTERS: list[tuple[str, dict[str, str]]] = [
+    ("/vm/bench/boot", {}),
+    ("/vm/bench/boot/app", {}),
+    ("/vm/bench/boot/ap*", {"priority": "info"}),
+    ("/vm/bench/boot", {"grep": r"\mentry [[:digit:]]+"}),
+]
+
+
+async def follower(client: httpx.AsyncClient, index: int, ready: asyncio.Event, arrivals: dict[str, float],
                    started: list[int]) -> None:
-    async with client.stream("GET", "/vm/bench/boot", params={"limit": "1"},
+    path, params = FILTERS[index % len(FILTERS)]
+    async with client.stream("GET", path, params={"limit": "1", **params},
                              headers={"Accept": "text/event-stream"}) as response:
         event = ""
         async for line in response.aiter_lines():
@@ -63,7 +75,7 @@ async def run(url: str, token: str, followers: int, batches: int, size: int, fir
         ready = asyncio.Event()
         arrivals_per: list[dict[str, float]] = [{} for _ in range(followers)]
         started = [0, followers]
-        tasks = [asyncio.create_task(follower(client, ready, arrivals_per[i], started)) for i in range(followers)]
+        tasks = [asyncio.create_task(follower(client, i, ready, arrivals_per[i], started)) for i in range(followers)]
         await asyncio.wait_for(ready.wait(), 120)
         before = await hub_queries(client)
         sent: dict[str, float] = {}

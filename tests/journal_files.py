@@ -107,3 +107,34 @@ def sample_entries(count: int, *, boots: int = 2, seed: int = 7, start_us: int =
                      "MESSAGE": f"Process {i} dumped core."}
         entries.append(base)
     return entries
+
+
+def wide_entries(start: int, count: int, *, boot: str, units: Sequence[str]) -> list[dict[str, str]]:
+    """``journalctl -o json`` entries as wide as a Debian guest writes them (about 29 fields, 1 kB),
+    with cursors: entry ``i`` belongs to ``units[i % len(units)]``, and every 17th is PID 1's
+    message about that unit. For loading many events straight through the store."""
+    out = []
+    for i in range(start, start + count):
+        unit = units[i % len(units)]
+        stem = unit.split(".")[0].split("@")[0]
+        ts = 1_764_000_000_000_000 + i * 1000
+        entry = {
+            "__CURSOR": f"s=8f2b1c9d0e7a4b3c9d8e7f6a5b4c3d2e;i={i:x};b={boot};m={i * 1000:x};t={ts:x};x={i * 7919:x}",
+            "__REALTIME_TIMESTAMP": str(ts), "__MONOTONIC_TIMESTAMP": str(1_000_000 + i * 1000), "_BOOT_ID": boot,
+            "_MACHINE_ID": "5d2c8e1f9a7b4c3d8e6f1a2b3c4d5e6f", "_HOSTNAME": "web-prod-eu-west-03",
+            "_TRANSPORT": "journal", "_UID": "0", "_GID": "0", "_COMM": stem, "_EXE": f"/usr/sbin/{stem}",
+            "_CMDLINE": f"/usr/sbin/{stem} --config /etc/{stem}/{stem}.conf --log-level info --foreground",
+            "_CAP_EFFECTIVE": "1ffffffffff", "_SELINUX_CONTEXT": "unconfined\n",
+            "_SYSTEMD_CGROUP": f"/system.slice/{unit}", "_SYSTEMD_SLICE": "system.slice", "_SYSTEMD_UNIT": unit,
+            "_SYSTEMD_INVOCATION_ID": f"{i * 2654435761 % (1 << 128):032x}",
+            "_SOURCE_REALTIME_TIMESTAMP": str(ts - 17), "_PID": str(1000 + i % 3000), "SYSLOG_FACILITY": "3",
+            "SYSLOG_IDENTIFIER": stem, "PRIORITY": str(6 if i % 47 else 3), "CODE_FILE": f"src/{stem}/main.c",
+            "CODE_LINE": str(100 + i % 900), "CODE_FUNC": "handle_request",
+            "MESSAGE": f"request {i} from 10.0.{i % 256}.{i % 199}: GET /api/v1/items/{i % 9973} HTTP/1.1 200 "
+                       f"{i % 4096} bytes in {i % 997} ms",
+        }
+        if i % 17 == 0:
+            entry |= {"_SYSTEMD_UNIT": "init.scope", "_PID": "1", "_COMM": "systemd", "SYSLOG_IDENTIFIER": "systemd",
+                      "UNIT": unit, "MESSAGE": f"Started {unit}."}
+        out.append(entry)
+    return out

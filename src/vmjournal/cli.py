@@ -26,7 +26,7 @@ from rich.text import Text
 from vmjournal.client import DEFAULT_URL, APIError, Client, EventQuery, ExitCode
 from vmjournal.errors import BadRequest
 from vmjournal.journal import filters
-from vmjournal.journal.formats import OUTPUT_MODES, render_export, render_json, render_text
+from vmjournal.journal.render import OUTPUT_MODES, render_export, render_json, render_text
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 success; 1 error; 2 bad command line; 3 no such VM; 4 the VM failed "

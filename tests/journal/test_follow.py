@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 from uuid import UUID
 
@@ -158,6 +158,82 @@ class TestServerSentEvents:
                 assert orjson.loads(await anext(lines))["message"] == "message 2"
 
 
+OLD_BOOT = "1a2b3c4d5e6f47a8b9c0d1e2f3a4b5c6"
+VARIED_UNITS = ["nginx.service", "ssh.service", "cron.service", "sshd-keygen.service"]
+VARIED_MESSAGES = [
+    "disk full on sda1", "ramdisk ready", "Disk slow", "request served", "code 503 returned", "retry #2",
+]
+
+
+def varied(i: int, boot: str = BOOT, unit: str | None = None) -> dict[str, str]:
+    """Entries that tell the filters apart: units, systemd's messages about units, priorities, words."""
+    e = entry(i, unit=unit or VARIED_UNITS[i % len(VARIED_UNITS)], priority=i % 8)
+    e |= {"_BOOT_ID": boot, "MESSAGE": f"{VARIED_MESSAGES[i % len(VARIED_MESSAGES)]} ({chr(97 + i % 26)})"}
+    if i % 5 == 0:
+        # PID 1 about a unit: journalctl -u selects it for that unit.
+        about = unit or ("nginx.service" if i % 10 == 0 else "ssh.service")
+        e |= {"_SYSTEMD_UNIT": "init.scope", "_PID": "1", "UNIT": about, "SYSLOG_IDENTIFIER": "systemd"}
+    return e
+
+
+# Each filter of a page, including PostgreSQL-only regex syntax and a glob whose units appear later.
+FILTERS: list[tuple[str, dict[str, str]]] = [
+    ("/vm/web/boot/nginx", {}),
+    ("/vm/web/boot/ss*", {}),
+    ("/vm/web/boot/worker@*", {}),
+    ("/vm/web/boot", {"priority": "warning"}),
+    ("/vm/web/boot", {"grep": "[[:digit:]]+"}),
+    ("/vm/web/boot", {"grep": r"\mdisk"}),
+    ("/vm/web/boot", {"grep": "Disk"}),
+    ("/vm/web/boot", {"identifier": "cron"}),
+    ("/vm/web/boot", {"boot": "0"}),
+    ("/vm/web/boot/nginx", {"priority": "err", "grep": "code|disk"}),
+]
+
+
+async def page_cursors(svc: Service, path: str, params: dict[str, str]) -> list[str]:
+    response = await svc.client.get(path, params={**params, "limit": "1000"})
+    assert response.status_code == 200, response.text
+    return [e["__CURSOR"] for e in response.json()["events"]]
+
+
+class TestFollowMatchesPages:
+    async def test_each_filter_selects_what_a_page_selects(self, service: Service) -> None:
+        token = await enroll(service.client, "web")
+        # Before anyone follows: a previous boot, then the current one.
+        before = [varied(i, boot=OLD_BOOT) for i in range(20)] + [varied(i) for i in range(20, 60)]
+        await ingest(service, token, *before)
+        async with AsyncExitStack() as stack:
+            streams = [await stack.enter_async_context(follow(service, path, limit="1000", **params))
+                       for path, params in FILTERS]
+            backlogs = [await s.until_live() for s in streams]
+            # After: more of the current boot, and units no page had seen when the followers connected.
+            later = [varied(i) for i in range(60, 120)]
+            later += [varied(i, unit="worker@1.service") for i in range(120, 126)]
+            later += [varied(i, unit="worker@2.service") for i in range(126, 131)]
+            await ingest(service, token, *later)
+            for (path, params), stream, backlog in zip(FILTERS, streams, backlogs, strict=True):
+                expected = await page_cursors(service, path, params)
+                assert expected, f"the sample must select something for {path} {params}"
+                live_events = await stream.events(len(expected) - len(backlog))
+                assert cursors(backlog + live_events) == expected, (path, params)
+            await asyncio.gather(*(s.nothing_within(0.3) for s in streams))
+        worker = await page_cursors(service, "/vm/web/boot/worker@*", {})
+        assert len(worker) == 11 and not backlogs[2]
+
+    async def test_an_invalid_grep_is_a_clear_400(self, service: Service) -> None:
+        await enroll(service.client, "web")
+        response = await service.client.get(
+            "/vm/web/boot", params={"grep": "(unclosed"}, headers={"Accept": "text/event-stream"}
+        )
+        assert response.status_code == 400
+        assert response.json()["error"] == "bad_grep"
+
+
+def cursors(events: list[dict[str, Any]]) -> list[str]:
+    return [e["__CURSOR"] for e in events]
+
+
 def entry_messages(batch: list[dict[str, Any]] | None) -> list[str]:
     assert batch is not None
     return [e["message"] for e in batch]
@@ -185,7 +261,7 @@ class TestHub:
         for i in range(30):
             f = EventFilter(units=["nginx.service"]) if i % 3 == 0 else EventFilter()
             follower = hub.register(UUID(vm_id), f)
-            upto, _ = await live._snapshot(hub._sessions, UUID(vm_id), f, backlog=0, after=None)
+            upto, _ = await live.snapshot(hub._sessions, UUID(vm_id), f, backlog=0, after=None)
             hub.activate(follower, upto)
             followers.append(follower)
         before = hub.queries
@@ -202,7 +278,7 @@ class TestHub:
         vm_id = UUID((await service.client.get("/vm/web")).json()["id"])
         f = EventFilter()
         follower = hub.register(vm_id, f)
-        upto, _ = await live._snapshot(hub._sessions, vm_id, f, backlog=0, after=None)
+        upto, _ = await live.snapshot(hub._sessions, vm_id, f, backlog=0, after=None)
         hub.activate(follower, upto)
         assert hub._listener is not None
         killer = await asyncpg.connect(service.database_url)
@@ -222,7 +298,7 @@ class TestHub:
         slow, fast = EventFilter(), EventFilter()
         slow_follower, fast_follower = hub.register(vm_id, slow), hub.register(vm_id, fast)
         for follower, f in ((slow_follower, slow), (fast_follower, fast)):
-            upto, _ = await live._snapshot(hub._sessions, vm_id, f, backlog=0, after=None)
+            upto, _ = await live.snapshot(hub._sessions, vm_id, f, backlog=0, after=None)
             hub.activate(follower, upto)
         received = 0
         for start in range(0, live.QUEUE_EVENTS + 2000, 4000):

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
+import asyncpg
 import orjson
 import pytest
 from conftest import Service
-from journal_files import journal_json, sample_entries, write_journal
+from journal_files import journal_json, sample_entries, wide_entries, write_journal
 from support.api import bearer, enroll
+
+from vmjournal import db
+from vmjournal.journal import entries, service, store
 
 UNITS = ["nginx", "ssh.service", "systemd-journald", "cron", "app@1.service", "init.scope"]
 
@@ -154,3 +161,82 @@ class TestTextMatchesJournalctl:
         ).stdout
         response = await service.client.get("/vm/vm1/boot/nginx", params={"boot": "0", "output": output})
         assert response.content == expected
+
+
+# A busy unit (a fifth of the journal), a rarer one, and the rest: the shape where the planner,
+# guessing without statistics, read all of a unit's rows and sorted them for a page of 100.
+PLAN_UNITS = ["nginx.service"] * 3 + [f"svc-{i}.service" for i in range(11)] + ["cron.service"]
+PLAN_EVENTS = 60_000
+# (unit, query parameters, the index the first page must walk)
+FIRST_PAGES: list[tuple[str | None, dict[str, Any], str]] = [
+    ("nginx", {}, "ix_journal_event_vm_unit_ts"),
+    ("cron", {}, "ix_journal_event_vm_unit_ts"),
+    ("nginx", {"order": "desc"}, "ix_journal_event_vm_unit_ts"),
+    ("nginx", {"boot": "0"}, "ix_journal_event_vm_unit_ts"),
+    (None, {"identifier": ["nginx"]}, "ix_journal_event_vm_ts"),
+    (None, {}, "ix_journal_event_vm_ts"),
+    (None, {"order": "desc"}, "ix_journal_event_vm_ts"),
+]
+
+
+def plan_nodes(plan: Any) -> Iterator[dict[str, Any]]:
+    """Every node of an EXPLAIN (FORMAT JSON) plan."""
+    stack = [plan[0]["Plan"]]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack += node.get("Plans", [])
+
+
+class TestFirstPagesWithoutStatistics:
+    """Right after a VM's first catch-up no ANALYZE has run; first pages must still walk an index in order."""
+
+    @pytest.fixture
+    async def cold(self, service: Service) -> tuple[Service, UUID]:
+        await enroll(service.client, "cold")
+        conn = await asyncpg.connect(service.database_url)
+        try:
+            # Autoanalyze could otherwise give the table statistics halfway through the test.
+            await conn.execute("ALTER TABLE journal_event SET (autovacuum_enabled = off)")
+            vm_id: UUID = await conn.fetchval("SELECT id FROM vm WHERE name = 'cold'")
+            boots = [uuid.uuid4().hex for _ in range(2)]
+            for start in range(0, PLAN_EVENTS, 5000):
+                batch = wide_entries(start, 5000, boot=boots[start * 2 // PLAN_EVENTS], units=PLAN_UNITS)
+                async with conn.transaction():
+                    await store.ingest(conn, vm_id, entries.to_rows(batch))
+            analyzed = await conn.fetchval(
+                "SELECT analyze_count + autoanalyze_count FROM pg_stat_user_tables WHERE relname = 'journal_event'"
+            )
+            stats = await conn.fetchval("SELECT count(*) FROM pg_stats WHERE tablename = 'journal_event'")
+            assert (analyzed, stats) == (0, 0), "the table must have no statistics yet"
+        finally:
+            await conn.close()
+        return service, vm_id
+
+    async def test_first_pages_walk_an_index_in_order(self, cold: tuple[Service, UUID]) -> None:
+        svc, vm_id = cold
+        engine = db.create_engine(svc.database_url)
+        try:
+            for unit, params, index in FIRST_PAGES:
+                async with db.session_factory(engine)() as session:
+                    f = await service.build_filter(
+                        session, vm_id, unit=unit, priority=None, since=None, until=None, boot=params.get("boot"),
+                        grep=None, identifiers=params.get("identifier"),
+                    )
+                    conn = await db.raw_connection(session)
+                    plan = await store.explain_page(conn, vm_id, f, limit=100,
+                                                    descending=params.get("order") == "desc")
+                    # The planner settings end with the page's statement, not with the session.
+                    assert await conn.fetchval("SHOW enable_sort") == "on"
+                    assert await conn.fetchval("SHOW enable_bitmapscan") == "on"
+                nodes = list(plan_nodes(plan))
+                kinds = [n["Node Type"] for n in nodes]
+                case = (unit, params, kinds)
+                assert not {"Sort", "Incremental Sort", "Bitmap Heap Scan", "Seq Scan"} & set(kinds), case
+                assert index in {n.get("Index Name") for n in nodes if n["Node Type"] == "Index Scan"}, case
+                # And the page itself answers: the first 100 events of the selection.
+                path = "/vm/cold/boot" + (f"/{unit}" if unit else "")
+                response = await svc.client.get(path, params={"limit": 100, **params})
+                assert response.status_code == 200 and response.json()["count"] == 100, case
+        finally:
+            await engine.dispose()

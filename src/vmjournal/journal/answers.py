@@ -1,10 +1,17 @@
-"""How a journal query is answered: a JSON page with a ``Link`` header, a stream of every
-matching event (NDJSON, journalctl text, export format), or a live follow stream."""
+"""How a journal query is answered over HTTP: a JSON page with a ``Link`` header, a stream of
+every matching event (NDJSON, journalctl text, export format), or a live follow stream.
+
+Follow streams: Server-Sent Events (``id`` is the event's opaque position, so ``Last-Event-ID``
+resumes; an ``event: live`` message marks the end of the backlog), or NDJSON / journalctl text
+with ``?follow=true``. The events come from the process's live hub (journal/live.py).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC
+from typing import Any
 from urllib.parse import urlencode
 from uuid import UUID
 
@@ -12,17 +19,16 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.background import BackgroundTask
 
 from vmjournal.errors import BadRequest
-from vmjournal.journal import live, service
-from vmjournal.journal.formats import OUTPUT_MODES
-from vmjournal.journal.store import EventFilter
+from vmjournal.journal import live, render, service, store
+from vmjournal.journal.render import OUTPUT_MODES, parse_position, render_export, render_text
 
-NDJSON = "application/x-ndjson"
-EXPORT = "application/vnd.fdo.journal"
-SSE = "text/event-stream"
 STREAM_PAGE = 1000
 DEFAULT_PAGE = 100
+DEFAULT_BACKLOG = 10
+KEEPALIVE_SECONDS = 15.0
 
 
 @dataclass
@@ -43,15 +49,30 @@ def mode_for(request: Request, output: str | None) -> str:
             raise BadRequest(f"unknown output {output!r}: use one of {', '.join(OUTPUT_MODES)}", code="bad_output")
         return output
     accept = request.headers.get("accept", "")
-    if SSE in accept:
+    if render.SSE in accept:
         return "sse"
-    if NDJSON in accept:
+    if render.NDJSON in accept:
         return "ndjson"
-    if EXPORT in accept:
+    if render.EXPORT in accept:
         return "export"
     if "text/plain" in accept:
         return "short"
     return "page"
+
+
+def _sse(event: Mapping[str, Any]) -> bytes:
+    return b"id: " + str(event["position"]).encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+
+
+def encoder(mode: str) -> tuple[str, Callable[[Mapping[str, Any]], bytes], bytes | None]:
+    """Media type, per-event encoder and keepalive bytes of a stream."""
+    if mode == "sse":
+        return render.SSE, _sse, b": keepalive\n\n"
+    if mode in ("ndjson", "json", "page"):
+        return render.NDJSON, lambda e: orjson.dumps(e) + b"\n", None
+    if mode == "export":
+        return render.EXPORT, render_export, None
+    return render.TEXT, lambda e: render_text(e, mode, tz=UTC), None
 
 
 async def answer(
@@ -62,14 +83,14 @@ async def answer(
     vm_name: str,
     vm_id: UUID,
     unit: str | None,
-    f: EventFilter,
+    f: store.EventFilter,
     q: Query,
 ) -> Response:
     mode = mode_for(request, q.output)
     if mode == "sse" or q.follow:
         # Hand the request's connection back now: the session would otherwise be held for the whole stream.
         await session.commit()
-        return await live.follow_response(
+        return await follow_response(
             request, sessions, vm_id, f, mode=mode, backlog=q.limit,
             last_event_id=request.headers.get("last-event-id") or q.cursor,
         )
@@ -81,12 +102,12 @@ async def answer(
             query = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
             headers["Link"] = f'<{request.url.path}?{urlencode([*query, ("cursor", page.next)])}>; rel="next"'
         body = {"vm": vm_name, "unit": unit, "count": len(page.events), "next": page.next, "events": page.events}
-        return Response(orjson.dumps(body), media_type="application/json", headers=headers)
+        return Response(orjson.dumps(body), media_type=render.JSON, headers=headers)
     # The first page is read now, so bad input is a clean 400 and not a broken stream.
     first = await service.query_page(session, vm_id, f, limit=min(q.limit or STREAM_PAGE, STREAM_PAGE),
                                      after=q.cursor, descending=q.descending)
     await session.commit()
-    media, encode, _ = live.encoder(mode)
+    media, encode, _ = encoder(mode)
 
     async def stream() -> AsyncIterator[bytes]:
         page, sent = first, 0
@@ -101,3 +122,70 @@ async def answer(
                 page = await service.query_page(s, vm_id, f, limit=size, after=page.next, descending=q.descending)
 
     return StreamingResponse(stream(), media_type=media)
+
+
+def get_hub(request: Request) -> live.LiveHub:
+    hub: live.LiveHub = request.state.live
+    return hub
+
+
+async def follow_response(
+    request: Request,
+    sessions: async_sessionmaker[AsyncSession],
+    vm_id: UUID,
+    f: store.EventFilter,
+    *,
+    mode: str,
+    backlog: int | None,
+    last_event_id: str | None,
+) -> StreamingResponse:
+    """A stream of the VM's matching events: the last ``backlog`` (default 10, like journalctl -f) or
+    everything after ``last_event_id``, then each new one as it is stored. A reader that falls too
+    far behind gets an ``overflow`` event (SSE) and the end of the stream."""
+    after = None
+    if last_event_id:
+        parsed = parse_position(last_event_id.strip())
+        if parsed is None:
+            raise BadRequest("invalid Last-Event-ID: pass the id of an event this stream sent", code="bad_cursor")
+        after = store.Position(*parsed)
+    hub = get_hub(request)
+    follower = hub.register(vm_id, f)
+    try:
+        upto, rows = await live.snapshot(
+            sessions, vm_id, f, backlog=DEFAULT_BACKLOG if backlog is None else backlog, after=after
+        )
+        hub.activate(follower, upto)
+    except BaseException:
+        hub.unregister(follower)
+        raise
+    media, encode, keepalive = encoder(mode)
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            if mode == "sse":
+                yield b"retry: 2000\n\n"
+            async for event in live.catch_up(sessions, vm_id, f, rows, upto, after is not None):
+                yield encode(event)
+            if mode == "sse":
+                # Marks the end of the backlog: what follows was stored after the stream began.
+                yield b"event: live\ndata: {}\n\n"
+            while True:
+                batch = await follower.next_batch(KEEPALIVE_SECONDS)
+                if batch is None:
+                    if mode == "sse":
+                        yield b'event: overflow\ndata: {"error": "too_slow", "message": "this reader fell ' \
+                              b'too far behind; reconnect with Last-Event-ID"}\n\n'
+                    return
+                if not batch:
+                    if keepalive:
+                        yield keepalive
+                    continue
+                yield b"".join(encode(event) for event in batch)
+        finally:
+            hub.unregister(follower)
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    # The background task also unregisters a follower whose client left before the stream began.
+    return StreamingResponse(
+        stream(), media_type=media, headers=headers, background=BackgroundTask(hub.unregister, follower)
+    )

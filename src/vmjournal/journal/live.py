@@ -12,10 +12,11 @@ N has seen every event of that VM up to N. A new follower takes the same lock fo
 read a consistent "everything up to S" snapshot (its backlog, or its catch-up after a
 Last-Event-ID), and the hub delivers only seq above S to it: no gap, no duplicate.
 
-Streams: Server-Sent Events (``id`` is the event's opaque position, so ``Last-Event-ID``
-resumes; an ``event: live`` message marks the end of the backlog), or NDJSON / journalctl text
-with ``?follow=true``. A follower that falls more than ``QUEUE_EVENTS`` behind is told so and
-closed; it resumes with its last event id.
+The query decides what each follower gets with the same SQL conditions as pages
+(journal/store.py): one ``matched`` array per row lists the distinct filters it matches, so a
+PostgreSQL regex or a unit glob selects the same events live as in a page. A follower that falls
+more than ``QUEUE_EVENTS`` behind is closed; it resumes with its last event id. The HTTP streams
+built on this are in journal/answers.py.
 """
 
 from __future__ import annotations
@@ -23,34 +24,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
-import orjson
-from fastapi import Request
-from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from starlette.background import BackgroundTask
 
 from vmjournal import metrics
 from vmjournal.db import raw_connection
-from vmjournal.errors import BadRequest
 from vmjournal.journal import store
 from vmjournal.journal.entries import timestamp_from_us
-from vmjournal.journal.formats import event_from_record, parse_position, render_export, render_text
+from vmjournal.journal.render import event_from_record
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "vmjournal_events"
 QUEUE_EVENTS = 10_000
 FETCH_ROWS = 1000
-KEEPALIVE_SECONDS = 15.0
-DEFAULT_BACKLOG = 10
 _NO_LOWER_BOUND = datetime(1, 1, 1, tzinfo=UTC)
 
 
@@ -67,34 +60,10 @@ class Follower:
     queue: asyncio.Queue[list[dict[str, Any]] | None] = field(default_factory=asyncio.Queue)
     queued: int = 0
     overflowed: bool = False
-    _grep: re.Pattern[str] | None = None
+    match_key: Hashable = field(init=False)
 
     def __post_init__(self) -> None:
-        f = self.filter
-        if f.grep is not None:
-            try:
-                self._grep = re.compile(f.grep, 0 if f.grep_case_sensitive else re.IGNORECASE)
-            except re.error as exc:
-                raise BadRequest(f"invalid grep pattern: {exc}", code="bad_grep") from None
-
-    def matches(self, row: Mapping[str, Any]) -> bool:
-        """The same selection as store._conditions, on a row."""
-        f = self.filter
-        if f.units is not None and row["unit"] not in f.units and row["about_unit"] not in f.units:
-            return False
-        if (f.priority_max < 7 or f.priority_min > 0) and (
-            row["priority"] is None or not f.priority_min <= row["priority"] <= f.priority_max
-        ):
-            return False
-        if f.since is not None and row["ts"] < f.since:
-            return False
-        if f.until is not None and row["ts"] > f.until:
-            return False
-        if f.boot_id is not None and row["boot_id"] != f.boot_id:
-            return False
-        if f.identifiers and row["identifier"] not in f.identifiers:
-            return False
-        return self._grep is None or (row["message"] is not None and self._grep.search(row["message"]) is not None)
+        self.match_key = self.filter.live_key()
 
     def push(self, events: list[dict[str, Any]]) -> None:
         if self.overflowed or not events:
@@ -240,19 +209,28 @@ class LiveHub:
             if not followers:
                 return
             after = min(f.seen_seq for f in followers)
+            # One match column per distinct filter, however many followers share it.
+            distinct: dict[Hashable, store.EventFilter] = {}
+            for follower in followers:
+                distinct.setdefault(follower.match_key, follower.filter)
+            columns = {key: i for i, key in enumerate(distinct)}
             async with self._sessions() as session:
                 conn = await raw_connection(session)
-                rows = await store.events_after_seq(conn, vm_id, after_seq=after, ts_from=first, limit=FETCH_ROWS)
+                rows = await store.live_batch(
+                    conn, vm_id, list(distinct.values()), after_seq=after, ts_from=first, limit=FETCH_ROWS
+                )
                 await session.commit()
             self.queries += 1
             metrics.live_queries.inc()
             if not rows:
                 return
+            matched = [set(row["matched"]) for row in rows]
             events: dict[int, dict[str, Any]] = {}
             for follower in followers:
+                column = columns[follower.match_key]
                 batch = []
-                for row in rows:
-                    if row["seq"] > follower.seen_seq and follower.matches(row):
+                for row, hits in zip(rows, matched, strict=True):
+                    if row["seq"] > follower.seen_seq and column in hits:
                         event = events.get(row["seq"])
                         if event is None:
                             event = events[row["seq"]] = event_from_record(row)
@@ -263,7 +241,7 @@ class LiveHub:
                 return
 
 
-async def _snapshot(
+async def snapshot(
     sessions: async_sessionmaker[AsyncSession],
     vm_id: UUID,
     f: store.EventFilter,
@@ -274,21 +252,24 @@ async def _snapshot(
     """Everything up to S (the last seq drawn, with no batch of this VM in flight), and the first rows to send."""
     async with sessions() as session:
         conn = await raw_connection(session)
-        await store.lock_vm_ingest(conn, vm_id)
-        upto = await store.last_seq(conn)
-        if f.units == []:
-            rows: list[asyncpg.Record] = []
-        elif after is not None:
-            rows = await store.query_events(conn, vm_id, f, limit=FETCH_ROWS, after=after)
-        elif backlog > 0:
-            rows = list(reversed(await store.query_events(conn, vm_id, f, limit=backlog, descending=True)))
-        else:
-            rows = []
+        # A transaction of our own (a savepoint if the session began one): the ingest lock must
+        # last until the snapshot is read, and the session may not have begun on this connection.
+        async with conn.transaction():
+            await store.lock_vm_ingest(conn, vm_id)
+            upto = await store.last_seq(conn)
+            if f.units == []:
+                rows: list[asyncpg.Record] = []
+            elif after is not None:
+                rows = await store.query_events(conn, vm_id, f, limit=FETCH_ROWS, after=after)
+            elif backlog > 0:
+                rows = list(reversed(await store.query_events(conn, vm_id, f, limit=backlog, descending=True)))
+            else:
+                rows = []
         await session.commit()
     return upto, rows
 
 
-async def _catch_up(
+async def catch_up(
     sessions: async_sessionmaker[AsyncSession],
     vm_id: UUID,
     f: store.EventFilter,
@@ -310,84 +291,3 @@ async def _catch_up(
                 conn, vm_id, f, limit=FETCH_ROWS, after=store.Position(last["ts"], last["seq"])
             )
             await session.commit()
-
-
-def _sse(event: Mapping[str, Any]) -> bytes:
-    return b"id: " + str(event["position"]).encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
-
-
-def encoder(mode: str) -> tuple[str, Callable[[Mapping[str, Any]], bytes], bytes | None]:
-    """Media type, per-event encoder and keepalive bytes of a follow stream."""
-    if mode == "sse":
-        return "text/event-stream", _sse, b": keepalive\n\n"
-    if mode in ("ndjson", "json", "page"):
-        return "application/x-ndjson", lambda e: orjson.dumps(e) + b"\n", None
-    if mode == "export":
-        return "application/vnd.fdo.journal", render_export, None
-    return "text/plain; charset=utf-8", lambda e: render_text(e, mode, tz=UTC), None
-
-
-def get_hub(request: Request) -> LiveHub:
-    hub: LiveHub = request.state.live
-    return hub
-
-
-async def follow_response(
-    request: Request,
-    sessions: async_sessionmaker[AsyncSession],
-    vm_id: UUID,
-    f: store.EventFilter,
-    *,
-    mode: str,
-    backlog: int | None,
-    last_event_id: str | None,
-) -> StreamingResponse:
-    """A stream of the VM's matching events: the last ``backlog`` (default 10, like journalctl -f) or
-    everything after ``last_event_id``, then each new one as it is stored."""
-    after = None
-    if last_event_id:
-        parsed = parse_position(last_event_id.strip())
-        if parsed is None:
-            raise BadRequest("invalid Last-Event-ID: pass the id of an event this stream sent", code="bad_cursor")
-        after = store.Position(*parsed)
-    hub = get_hub(request)
-    follower = hub.register(vm_id, f)
-    try:
-        upto, rows = await _snapshot(
-            sessions, vm_id, f, backlog=DEFAULT_BACKLOG if backlog is None else backlog, after=after
-        )
-        hub.activate(follower, upto)
-    except BaseException:
-        hub.unregister(follower)
-        raise
-    media, encode, keepalive = encoder(mode)
-
-    async def stream() -> AsyncIterator[bytes]:
-        try:
-            if mode == "sse":
-                yield b"retry: 2000\n\n"
-            async for event in _catch_up(sessions, vm_id, f, rows, upto, after is not None):
-                yield encode(event)
-            if mode == "sse":
-                # Marks the end of the backlog: what follows was stored after the stream began.
-                yield b"event: live\ndata: {}\n\n"
-            while True:
-                batch = await follower.next_batch(KEEPALIVE_SECONDS)
-                if batch is None:
-                    if mode == "sse":
-                        yield b'event: overflow\ndata: {"error": "too_slow", "message": "this reader fell ' \
-                              b'too far behind; reconnect with Last-Event-ID"}\n\n'
-                    return
-                if not batch:
-                    if keepalive:
-                        yield keepalive
-                    continue
-                yield b"".join(encode(event) for event in batch)
-        finally:
-            hub.unregister(follower)
-
-    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    # The background task also unregisters a follower whose client left before the stream began.
-    return StreamingResponse(
-        stream(), media_type=media, headers=headers, background=BackgroundTask(hub.unregister, follower)
-    )

@@ -19,7 +19,7 @@ from vmjournal.errors import (
     responses,
 )
 from vmjournal.journal import answers, bodies, service, upload
-from vmjournal.journal.formats import OUTPUT_MODES
+from vmjournal.journal.render import OUTPUT_MODES
 from vmjournal.journal.schemas import BootPublic, EventsPage, IngestResponse, UnitPublic
 from vmjournal.vms import auth as vms_auth
 from vmjournal.vms import service as vms_service

@@ -1,4 +1,4 @@
-"""Ingest and query decisions: authentication of agents, batch limits, journalctl filter semantics."""
+"""Ingest and query decisions: batch limits, journalctl filter semantics."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from vmjournal import metrics
 from vmjournal.db import raw_connection
 from vmjournal.errors import BadRequest, NotFound, PayloadTooLarge
 from vmjournal.journal import entries, filters, store
-from vmjournal.journal.formats import event_from_record, parse_position, position_token
+from vmjournal.journal.render import event_from_record, parse_position, position_token
 
 
 @dataclass(frozen=True)
@@ -92,9 +92,11 @@ async def build_filter(
     f = store.EventFilter(identifiers=identifiers or [])
     if unit is not None:
         name = filters.unit_name(unit)
-        f.units = (
-            await store.units_like(conn, vm_id, filters.glob_to_like(name)) if filters.is_glob(name) else [name]
-        )
+        if filters.is_glob(name):
+            f.unit_pattern = filters.glob_to_like(name)
+            f.units = await store.units_like(conn, vm_id, f.unit_pattern)
+        else:
+            f.units = [name]
     if priority:
         f.priority_min, f.priority_max = filters.parse_priority(priority)
     if since:
@@ -106,6 +108,10 @@ async def build_filter(
     if grep:
         f.grep = grep
         f.grep_case_sensitive = filters.smart_case(grep)
+        try:
+            await store.check_grep(conn, f.grep, f.grep_case_sensitive)
+        except asyncpg.InvalidRegularExpressionError as exc:
+            raise BadRequest(f"invalid grep pattern: {exc}", code="bad_grep") from None
     return f
 
 
@@ -127,10 +133,7 @@ async def query_page(
     if f.units == []:
         return Page(events=[], next=None)
     conn = await raw_connection(session)
-    try:
-        records = await store.query_events(conn, vm_id, f, limit=limit, after=position, descending=descending)
-    except asyncpg.InvalidRegularExpressionError as exc:
-        raise BadRequest(f"invalid grep pattern: {exc}", code="bad_grep") from None
+    records = await store.query_events(conn, vm_id, f, limit=limit, after=position, descending=descending)
     events = [event_from_record(r) for r in records]
     nxt = position_token(records[-1]["ts"], records[-1]["seq"]) if len(records) == limit else None
     return Page(events=events, next=nxt)

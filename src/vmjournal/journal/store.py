@@ -5,13 +5,14 @@ Functions take an asyncpg connection inside the caller's transaction and never c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
+import orjson
 
 from vmjournal.journal.entries import ROW_COLUMNS, Row
 
@@ -79,11 +80,16 @@ EVENT_COLUMNS = (
 )
 
 # New events of one VM for live followers: the notification's earliest timestamp bounds the
-# (vm_id, ts, seq) index scan; seq orders them as they were committed.
-SELECT_EVENTS_AFTER_SEQ = f"""
-SELECT {EVENT_COLUMNS}, about_unit FROM journal_event
-WHERE vm_id = $1 AND ts >= $2 AND seq > $3 ORDER BY seq LIMIT $4
-"""
+# (vm_id, ts, seq) index scan; seq orders them as they were committed. ``matched`` lists the
+# followers' filters each row matches (an array, so a thousand distinct filters stay one column).
+SELECT_LIVE_BATCH = (
+    f"SELECT {EVENT_COLUMNS}, {{matched}} AS matched FROM journal_event "
+    "WHERE vm_id = $1 AND {bounds} ORDER BY seq LIMIT {limit}"
+)
+
+# A grep is compiled before it is used, so a bad pattern is a 400, never a failed fan-out query.
+CHECK_GREP = "SELECT '' ~ $1::text"
+CHECK_GREP_ICASE = "SELECT '' ~* $1::text"
 
 PURGE_VM = (
     "DELETE FROM journal_event WHERE vm_id = $1",
@@ -120,6 +126,10 @@ class EventFilter:
     """journalctl-like selection; every field narrows the result."""
 
     units: list[str] | None = None
+    # A unit glob as a LIKE pattern. Pages read it resolved into ``units`` (from journal_unit, so
+    # the unit indexes serve it); live follow matches the pattern on every batch, so a unit that
+    # first appears after the follower connected streams too.
+    unit_pattern: str | None = None
     priority_min: int = 0
     priority_max: int = 7
     since: datetime | None = None
@@ -129,6 +139,14 @@ class EventFilter:
     grep: str | None = None
     grep_case_sensitive: bool = True
     identifiers: list[str] = field(default_factory=list)
+
+    def live_key(self) -> Hashable:
+        """What live matching depends on: followers with equal keys share one match column."""
+        return (
+            None if self.unit_pattern is not None or self.units is None else tuple(self.units),
+            self.unit_pattern, self.priority_min, self.priority_max, self.since, self.until, self.boot_id,
+            self.grep, self.grep_case_sensitive, tuple(self.identifiers),
+        )
 
 
 @dataclass(frozen=True)
@@ -148,8 +166,9 @@ class _Query:
         return f"${len(self.args)}"
 
 
-def _conditions(q: _Query, f: EventFilter, after: Position | None, descending: bool) -> list[str]:
-    where = ["vm_id = $1"]
+def _filter_conditions(q: _Query, f: EventFilter, *, live: bool) -> list[str]:
+    """The filter's SQL conditions except units, shared by pages and live follow."""
+    where = []
     if f.priority_max < 7 or f.priority_min > 0:
         where.append(f"priority BETWEEN {q.arg(f.priority_min)} AND {q.arg(f.priority_max)}")
     if f.since is not None:
@@ -158,18 +177,28 @@ def _conditions(q: _Query, f: EventFilter, after: Position | None, descending: b
         where.append(f"ts <= {q.arg(f.until)}")
     if f.boot_id is not None:
         where.append(f"boot_id = {q.arg(f.boot_id)}")
-        if f.boot_range is not None:
-            # The boot summary bounds the time range, so the (vm_id, ts) indexes do the work.
+        # The boot summary bounds the time range, so the (vm_id, ts) indexes do the work. Not for
+        # live follow: the range was read at connect time and a running boot grows past it.
+        if f.boot_range is not None and not live:
             where.append(f"ts BETWEEN {q.arg(f.boot_range[0])} AND {q.arg(f.boot_range[1])}")
     if f.grep is not None:
         op = "~" if f.grep_case_sensitive else "~*"
         where.append(f"message {op} {q.arg(f.grep)}")
     if f.identifiers:
         where.append(f"identifier = ANY({q.arg(f.identifiers)}::text[])")
-    if after is not None:
-        cmp = "<" if descending else ">"
-        where.append(f"(ts, seq) {cmp} ({q.arg(after.ts)}, {q.arg(after.seq)})")
     return where
+
+
+def _live_match(q: _Query, f: EventFilter) -> str:
+    """One SQL boolean: does a row match the follower's filter (the page conditions, units included)."""
+    where = _filter_conditions(q, f, live=True)
+    if f.unit_pattern is not None:
+        like = q.arg(f.unit_pattern)
+        where.append(f"(unit LIKE {like} OR about_unit LIKE {like})")
+    elif f.units is not None:
+        many = q.arg(f.units)
+        where.append(f"(unit = ANY({many}::text[]) OR about_unit = ANY({many}::text[]))")
+    return " AND ".join(where) or "true"
 
 
 def _select(where: list[str], order: str, limit_arg: str) -> str:
@@ -177,6 +206,63 @@ def _select(where: list[str], order: str, limit_arg: str) -> str:
         f"SELECT {EVENT_COLUMNS} FROM journal_event WHERE {' AND '.join(where)} "
         f"ORDER BY ts {order}, seq {order} LIMIT {limit_arg}"
     )
+
+
+# Up to this many units (a glob) get their own index-ordered scans, merged; beyond, one scan of the
+# VM's (vm_id, ts) index filtered by unit, which finds a page quickly when so many units match.
+MERGED_UNITS_MAX = 16
+
+
+def page_query(
+    vm_id: UUID, f: EventFilter, *, limit: int, after: Position | None = None, descending: bool = False
+) -> tuple[str, list[Any]]:
+    """The SQL and arguments of one page of events in journal order (or reversed), after ``after``."""
+    q = _Query(vm_id)
+    order = "DESC" if descending else "ASC"
+    where = ["vm_id = $1", *_filter_conditions(q, f, live=False)]
+    if after is not None:
+        cmp = "<" if descending else ">"
+        where.append(f"(ts, seq) {cmp} ({q.arg(after.ts)}, {q.arg(after.seq)})")
+    limit_arg = q.arg(limit)
+    if not f.units:
+        # No unit filter, or a glob that matches no unit yet.
+        return _select(where if f.units is None else [*where, "false"], order, limit_arg), q.args
+    # Index-ordered scans merged: each unit's own output, and what PID 1 and others logged about
+    # it. An OR would read every matching row and sort them.
+    branches: list[list[str]] = []
+    if len(f.units) <= MERGED_UNITS_MAX:
+        names = [q.arg(unit) for unit in f.units]
+        # Plain equality keeps each scan in index order; = ANY(array) may not.
+        if len(names) == 1:
+            not_own = f"unit IS DISTINCT FROM {names[0]}"
+        else:
+            not_own = f"(unit IS NULL OR unit <> ALL({q.arg(f.units)}::text[]))"
+        branches += [[f"unit = {name}"] for name in names]
+        branches += [[f"about_unit = {name}", not_own] for name in names]
+    else:
+        many = q.arg(f.units)
+        branches.append([f"unit = ANY({many}::text[])"])
+        branches.append([f"about_unit = ANY({many}::text[])", f"(unit IS NULL OR unit <> ALL({many}::text[]))"])
+    union = " UNION ALL ".join(f"({_select([*where, *extra], order, limit_arg)})" for extra in branches)
+    return f"SELECT * FROM ({union}) e ORDER BY ts {order}, seq {order} LIMIT {limit_arg}", q.args
+
+
+# Every page has an index that yields its order ((vm_id, ts, seq) at least), and walking it stops
+# at the page's end. Without statistics (a VM's first catch-up, before autoanalyze) the planner
+# guessed a handful of rows for a unit and chose a bitmap scan of all of them plus a sort: 30 times
+# slower at 200 k events, and it grows with the VM. So a page's statement runs with those plans
+# off, inside a savepoint rolled back at once, so the settings end with the statement.
+ORDERED_PLANS = "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off"
+
+
+async def _fetch_ordered(conn: asyncpg.Connection, sql: str, args: Sequence[Any]) -> list[asyncpg.Record]:
+    scope = conn.transaction()
+    await scope.start()
+    try:
+        await conn.execute(ORDERED_PLANS)
+        return list(await conn.fetch(sql, *args))
+    finally:
+        await scope.rollback()
 
 
 async def query_events(
@@ -189,30 +275,24 @@ async def query_events(
     descending: bool = False,
 ) -> list[asyncpg.Record]:
     """One page of events in journal order (or reversed), after the given position."""
-    q = _Query(vm_id)
-    order = "DESC" if descending else "ASC"
-    where = _conditions(q, f, after, descending)
-    limit_arg = q.arg(limit)
-    if f.units is None:
-        sql = _select(where, order, limit_arg)
-    else:
-        # Two index-ordered scans merged: the unit's own output, and what PID 1 and others logged
-        # about it. An OR of both would read every matching row and sort them.
-        if len(f.units) == 1:
-            # Plain equality keeps the scan in index order; = ANY(array) may not.
-            one = q.arg(f.units[0])
-            is_unit, is_about, not_unit = f"unit = {one}", f"about_unit = {one}", f"unit IS DISTINCT FROM {one}"
-        else:
-            many = q.arg(f.units)
-            is_unit, is_about = f"unit = ANY({many}::text[])", f"about_unit = ANY({many}::text[])"
-            not_unit = f"(unit IS NULL OR unit <> ALL({many}::text[]))"
-        own = _select([*where, is_unit], order, limit_arg)
-        about = _select([*where, is_about, not_unit], order, limit_arg)
-        sql = (
-            f"SELECT * FROM (({own}) UNION ALL ({about})) e "
-            f"ORDER BY ts {order}, seq {order} LIMIT {limit_arg}"
-        )
-    return list(await conn.fetch(sql, *q.args))
+    sql, args = page_query(vm_id, f, limit=limit, after=after, descending=descending)
+    return await _fetch_ordered(conn, sql, args)
+
+
+async def explain_page(
+    conn: asyncpg.Connection, vm_id: UUID, f: EventFilter, *, limit: int, descending: bool = False
+) -> Any:
+    """The plan a page gets (EXPLAIN, JSON form): for tests and benches that check index order."""
+    sql, args = page_query(vm_id, f, limit=limit, descending=descending)
+    rows = await _fetch_ordered(conn, f"EXPLAIN (FORMAT JSON) {sql}", args)
+    plan = rows[0][0]
+    # A connection set up by SQLAlchemy decodes json itself; a plain asyncpg one gives text.
+    return orjson.loads(plan) if isinstance(plan, str) else plan
+
+
+async def check_grep(conn: asyncpg.Connection, pattern: str, case_sensitive: bool) -> None:
+    """Raises asyncpg.InvalidRegularExpressionError if PostgreSQL cannot compile the pattern."""
+    await conn.fetchval(CHECK_GREP if case_sensitive else CHECK_GREP_ICASE, pattern)
 
 
 async def lock_vm_ingest(conn: asyncpg.Connection, vm_id: UUID) -> None:
@@ -225,11 +305,24 @@ async def last_seq(conn: asyncpg.Connection) -> int:
     return value
 
 
-async def events_after_seq(
-    conn: asyncpg.Connection, vm_id: UUID, *, after_seq: int, ts_from: datetime, limit: int
+async def live_batch(
+    conn: asyncpg.Connection,
+    vm_id: UUID,
+    filters: Sequence[EventFilter],
+    *,
+    after_seq: int,
+    ts_from: datetime,
+    limit: int,
 ) -> list[asyncpg.Record]:
-    """Events of the VM with seq above ``after_seq`` and timestamp from ``ts_from``, in seq order."""
-    return list(await conn.fetch(SELECT_EVENTS_AFTER_SEQ, vm_id, ts_from, after_seq, limit))
+    """Events of the VM with seq above ``after_seq`` and timestamp from ``ts_from``, in seq order,
+    each with ``matched``: the indexes of ``filters`` it matches, decided by the same SQL as pages."""
+    q = _Query(vm_id)
+    bounds = f"ts >= {q.arg(ts_from)} AND seq > {q.arg(after_seq)}"
+    limit_arg = q.arg(limit)
+    flags = ", ".join(f"CASE WHEN {_live_match(q, f)} THEN {i} END" for i, f in enumerate(filters))
+    sql = SELECT_LIVE_BATCH.format(matched=f"array_remove(ARRAY[{flags}]::int[], NULL)", bounds=bounds,
+                                   limit=limit_arg)
+    return list(await conn.fetch(sql, *q.args))
 
 
 async def list_boots(conn: asyncpg.Connection, vm_id: UUID) -> list[asyncpg.Record]:

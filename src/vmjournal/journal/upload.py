@@ -25,10 +25,10 @@ from vmjournal.deps import SessionDep, SettingsDep
 from vmjournal.errors import BadRequest, Forbidden, PayloadTooLarge, UnsupportedMediaType, responses
 from vmjournal.journal import bodies, entries, service
 from vmjournal.journal.export_format import ExportFormatError, ExportParser
+from vmjournal.journal.render import EXPORT as EXPORT_MEDIA_TYPE
 from vmjournal.journal.schemas import IngestResponse
 from vmjournal.vms import auth as vms_auth
 
-EXPORT_MEDIA_TYPE = "application/vnd.fdo.journal"
 # journal-upload's first POST from a VM is its whole journal; the JSON path's per-request limit
 # is for the agent's small batches.
 EXPORT_BODY_FACTOR = 16

@@ -1,4 +1,4 @@
-"""Events as the API returns them, and journalctl's output modes.
+"""Events as the API returns them (built from stored records), and journalctl's output modes.
 
 ``short``, ``short-iso``, ``cat``, ``json`` and ``export`` look like what ``journalctl -o``
 prints for the same entries, so scripts and eyes trained on journalctl keep working. The CLI
@@ -21,6 +21,13 @@ from vmjournal.journal.entries import iso, timestamp_from_us
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 OUTPUT_MODES = ("short", "short-iso", "json", "cat", "export")
+
+# The media types of the journal's wire formats, in one place for ingest, pages and streams.
+JSON = "application/json"
+NDJSON = "application/x-ndjson"
+EXPORT = "application/vnd.fdo.journal"
+SSE = "text/event-stream"
+TEXT = "text/plain; charset=utf-8"
 
 
 def position_token(ts: datetime, seq: int) -> str:
@@ -85,7 +92,8 @@ def _first(value: Any) -> Any:
     return value
 
 
-def _text(value: Any) -> str | None:
+def _field_text(value: Any) -> str | None:
+    """A journal field's first value as text (byte arrays decoded, invalid UTF-8 replaced)."""
     value = _first(value)
     if value is None:
         return None
@@ -95,7 +103,7 @@ def _text(value: Any) -> str | None:
 
 
 def _timestamp(event: Mapping[str, Any], fields: Mapping[str, Any], tz: tzinfo | None) -> datetime | None:
-    realtime = _text(fields.get("__REALTIME_TIMESTAMP"))
+    realtime = _field_text(fields.get("__REALTIME_TIMESTAMP"))
     if realtime and realtime.isdigit():
         return datetime.fromtimestamp(int(realtime) / 1_000_000, tz=UTC).astimezone(tz)
     stamp = event.get("timestamp")
@@ -111,7 +119,7 @@ def _priority(event: Mapping[str, Any], fields: Mapping[str, Any]) -> int | None
     value = event.get("priority")
     if isinstance(value, int):
         return value
-    text = _text(fields.get("PRIORITY"))
+    text = _field_text(fields.get("PRIORITY"))
     return int(text) if text and text.isdigit() else None
 
 
@@ -119,7 +127,7 @@ def _message(event: Mapping[str, Any], fields: Mapping[str, Any]) -> str:
     message = event.get("message")
     if isinstance(message, str):
         return message
-    return _text(fields.get("MESSAGE")) or ""
+    return _field_text(fields.get("MESSAGE")) or ""
 
 
 def _prefix(event: Mapping[str, Any], fields: Mapping[str, Any], iso: bool, tz: tzinfo | None) -> str:
@@ -130,14 +138,14 @@ def _prefix(event: Mapping[str, Any], fields: Mapping[str, Any], iso: bool, tz: 
         stamp = ts.strftime("%Y-%m-%dT%H:%M:%S%z")
     else:
         stamp = ts.strftime("%b %d %H:%M:%S")
-    host = event.get("hostname") or _text(fields.get("_HOSTNAME"))
+    host = event.get("hostname") or _field_text(fields.get("_HOSTNAME"))
     ident = (
         event.get("identifier")
-        or _text(fields.get("SYSLOG_IDENTIFIER"))
-        or _text(fields.get("_COMM"))
+        or _field_text(fields.get("SYSLOG_IDENTIFIER"))
+        or _field_text(fields.get("_COMM"))
         or "unknown"
     )
-    pid = event.get("pid") or _text(fields.get("SYSLOG_PID")) or _text(fields.get("_PID"))
+    pid = event.get("pid") or _field_text(fields.get("SYSLOG_PID")) or _field_text(fields.get("_PID"))
     parts = [stamp]
     if host:
         parts.append(str(host))
