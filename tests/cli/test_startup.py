@@ -1,4 +1,5 @@
-"""The CLI starts without the service: importing it loads neither FastAPI nor the database stack."""
+"""The CLI starts without the service: importing it loads neither FastAPI nor the database stack,
+nor the HTTP client, which only commands that talk to the service need."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ class TestImport:
         loaded = set(json.loads(done.stdout))
         assert "vmjournal.cli.logs" in loaded
         assert [m for m in SERVICE_MODULES if m in loaded] == []
+        # --help and shell completion (the CLI run on every TAB) should not pay for httpx.
+        assert "httpx" not in loaded
 
 
 class TestParseTime:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import orjson
 
+from vmjournal.cli.event_query import EventQuery
 from vmjournal.cli.exits import APIError, ExitCode
 
 _EXIT_FOR_STATUS = {401: ExitCode.AUTH, 403: ExitCode.AUTH, 404: ExitCode.NOT_FOUND, 409: ExitCode.CONFLICT}
@@ -46,38 +47,6 @@ def _error_message(response: httpx.Response) -> str:
                 if parts:
                     return "; ".join(parts)
     return response.text[:300]
-
-
-@dataclass
-class EventQuery:
-    """The journalctl-like filters of the ``/boot`` routes."""
-
-    unit: str | None = None
-    priority: str | None = None
-    boot: str | None = None
-    since: str | None = None
-    until: str | None = None
-    grep: str | None = None
-    limit: int | None = None
-    order: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
-
-    def params(self) -> dict[str, str]:
-        out = {
-            k: str(v)
-            for k, v in (
-                ("priority", self.priority),
-                ("boot", self.boot),
-                ("since", self.since),
-                ("until", self.until),
-                ("grep", self.grep),
-                ("limit", self.limit),
-                ("order", self.order),
-            )
-            if v is not None
-        }
-        out.update(self.extra)
-        return out
 
 
 @dataclass

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from vmjournal.cli.client import EventQuery
+from vmjournal.cli.event_query import EventQuery
 from vmjournal.cli.exits import ExitCode
 from vmjournal.cli.options import DEFAULT_URL, UrlOpt
 from vmjournal.cli.runner import connect, run

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from vmjournal.cli.client import Client, EventQuery
+from vmjournal.cli.event_query import EventQuery
 from vmjournal.cli.exits import APIError, ExitCode
 from vmjournal.journal.formats import render_text
+
+if TYPE_CHECKING:
+    from vmjournal.cli.client import Client
 
 
 class Progress:

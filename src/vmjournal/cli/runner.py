@@ -5,16 +5,23 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import typer
 from rich.text import Text
 
-from vmjournal.cli.client import Client
 from vmjournal.cli.exits import APIError, ExitCode
 from vmjournal.cli.terminal import console
 
+if TYPE_CHECKING:
+    from vmjournal.cli.client import Client
+
 
 def connect(url: str) -> Client:
+    # Imported here: httpx is most of the CLI's start time, and --help and shell completion
+    # (which runs the CLI on every TAB) never talk to the service.
+    from vmjournal.cli.client import Client
+
     # The API key comes from the environment only: on argv other users of the machine could read it.
     return Client(url, os.environ.get("VMJOURNAL_API_KEY") or None)
 
