@@ -1,4 +1,8 @@
-"""Errors a client can act on. Every one is answered as ``{"error": code, "message": text}``."""
+"""Errors a client can act on. Every one is answered as ``{"error": code, "message": text}``.
+
+The ``AppError`` classes are raised where a request is handled; the parsers below them raise
+``InvalidInput`` (a ``ValueError``, no HTTP), which is answered here as a ``BadRequest``.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from vmjournal.input_errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +87,10 @@ def install(app: FastAPI) -> None:
             {"error": exc.code, "message": exc.message}, status_code=exc.status_code, headers=exc.headers
         )
 
+    async def invalid_input(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, InvalidInput)
+        return JSONResponse({"error": exc.code, "message": exc.message}, status_code=BadRequest.status_code)
+
     async def validation_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         message = "; ".join(_describe(e) for e in exc.errors())
@@ -102,6 +112,7 @@ def install(app: FastAPI) -> None:
         )
 
     app.add_exception_handler(AppError, app_error)
+    app.add_exception_handler(InvalidInput, invalid_input)
     app.add_exception_handler(Exception, unexpected)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

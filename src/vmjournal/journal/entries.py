@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from vmjournal.errors import BadRequest
+from vmjournal.input_errors import InvalidInput
 
 # PID 1 and coredumps log about units; journalctl -u counts those entries as the unit's too.
 _COREDUMP_MESSAGE_ID = "fc2e22bc6ee647b6b90729ab34a250b1"
@@ -40,7 +40,7 @@ Row = tuple[str, int, int | None, str | None, str | None, str | None, int | None
             int | None, str | None, str | None, str]
 
 
-class BadEntry(BadRequest):
+class BadEntry(InvalidInput):
     """An entry the service cannot store; the whole batch is refused."""
 
     def __init__(self, index: int, problem: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, time, timedelta, tzinfo
 
-from vmjournal.errors import BadRequest
+from vmjournal.input_errors import InvalidInput
 
 PRIORITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
 _PRIORITY_ALIASES = {"panic": 0, "error": 3, "warn": 4}
@@ -31,7 +31,7 @@ _SPAN_PART = re.compile(r"\s*(\d+)\s*([a-z]*)")
 def unit_name(name: str) -> str:
     """``nginx`` -> ``nginx.service``, as ``journalctl -u`` mangles names; validated."""
     if not _UNIT_NAME.fullmatch(name):
-        raise BadRequest(
+        raise InvalidInput(
             f"invalid unit name {name!r}: use letters, digits and :_.\\@- (globs * ? [] allowed), at most 256",
             code="invalid_unit",
         )
@@ -48,7 +48,7 @@ def is_glob(name: str) -> bool:
 def glob_to_like(pattern: str) -> str:
     """A unit glob as a LIKE pattern (``[...]`` classes are not supported by LIKE and rejected)."""
     if "[" in pattern:
-        raise BadRequest("unit globs support * and ? only", code="invalid_unit")
+        raise InvalidInput("unit globs support * and ? only", code="invalid_unit")
     escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return escaped.replace("*", "%").replace("?", "_")
 
@@ -64,7 +64,7 @@ def parse_priority(spec: str) -> tuple[int, int]:
             return PRIORITIES.index(token)
         if token in _PRIORITY_ALIASES:
             return _PRIORITY_ALIASES[token]
-        raise BadRequest(
+        raise InvalidInput(
             f"invalid priority {token!r}: use 0-7 or one of {', '.join(PRIORITIES)}, or a range FROM..TO",
             code="invalid_priority",
         )
@@ -127,7 +127,7 @@ def parse_time(spec: str, *, now: datetime | None = None, tz: tzinfo = UTC) -> d
         else:
             parsed = datetime.fromisoformat(text.replace(" ", "T", 1) if len(text) > 10 else text)
     except ValueError:
-        raise BadRequest(
+        raise InvalidInput(
             f"invalid time {spec!r}: use ISO 8601 (2026-11-24T10:00:00Z), 'YYYY-MM-DD HH:MM:SS' (UTC), "
             "@UNIX_SECONDS, now, today, yesterday, or a relative time such as -1h or '2 hours ago'",
             code="invalid_time",
@@ -147,7 +147,7 @@ def parse_boot(spec: str) -> str | int:
         return int(text)
     if re.fullmatch(r"[0-9a-f]{32}|[0-9a-f-]{36}", text):
         return text.replace("-", "")
-    raise BadRequest(
+    raise InvalidInput(
         f"invalid boot {spec!r}: use a boot id, or an offset (0 current, -1 previous, 1 first)",
         code="invalid_boot",
     )

@@ -9,38 +9,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import orjson
 
-DEFAULT_URL = "http://127.0.0.1:8000"
-
-
-class ExitCode:
-    """Exit codes of the CLI, stable for scripts (listed in ``vmjournal --help``)."""
-
-    OK = 0
-    ERROR = 1  # anything else: a bad answer from the service, bad input it refused
-    USAGE = 2  # wrong command line (click's own code)
-    NOT_FOUND = 3  # no such VM
-    VM_FAILED = 4  # the VM ended in status "failed" (the provider's error is printed)
-    UNREACHABLE = 5  # the service could not be reached
-    AUTH = 6  # the API key is missing or wrong
-    CONFLICT = 7  # a VM of that name already exists
-    TIMEOUT = 8  # --timeout passed before the VM reached the wanted state
-    INTERRUPTED = 130  # Ctrl-C
-
-
-class APIError(Exception):
-    def __init__(self, message: str, *, exit_code: int = ExitCode.ERROR, status: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.exit_code = exit_code
-        self.status = status
-
+from vmjournal.cli.event_query import EventQuery
+from vmjournal.cli.exits import APIError, ExitCode
 
 _EXIT_FOR_STATUS = {401: ExitCode.AUTH, 403: ExitCode.AUTH, 404: ExitCode.NOT_FOUND, 409: ExitCode.CONFLICT}
 
@@ -70,38 +47,6 @@ def _error_message(response: httpx.Response) -> str:
                 if parts:
                     return "; ".join(parts)
     return response.text[:300]
-
-
-@dataclass
-class EventQuery:
-    """The journalctl-like filters of the ``/boot`` routes."""
-
-    unit: str | None = None
-    priority: str | None = None
-    boot: str | None = None
-    since: str | None = None
-    until: str | None = None
-    grep: str | None = None
-    limit: int | None = None
-    order: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
-
-    def params(self) -> dict[str, str]:
-        out = {
-            k: str(v)
-            for k, v in (
-                ("priority", self.priority),
-                ("boot", self.boot),
-                ("since", self.since),
-                ("until", self.until),
-                ("grep", self.grep),
-                ("limit", self.limit),
-                ("order", self.order),
-            )
-            if v is not None
-        }
-        out.update(self.extra)
-        return out
 
 
 @dataclass
