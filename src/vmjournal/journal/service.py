@@ -23,10 +23,11 @@ from vmjournal.vms import store as vms_store
 class IngestResult:
     received: int
     stored: int
+    skipped: int = 0
 
     @property
     def duplicates(self) -> int:
-        return self.received - self.stored
+        return self.received - self.stored - self.skipped
 
 
 def parse_json_batch(body: bytes, max_entries: int) -> list[Any]:
@@ -57,12 +58,13 @@ async def authenticate_agent(session: AsyncSession, name: str, authorization: st
     return vm.id
 
 
-async def vm_for_token(session: AsyncSession, token: str) -> UUID:
-    """The VM a token in a URL path belongs to (for systemd-journal-upload, which cannot send headers)."""
+async def vm_for_token(session: AsyncSession, token: str) -> tuple[UUID, str]:
+    """The id and name of the VM a token in a URL path belongs to (for systemd-journal-upload, which
+    cannot send headers)."""
     found = await vms_store.vm_id_by_token_hash(session, tokens.token_hash(token))
     if found is None:
         raise Forbidden("this token is not valid for any VM", code="wrong_token")
-    return found[0]
+    return found
 
 
 async def ingest_entries(session: AsyncSession, vm_id: UUID, batch: list[Any]) -> IngestResult:
