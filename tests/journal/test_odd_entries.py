@@ -142,7 +142,8 @@ class TestEveryEntryStored:
 class TestFiltersAsJournalctl:
     @pytest.mark.parametrize("unit", ["a.service", "we*", "we?ird.service", "b.service", "b*", "init.scope"])
     async def test_unit(self, stored: Service, odd_journal: Path, unit: str) -> None:
-        assert await cursors(stored, f"/vm/odd/boot/{quote(unit, safe='')}") == journalctl_cursors(odd_journal, "-u", unit)
+        path = f"/vm/odd/boot/{quote(unit, safe='')}"
+        assert await cursors(stored, path) == journalctl_cursors(odd_journal, "-u", unit)
 
     @pytest.mark.parametrize("pattern", ["foo", "nul.inside", "caf.", "inside", "ctl.char", "^multi", "line foo"])
     async def test_grep(self, stored: Service, odd_journal: Path, pattern: str) -> None:
