@@ -9,6 +9,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 registry = CollectorRegistry()
 
 ingested = Counter("vmjournal_ingest_entries", "Journal entries received by ingest", ["result"], registry=registry)
+ingest_skipped = Counter(
+    "vmjournal_ingest_skipped_entries",
+    "Entries skipped inside an export-format stream because they could not be stored (too_large, bad_entry, "
+    "database); each is logged with its VM and cursor",
+    ["reason"], registry=registry,
+)
 ingest_seconds = Histogram(
     "vmjournal_ingest_batch_seconds", "Time to store one ingest batch", registry=registry,
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),

@@ -79,6 +79,9 @@ class VM(SQLModel, table=True):
     token_hash: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
     event_count: int = Field(default=0, sa_column=sa.Column(sa.BigInteger, nullable=False, server_default="0"))
     last_event_at: datetime | None = Field(default=None, sa_column=_tz())
+    # The last entry an export-format stream had to skip (journal/export_ingest.py), and when.
+    last_ingest_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    last_ingest_error_at: datetime | None = Field(default=None, sa_column=_tz())
     created_at: datetime | None = Field(default=None, sa_column=_tz(nullable=False, server_default=sa.func.now()))
     updated_at: datetime | None = Field(default=None, sa_column=_tz(nullable=False, server_default=sa.func.now()))
     deleted_at: datetime | None = Field(default=None, sa_column=_tz())

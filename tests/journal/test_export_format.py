@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vmjournal.journal.export_format import ExportFormatError, ExportParser, parse_export
+from vmjournal.journal.export_format import MAX_FIELDS, ExportFormatError, ExportParser, SkippedEntry, parse_export
 
 JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"
 
@@ -148,3 +148,40 @@ class TestMalformed:
 
     def test_blank_lines_between_entries_are_ignored(self) -> None:
         assert parse_export(b"\nA=1\n\n\n\nA=2\n\n") == [{"A": "1"}, {"A": "2"}]
+
+
+class TestSkippedEntries:
+    """An entry too big to hold, or with more fields than journal-remote takes, is passed over."""
+
+    def _feed(self, body: bytes, size: int, limit: int) -> list[object]:
+        parser = ExportParser(limit)
+        got: list[object] = []
+        for i in range(0, len(body), size):
+            got += parser.feed(body[i : i + size])
+        got += parser.close()
+        assert parser.entries == len(got)
+        return got
+
+    @pytest.mark.parametrize("size", [1, 100, 1 << 20])
+    def test_too_long_binary_field(self, size: int) -> None:
+        big = b"__CURSOR=c2\nMESSAGE\n" + struct.pack("<Q", 5000) + b"\n\n\x00" * 1666 + b"xy\nA=2\n\n"
+        body = b"__CURSOR=c1\nA=1\n\n" + big + b"__CURSOR=c3\nA=3\n\n"
+        got = self._feed(body, size, 1000)
+        assert got == [{"__CURSOR": "c1", "A": "1"}, SkippedEntry(1, "c2", "entry is longer than 1000 bytes"),
+                       {"__CURSOR": "c3", "A": "3"}]
+
+    @pytest.mark.parametrize("size", [1, 7, 100, 1 << 20])
+    def test_too_long_text_entry(self, size: int) -> None:
+        body = b"A=1\n\n__CURSOR=c2\nM=" + b"x" * 3000 + b"\nB=2\n\n__CURSOR=c3\n\n"
+        got = self._feed(body, size, 1000)
+        assert got == [{"A": "1"}, SkippedEntry(1, "c2", "entry is longer than 1000 bytes"), {"__CURSOR": "c3"}]
+
+    def test_too_many_fields(self) -> None:
+        fields = b"".join(b"F%d=v\n" % i for i in range(MAX_FIELDS + 1))
+        body = b"__CURSOR=c1\nB\n" + struct.pack("<Q", 1) + b"\x00\n" + fields + b"\nA=2\n\n"
+        got = parse_export(body)
+        assert got == [SkippedEntry(0, "c1", f"more than {MAX_FIELDS} fields"), {"A": "2"}]
+
+    def test_body_ending_inside_a_skipped_entry(self) -> None:
+        with pytest.raises(ExportFormatError, match="ends inside an entry"):
+            parse_export(b"M\n" + struct.pack("<Q", 5000) + b"x" * 100, 1000)

@@ -20,6 +20,15 @@ from vmjournal.input_errors import InvalidInput
 _COREDUMP_MESSAGE_ID = "fc2e22bc6ee647b6b90729ab34a250b1"
 _HEX128 = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F-]{36}")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FIELD_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
+# systemd's unichar_is_control(): what makes journalctl call a value unprintable.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_UNIT_NAME_MAX = 256
+_CURSOR_MAX = 1024  # well inside PostgreSQL's btree key limit, far above journald's ~130 characters
+_INT_MAX = 2**31 - 1
+_BIGINT_MAX = 2**63 - 1
+# Field names already checked: a journal has a few hundred distinct ones.
+_known_names: set[str] = set()
 
 ROW_COLUMNS = (
     "cursor",
@@ -40,6 +49,10 @@ Row = tuple[str, int, int | None, str | None, str | None, str | None, int | None
             int | None, str | None, str | None, str]
 
 
+class EntryProblem(ValueError):
+    """Why one entry cannot be stored."""
+
+
 class BadEntry(InvalidInput):
     """An entry the service cannot store; the whole batch is refused."""
 
@@ -49,24 +62,63 @@ class BadEntry(InvalidInput):
         self.problem = problem
 
 
-def _text(value: Any) -> str | None:
-    """A field's text: strings as they are, byte arrays decoded (invalid UTF-8 replaced), first of repeats."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, list) and value:
-        if isinstance(value[0], int):
-            try:
-                return bytes(value).decode("utf-8", "replace")
-            except (ValueError, TypeError):
-                return None
-        return _text(value[0])
+def _first(value: Any) -> Any:
+    """A repeated field's first value (a list of values, not a byte array)."""
+    if isinstance(value, list) and value and not isinstance(value[0], int):
+        return value[0]
+    return value
+
+
+def _bytes(value: Any) -> bytes | None:
+    if isinstance(value, list) and value and isinstance(value[0], int):
+        try:
+            return bytes(value)
+        except (ValueError, TypeError):
+            return None
     return None
 
 
-def _int(value: Any) -> int | None:
-    text = _text(value)
-    if text is not None and text.isdigit() and len(text) < 12:
-        return int(text)
+def _text(value: Any) -> str | None:
+    """A field's text for searching: byte arrays decoded, invalid UTF-8 and NUL (which PostgreSQL text
+    cannot hold) replaced by U+FFFD, so ``grep`` matches where journalctl's matching on raw bytes does."""
+    value = _first(value)
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    raw = _bytes(value)
+    if raw is None:
+        return None
+    text = raw.decode("utf-8", "replace")
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
+def _unit(value: Any) -> str | None:
+    """A unit column: no ``-u`` can name a unit with a NUL or longer than systemd's UNIT_NAME_MAX, so such
+    values select nothing, as in journalctl (the raw value stays in the fields)."""
+    value = _first(value)
+    if isinstance(value, str):
+        text: str | None = value
+    else:
+        raw = _bytes(value)
+        text = None if raw is None or 0 in raw else raw.decode("utf-8", "replace")
+    if text is None or "\x00" in text or len(text) > _UNIT_NAME_MAX:
+        return None
+    return text
+
+
+def _label(value: Any) -> str | None:
+    """Identifier and hostname: journalctl's short output shows them only when printable, else
+    falls back (``unknown``, no host); a byte array is never printable (journalctl made it one)."""
+    value = _first(value)
+    if isinstance(value, str) and not _CONTROL.search(value):
+        return value
+    return None
+
+
+def _int(value: Any, maximum: int) -> int | None:
+    value = _first(value)
+    if isinstance(value, str) and value.isdigit() and len(value) < 12:
+        number = int(value)
+        return number if number <= maximum else None
     return None
 
 
@@ -74,51 +126,75 @@ def about_unit(entry: Mapping[str, Any]) -> str | None:
     """The unit an entry is about, the way ``journalctl -u`` matches beyond ``_SYSTEMD_UNIT``."""
     pid = entry.get("_PID")
     if pid == "1" and "UNIT" in entry:
-        return _text(entry["UNIT"])
+        return _unit(entry["UNIT"])
     if entry.get("_UID") == "0":
         if "OBJECT_SYSTEMD_UNIT" in entry:
-            return _text(entry["OBJECT_SYSTEMD_UNIT"])
+            return _unit(entry["OBJECT_SYSTEMD_UNIT"])
         if "COREDUMP_UNIT" in entry and entry.get("MESSAGE_ID") == _COREDUMP_MESSAGE_ID:
-            return _text(entry["COREDUMP_UNIT"])
+            return _unit(entry["COREDUMP_UNIT"])
     return None
+
+
+def _check_names(entry: Mapping[str, Any]) -> None:
+    if entry.keys() <= _known_names:
+        return
+    for name in entry.keys() - _known_names:
+        if not _FIELD_NAME.fullmatch(name):
+            shown = name if len(name) <= 80 else name[:80] + "..."
+            raise EntryProblem(f"invalid field name {shown!r} (journal fields are A-Z, 0-9 and _, at most 64)")
+        if len(_known_names) < 10_000:
+            _known_names.add(name)
+
+
+def to_row(entry: Any) -> Row:
+    """One entry as a row; raises ``EntryProblem`` if it cannot be stored."""
+    if not isinstance(entry, dict):
+        raise EntryProblem("not a JSON object")
+    cursor = entry.get("__CURSOR")
+    if not isinstance(cursor, str) or not cursor:
+        raise EntryProblem("missing __CURSOR")
+    if "\x00" in cursor or len(cursor) > _CURSOR_MAX:
+        # journald's cursors are short printable text; the cursor is also the entry's key.
+        raise EntryProblem(f"__CURSOR is not a journal cursor (NUL, or longer than {_CURSOR_MAX})")
+    realtime = entry.get("__REALTIME_TIMESTAMP")
+    if isinstance(realtime, str) and realtime.isdigit() and len(realtime) < 20:
+        ts_us = int(realtime)
+    elif isinstance(realtime, int) and not isinstance(realtime, bool) and realtime >= 0:
+        ts_us = realtime
+    else:
+        raise EntryProblem("missing or invalid __REALTIME_TIMESTAMP (microseconds since the epoch)")
+    if ts_us > 253_402_300_799_000_000:  # 9999-12-31: PostgreSQL's and Python's limit
+        raise EntryProblem("__REALTIME_TIMESTAMP is out of range")
+    boot_id = entry.get("_BOOT_ID")
+    if boot_id is not None and not (isinstance(boot_id, str) and _HEX128.fullmatch(boot_id)):
+        raise EntryProblem("_BOOT_ID is not a 128-bit hex id")
+    _check_names(entry)
+    priority = _int(entry.get("PRIORITY"), 7)
+    return (
+        cursor,
+        ts_us,
+        _int(entry.get("__MONOTONIC_TIMESTAMP"), _BIGINT_MAX),
+        boot_id,
+        _unit(entry.get("_SYSTEMD_UNIT")),
+        about_unit(entry),
+        priority,
+        _label(entry.get("SYSLOG_IDENTIFIER")),
+        _int(entry.get("_PID"), _INT_MAX),
+        _label(entry.get("_HOSTNAME")),
+        _text(entry.get("MESSAGE")),
+        # Byte arrays stay arrays, and a NUL in a string becomes the escape \u0000 that json (not jsonb) keeps.
+        orjson.dumps(entry).decode(),
+    )
 
 
 def to_rows(entries: Iterable[Any]) -> list[Row]:
     """Validate and convert entries; raises ``BadEntry`` naming the first entry that is not storable."""
     rows: list[Row] = []
-    dumps = orjson.dumps
     for index, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            raise BadEntry(index, "not a JSON object")
-        cursor = entry.get("__CURSOR")
-        if not isinstance(cursor, str) or not cursor:
-            raise BadEntry(index, "missing __CURSOR")
-        realtime = entry.get("__REALTIME_TIMESTAMP")
-        if isinstance(realtime, str) and realtime.isdigit():
-            ts_us = int(realtime)
-        elif isinstance(realtime, int) and not isinstance(realtime, bool) and realtime >= 0:
-            ts_us = realtime
-        else:
-            raise BadEntry(index, "missing or invalid __REALTIME_TIMESTAMP (microseconds since the epoch)")
-        if ts_us > 253_402_300_799_000_000:  # 9999-12-31: PostgreSQL's and Python's limit
-            raise BadEntry(index, "__REALTIME_TIMESTAMP is out of range")
-        boot_id = entry.get("_BOOT_ID")
-        if boot_id is not None and not (isinstance(boot_id, str) and _HEX128.fullmatch(boot_id)):
-            raise BadEntry(index, "_BOOT_ID is not a 128-bit hex id")
-        rows.append((
-            cursor,
-            ts_us,
-            _int(entry.get("__MONOTONIC_TIMESTAMP")),
-            boot_id,
-            _text(entry.get("_SYSTEMD_UNIT")),
-            about_unit(entry),
-            _int(entry.get("PRIORITY")),
-            _text(entry.get("SYSLOG_IDENTIFIER")),
-            _int(entry.get("_PID")),
-            _text(entry.get("_HOSTNAME")),
-            _text(entry.get("MESSAGE")),
-            dumps(entry).decode(),
-        ))
+        try:
+            rows.append(to_row(entry))
+        except EntryProblem as exc:
+            raise BadEntry(index, str(exc)) from None
     return rows
 
 

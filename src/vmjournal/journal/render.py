@@ -102,6 +102,12 @@ def _field_text(value: Any) -> str | None:
     return str(value)
 
 
+def _label(value: Any) -> str | None:
+    """A host or identifier as journalctl's short output shows it: only if printable (a byte array never is)."""
+    value = _first(value)
+    return value if isinstance(value, str) and not _PRINTABLE.search(value) else None
+
+
 def _timestamp(event: Mapping[str, Any], fields: Mapping[str, Any], tz: tzinfo | None) -> datetime | None:
     realtime = _field_text(fields.get("__REALTIME_TIMESTAMP"))
     if realtime and realtime.isdigit():
@@ -138,11 +144,11 @@ def _prefix(event: Mapping[str, Any], fields: Mapping[str, Any], iso: bool, tz: 
         stamp = ts.strftime("%Y-%m-%dT%H:%M:%S%z")
     else:
         stamp = ts.strftime("%b %d %H:%M:%S")
-    host = event.get("hostname") or _field_text(fields.get("_HOSTNAME"))
+    host = event.get("hostname") or _label(fields.get("_HOSTNAME"))
     ident = (
         event.get("identifier")
-        or _field_text(fields.get("SYSLOG_IDENTIFIER"))
-        or _field_text(fields.get("_COMM"))
+        or _label(fields.get("SYSLOG_IDENTIFIER"))
+        or _label(fields.get("_COMM"))
         or "unknown"
     )
     pid = event.get("pid") or _field_text(fields.get("SYSLOG_PID")) or _field_text(fields.get("_PID"))

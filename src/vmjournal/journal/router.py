@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import Response
 
+from vmjournal.db import transaction
 from vmjournal.deps import ApiKey, SessionDep, SessionsDep, SettingsDep
 from vmjournal.errors import (
     BadRequest,
@@ -32,6 +33,7 @@ router = APIRouter(prefix="/vm", tags=["journal"])
     "/{name}/boot",
     summary="Ingest journal entries (agent)",
     response_model=IngestResponse,
+    response_model_exclude_none=True,
     responses=responses(BadRequest, Unauthorized, Forbidden, NotFound, PayloadTooLarge, UnsupportedMediaType),
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
         "oneOf": [{"type": "array", "items": {"type": "object"}}, {"type": "object"}]},
@@ -42,21 +44,24 @@ router = APIRouter(prefix="/vm", tags=["journal"])
 async def ingest(
     name: VMName,
     request: Request,
-    session: SessionDep,
+    sessions: SessionsDep,
     settings: SettingsDep,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> IngestResponse:
     """A batch of `journalctl -o json` entries (array or one object, optionally gzip), with the VM's
     token as `Authorization: Bearer`. Atomic and idempotent by `__CURSOR`. The Journal Export Format
-    (`Content-Type: application/vnd.fdo.journal`, as systemd-journal-upload sends it) is accepted too."""
-    vm_id = await vms_auth.authenticate_agent(session, name, authorization)
+    (`Content-Type: application/vnd.fdo.journal`, as systemd-journal-upload sends it) is accepted too,
+    stored as it streams like on `/ingest/{token}/upload`."""
+    # Transactions of their own: no database connection is held while the body arrives.
+    async with transaction(sessions) as session:
+        vm_id = await vms_auth.authenticate_agent(session, name, authorization)
     if upload.is_export(request):
-        result = await upload.ingest_export(session, vm_id, request, settings)
-        return IngestResponse.of(result)
+        return await upload.store_export(request, sessions, settings, vm_id, name)
     # Any other content type is read as JSON: the original design's agents posted with curl -d.
     body = await bodies.read_decoded(request, settings.max_body_bytes)
     batch = service.parse_json_batch(body, settings.max_batch_entries)
-    result = await service.ingest_entries(session, vm_id, batch)
+    async with transaction(sessions) as session:
+        result = await service.ingest_entries(session, vm_id, batch)
     return IngestResponse.of(result)
 
 

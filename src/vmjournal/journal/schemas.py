@@ -12,10 +12,16 @@ class IngestResponse(BaseModel):
     received: int = Field(description="Entries in the batch.")
     stored: int = Field(description="Entries stored now.")
     duplicates: int = Field(description="Entries already stored before (same __CURSOR); not stored twice.")
+    skipped: int | None = Field(
+        default=None,
+        description="Only when some were: entries of an export-format stream that could not be stored, "
+        "skipped and reported (see the VM's last_ingest_error). JSON batches are refused whole instead.",
+    )
 
     @classmethod
     def of(cls, result: Any) -> IngestResponse:
-        return cls(received=result.received, stored=result.stored, duplicates=result.duplicates)
+        return cls(received=result.received, stored=result.stored, duplicates=result.duplicates,
+                   skipped=result.skipped or None)
 
 
 class BootPublic(BaseModel):

@@ -22,10 +22,11 @@ from vmjournal.journal.render import event_from_record, parse_position, position
 class IngestResult:
     received: int
     stored: int
+    skipped: int = 0
 
     @property
     def duplicates(self) -> int:
-        return self.received - self.stored
+        return self.received - self.stored - self.skipped
 
 
 def parse_json_batch(body: bytes, max_entries: int) -> list[Any]:

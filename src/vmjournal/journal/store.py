@@ -22,7 +22,7 @@ CREATE TEMP TABLE IF NOT EXISTS journal_staging (
     cursor text, ts_us bigint, monotonic_us bigint, boot_id text, unit text, about_unit text,
     priority smallint, identifier text, pid integer, hostname text, message text, fields text
 ) ON COMMIT DELETE ROWS;
--- Emptied here too: the export-format ingest stores several batches in one transaction.
+-- Emptied here too, in case a caller stores several batches in one transaction.
 DELETE FROM journal_staging
 """
 
@@ -67,6 +67,9 @@ SELECT stored, CASE WHEN stored > 0 THEN pg_notify(
 ) END AS notified
 FROM counted
 """
+
+# The VM record's last ingest problem: an entry skipped inside an export-format stream.
+RECORD_INGEST_ERROR = "UPDATE vm SET last_ingest_error = $2, last_ingest_error_at = now() WHERE id = $1"
 
 # Per-VM ingest lock: batches of one VM commit in the order their seq values were drawn, so a
 # live follower that has seen seq N has seen everything of that VM up to N (journal/live.py).
@@ -114,11 +117,24 @@ async def ingest(conn: asyncpg.Connection, vm_id: UUID, rows: Sequence[Row]) -> 
     """Store the rows not stored yet; returns how many were new."""
     if not rows:
         return 0
+    if not conn.is_in_transaction():
+        # A session that has not run a statement yet has not begun its transaction: without one,
+        # the staging rows would vanish at the COPY's own commit.
+        async with conn.transaction():
+            return await _ingest(conn, vm_id, rows)
+    return await _ingest(conn, vm_id, rows)
+
+
+async def _ingest(conn: asyncpg.Connection, vm_id: UUID, rows: Sequence[Row]) -> int:
     await conn.execute(LOCK_VM_INGEST, vm_id)
     await conn.execute(CREATE_STAGING)
     await conn.copy_records_to_table("journal_staging", records=rows, columns=ROW_COLUMNS)
     stored: int = await conn.fetchval(MERGE_STAGING, vm_id)
     return stored
+
+
+async def record_ingest_error(conn: asyncpg.Connection, vm_id: UUID, problem: str) -> None:
+    await conn.execute(RECORD_INGEST_ERROR, vm_id, problem)
 
 
 @dataclass

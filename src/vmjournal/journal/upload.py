@@ -1,37 +1,33 @@
-"""Journal Export Format ingest, for stock ``systemd-journal-upload`` and anything else that speaks it.
+"""The route for stock ``systemd-journal-upload``, which speaks the Journal Export Format.
 
 ``systemd-journal-upload --url=<service>/ingest/<token>`` posts to ``/ingest/<token>/upload``
 (it appends ``/upload``; the systemd of Debian 12 and Ubuntu 22.04/24.04 cannot send headers,
 so the token rides in the path and is masked in the access log). From systemd 258 on,
 ``Header=Authorization: Bearer <token>`` lets it post to ``/vm/<name>/boot`` like the agent.
-
-journal-upload streams everything available in one chunked POST, possibly hundreds of
-megabytes, so the body is parsed as it arrives and handed to the JSON path's
-``service.ingest_entries`` in batches of ``max_batch_entries``, all in the request's one
-transaction: memory stays bounded, and a malformed entry anywhere stores nothing.
+The stream is stored as it arrives by ``export_ingest``.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from typing import Annotated, Any
+from collections.abc import AsyncIterator
+from typing import Annotated
+from uuid import UUID
 
 from fastapi import APIRouter, Path, Request
-from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import ClientDisconnect
 
 from vmjournal.config import Settings
-from vmjournal.deps import SessionDep, SettingsDep
-from vmjournal.errors import BadRequest, Forbidden, PayloadTooLarge, UnsupportedMediaType, responses
-from vmjournal.journal import bodies, entries, service
-from vmjournal.journal.export_format import ExportFormatError, ExportParser
+from vmjournal.db import transaction
+from vmjournal.deps import SessionsDep, SettingsDep
+from vmjournal.errors import BadRequest, Forbidden, UnsupportedMediaType, responses
+from vmjournal.journal import bodies, export_ingest
 from vmjournal.journal.render import EXPORT as EXPORT_MEDIA_TYPE
 from vmjournal.journal.schemas import IngestResponse
 from vmjournal.vms import auth as vms_auth
 
-# journal-upload's first POST from a VM is its whole journal; the JSON path's per-request limit
-# is for the agent's small batches.
-EXPORT_BODY_FACTOR = 16
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["journal"])
 
@@ -41,61 +37,47 @@ def is_export(request: Request) -> bool:
     return media == EXPORT_MEDIA_TYPE
 
 
-async def ingest_export(
-    session: AsyncSession, vm_id: Any, request: Request, settings: Settings
-) -> service.IngestResult:
-    """Parse an export-format body as it streams in and store it like a JSON batch, atomically."""
-    parser = ExportParser()
-    pending: list[dict[str, Any]] = []
-    received = stored = 0
-    step = settings.max_batch_entries
-
-    async def store(batch: list[dict[str, Any]]) -> None:
-        nonlocal received, stored
-        try:
-            result = await service.ingest_entries(session, vm_id, batch)
-        except entries.BadEntry as exc:
-            # Count entries across the whole body, not within this internal batch.
-            raise entries.BadEntry(received + exc.index, exc.problem) from None
-        received += result.received
-        stored += result.stored
-
+async def store_export(
+    request: Request, sessions: SessionsDep, settings: Settings, vm_id: UUID, vm_name: str
+) -> IngestResponse:
+    """An export-format body, committed as it streams (shared by both ingest routes)."""
+    # No cap on the whole body: only one entry (at most the per-request limit) is ever held.
+    chunks: AsyncIterator[bytes] = bodies.decoded_chunks(request, None)
+    limits = export_ingest.StreamLimits(batch_entries=settings.max_batch_entries, entry_bytes=settings.max_body_bytes)
     try:
-        async for data in bodies.decoded_chunks(request, settings.max_body_bytes * EXPORT_BODY_FACTOR):
-            pending += parser.feed(data)
-            while len(pending) >= step:
-                await store(pending[:step])
-                del pending[:step]
-        pending += parser.close()
-    except ExportFormatError as exc:
-        raise BadRequest(f"{exc}; nothing was stored", code="bad_export") from None
-    if pending:
-        await store(pending)
-    return service.IngestResult(received=received, stored=stored)
+        result = await export_ingest.ingest_export(sessions, vm_id, vm_name, chunks, limits)
+    except ClientDisconnect:
+        # What was committed stays; the sender resends from its last acknowledged cursor.
+        log.info("VM %s: an export-format upload was cut off by the client", vm_name)
+        raise BadRequest("the client went away before the body ended", code="client_disconnect") from None
+    return IngestResponse.of(result)
 
 
 @router.post(
     "/ingest/{token}/upload",
     summary="Ingest from systemd-journal-upload",
     response_model=IngestResponse,
-    responses=responses(BadRequest, Forbidden, PayloadTooLarge, UnsupportedMediaType),
+    response_model_exclude_none=True,
+    responses=responses(BadRequest, Forbidden, UnsupportedMediaType),
     openapi_extra={"requestBody": {"required": True, "content": {EXPORT_MEDIA_TYPE: {}}}},
 )
 async def upload(
     token: Annotated[str, Path(description="The VM's ingest token.")],
     request: Request,
-    session: SessionDep,
+    sessions: SessionsDep,
     settings: SettingsDep,
 ) -> IngestResponse:
     """Journal Export Format, as `systemd-journal-upload --url=<service>/ingest/<token>` sends it
-    (the URL needs an explicit port). Atomic and idempotent by `__CURSOR`, like the JSON ingest."""
-    vm_id = await vms_auth.vm_for_token(session, token)
+    (the URL needs an explicit port). Stored as it streams, in batches that commit on their own;
+    idempotent by `__CURSOR`, so a cut-off upload sent again stores nothing twice. An entry that
+    cannot be stored is skipped and reported in the VM's `last_ingest_error`."""
+    async with transaction(sessions) as session:
+        vm_id, vm_name = await vms_auth.vm_for_token(session, token)
     if not is_export(request):
         raise UnsupportedMediaType(
             f"this route takes Content-Type: {EXPORT_MEDIA_TYPE}; JSON batches go to POST /vm/{{name}}/boot"
         )
-    result = await ingest_export(session, vm_id, request, settings)
-    return IngestResponse.of(result)
+    return await store_export(request, sessions, settings, vm_id, vm_name)
 
 
 _TOKEN_IN_PATH = re.compile(r"(/ingest/)[^/?#\s\"]+")

@@ -25,9 +25,10 @@ async def authenticate_agent(session: AsyncSession, name: str, authorization: st
     return vm.id
 
 
-async def vm_for_token(session: AsyncSession, token: str) -> UUID:
-    """The VM a token in a URL path belongs to (for systemd-journal-upload, which cannot send headers)."""
+async def vm_for_token(session: AsyncSession, token: str) -> tuple[UUID, str]:
+    """The id and name of the VM a token in a URL path belongs to (for systemd-journal-upload, which
+    cannot send headers)."""
     found = await store.vm_id_by_token_hash(session, tokens.token_hash(token))
     if found is None:
         raise Forbidden("this token is not valid for any VM", code="wrong_token")
-    return found[0]
+    return found

@@ -52,6 +52,9 @@ class VMPublic(BaseModel):
     deleted_at: datetime | None = None
     event_count: int
     last_event_at: datetime | None
+    last_ingest_error: str | None = Field(
+        default=None, description="The last journal entry ingest had to skip, with its cursor and why.")
+    last_ingest_error_at: datetime | None = None
 
 
 class VMsPublic(BaseModel):

@@ -31,6 +31,7 @@ def to_public(vm: VM) -> VMPublic:
         error=error, addresses=dict(vm.addresses or {}), details=dict(vm.details or {}),
         created_at=vm.created_at, updated_at=vm.updated_at, deleted_at=vm.deleted_at,
         event_count=vm.event_count, last_event_at=vm.last_event_at,
+        last_ingest_error=vm.last_ingest_error, last_ingest_error_at=vm.last_ingest_error_at,
     )
 
 
