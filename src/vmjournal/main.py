@@ -13,13 +13,12 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
-from vmjournal import __version__, db, errors, metrics, web
+from vmjournal import __version__, db, errors, logs, metrics, web
 from vmjournal.config import Settings, get_settings
 from vmjournal.deps import ApiKey, SessionDep
 from vmjournal.jobs.worker import Worker
 from vmjournal.journal.live import LiveHub
 from vmjournal.journal.router import router as journal_router
-from vmjournal.journal.upload import redact_tokens_in_access_log
 from vmjournal.journal.upload import router as upload_router
 from vmjournal.providers.azure.router import router as azure_router
 from vmjournal.providers.base import VMProvider
@@ -60,6 +59,8 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        # Here, not in create_app: uvicorn.run(app) configures its loggers after the app was built.
+        logs.configure(settings)
         active = dict(providers) if providers is not None else build_providers(settings)
         if settings.default_provider not in active:
             offered = ", ".join(active)
@@ -71,7 +72,8 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
             if embedded is not None:
                 await asyncio.to_thread(db.release, embedded)
             raise
-        engine = db.create_engine(url)
+        engine = db.create_engine(url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow,
+                                  pool_timeout=settings.db_pool_timeout)
         sessions = db.session_factory(engine)
         worker = Worker(settings, sessions, active)
         worker.start()
@@ -109,9 +111,10 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
         """The application's name and version."""
         return {"application": "vmjournal", "version": __version__}
 
-    @app.get("/healthz", tags=["service"], summary="Health check")
+    @app.get("/healthz", tags=["service"], summary="Health check",
+             responses=errors.responses(errors.DatabaseUnavailable))
     async def healthz(session: SessionDep) -> dict[str, str]:
-        """OK when the service can reach its database."""
+        """OK when the service can reach its database; 503 while it cannot."""
         await session.execute(text("SELECT 1"))
         return {"status": "ok"}
 
@@ -124,7 +127,8 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
     # The journal router first: /vm/{name}/boot must win over /vm/{name}/{size}.
     app.include_router(journal_router)
     app.include_router(upload_router)
-    redact_tokens_in_access_log()
+    # Also here: a token in a URL must be masked even before the lifespan has run.
+    logs.redact_tokens_in_access_log()
     app.include_router(vms_router)
     app.include_router(bootstrap_router)
     app.include_router(azure_router)

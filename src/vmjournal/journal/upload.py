@@ -13,8 +13,6 @@ transaction: memory stays bounded, and a malformed entry anywhere stores nothing
 
 from __future__ import annotations
 
-import logging
-import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
@@ -95,26 +93,3 @@ async def upload(
         )
     result = await ingest_export(session, vm_id, request, settings)
     return IngestResponse.of(result)
-
-
-_TOKEN_IN_PATH = re.compile(r"(/ingest/)[^/?#\s\"]+")
-
-
-class RedactIngestTokens(logging.Filter):
-    """Masks the token of ``/ingest/<token>/upload`` in log records (uvicorn's access log)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                _TOKEN_IN_PATH.sub(r"\1***", a) if isinstance(a, str) and "/ingest/" in a else a for a in record.args
-            )
-        if isinstance(record.msg, str) and "/ingest/" in record.msg:
-            record.msg = _TOKEN_IN_PATH.sub(r"\1***", record.msg)
-        return True
-
-
-def redact_tokens_in_access_log() -> None:
-    """Install the filter on uvicorn's access logger (idempotent)."""
-    logger = logging.getLogger("uvicorn.access")
-    if not any(isinstance(f, RedactIngestTokens) for f in logger.filters):
-        logger.addFilter(RedactIngestTokens())
