@@ -56,10 +56,11 @@ def check_binding(settings: Settings) -> None:
 def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvider] | None = None) -> FastAPI:
     settings = settings or get_settings()
     check_binding(settings)
+    logs.configure(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        # Here, not in create_app: uvicorn.run(app) configures its loggers after the app was built.
+        # Again: uvicorn.run(app) configures its loggers after the app was built (a factory runs after).
         logs.configure(settings)
         active = dict(providers) if providers is not None else build_providers(settings)
         if settings.default_provider not in active:
@@ -127,8 +128,6 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
     # The journal router first: /vm/{name}/boot must win over /vm/{name}/{size}.
     app.include_router(journal_router)
     app.include_router(upload_router)
-    # Also here: a token in a URL must be masked even before the lifespan has run.
-    logs.redact_tokens_in_access_log()
     app.include_router(vms_router)
     app.include_router(bootstrap_router)
     app.include_router(azure_router)
