@@ -33,6 +33,7 @@ class RunningService:
     url: str
     data_dir: Path
     database_url: str
+    pid: int = 0
 
 
 def _server(data: Path) -> Any:
@@ -69,7 +70,7 @@ def running_service(**env: str) -> Iterator[RunningService]:
                     raise RuntimeError((data / "service.log").read_text())
                 time.sleep(0.1)
             db_url = _server(data).get_uri("vmjournal")
-            yield RunningService(url, data, db_url)
+            yield RunningService(url, data, db_url, proc.pid)
         finally:
             proc.terminate()
             proc.wait(30)

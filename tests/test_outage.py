@@ -97,8 +97,8 @@ def own_pg() -> Iterator[PgServer]:
 
 
 @asynccontextmanager
-async def serving(pg: PgServer, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    settings = make_settings(pg.url("vmjournal"), tmp_path / "data", provider="external")
+async def serving(database_url: str, tmp_path: Path, **overrides: object) -> AsyncIterator[httpx.AsyncClient]:
+    settings = make_settings(database_url, tmp_path / "data", provider="external", **overrides)
     app = create_app(settings, {"external": ExternalProvider()})
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning"))
     task = asyncio.create_task(server.serve())
@@ -133,7 +133,7 @@ class TestServiceDuringOutage:
         self, own_pg: PgServer, tmp_path: Path, caplog: pytest.LogCaptureFixture, mode: str
     ) -> None:
         caplog.set_level(logging.INFO)
-        async with serving(own_pg, tmp_path) as client:
+        async with serving(own_pg.url("vmjournal"), tmp_path) as client:
             token = await enroll(client, "vm1")
             assert (await client.post("/vm/vm1/boot", json=entries(0, 10), headers=bearer(token))).status_code == 200
             caplog.clear()
@@ -160,3 +160,25 @@ class TestServiceDuringOutage:
         assert sum("database is back" in r.getMessage() for r in caplog.records) == 1
         # No traceback and no error-level record from anyone (ours, uvicorn's, SQLAlchemy's pool).
         assert [r.getMessage() for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR] == []
+
+
+class TestSaturation:
+    async def test_pool_timeout_answers_429(self, database_url: str, tmp_path: Path) -> None:
+        async with serving(database_url, tmp_path, db_pool_size=1, db_max_overflow=0, db_pool_timeout=0.3) as client:
+            await enroll(client, "vm1")
+            locker = await asyncpg.connect(database_url)
+            try:
+                async with locker.transaction():
+                    await locker.execute("LOCK TABLE journal_event IN ACCESS EXCLUSIVE MODE")
+                    # This request takes the pool's only connection and waits for the lock.
+                    reader = asyncio.create_task(client.get("/vm/vm1/boot"))
+                    await asyncio.sleep(0.5)
+                    response = await client.get("/vm/vm1")
+                    assert response.status_code == 429, response.text
+                    assert response.headers["retry-after"] == str(outage.SATURATED_RETRY_AFTER_SECONDS)
+                    assert response.json()["error"] == "saturated"
+                    assert not reader.done()
+            finally:
+                await locker.close()
+            assert (await reader).status_code == 200
+            assert (await client.get("/vm/vm1")).status_code == 200

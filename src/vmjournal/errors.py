@@ -81,6 +81,19 @@ class DatabaseUnavailable(AppError):
         )
 
 
+class Saturated(AppError):
+    """Every database connection of this process stayed busy for the pool timeout: retry after `Retry-After`."""
+
+    status_code = 429
+    default_code = "saturated"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the service is at capacity (no database connection came free in time); nothing was done, retry later",
+            headers={"Retry-After": str(outage.SATURATED_RETRY_AFTER_SECONDS)},
+        )
+
+
 # Errors that may mean an outage: classified by ``outage.is_unavailable``; the rest are bugs (500).
 DATABASE_ERRORS: tuple[type[Exception], ...] = (
     sqlalchemy.exc.SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError,
@@ -125,6 +138,10 @@ def install(app: FastAPI) -> None:
         )
 
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, sqlalchemy.exc.TimeoutError):
+            # The pool's checkout timed out: load, not a fault; the agent backs off and resends.
+            log.debug("no database connection came free in time: answered 429")
+            return await app_error(request, Saturated())
         if not outage.is_unavailable(exc):
             return await unexpected(request, exc)
         # Not a traceback per request: one line when the outage starts, one when it ends.

@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 # What the service tells clients to wait before retrying a request it could not complete.
 RETRY_AFTER_SECONDS = 5
+# ... and when every pooled connection stayed busy for the pool timeout (load, not an outage).
+SATURATED_RETRY_AFTER_SECONDS = 1
 
 # SQLSTATEs of a server that is gone, starting, stopping or full (not of a bad statement):
 # class 08 (connection exception), admin/crash shutdown, cannot connect now, idle session
