@@ -163,7 +163,9 @@ class TestServiceDuringOutage:
 
 
 class TestSaturation:
-    async def test_pool_timeout_answers_429(self, database_url: str, tmp_path: Path) -> None:
+    async def test_pool_timeout_answers_429(
+        self, database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
         async with serving(database_url, tmp_path, db_pool_size=1, db_max_overflow=0, db_pool_timeout=0.3) as client:
             await enroll(client, "vm1")
             locker = await asyncpg.connect(database_url)
@@ -182,3 +184,5 @@ class TestSaturation:
                 await locker.close()
             assert (await reader).status_code == 200
             assert (await client.get("/vm/vm1")).status_code == 200
+        # Load is not a fault: no traceback from the request or from the worker polling for jobs.
+        assert [r.getMessage() for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR] == []

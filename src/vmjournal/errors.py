@@ -138,7 +138,7 @@ def install(app: FastAPI) -> None:
         )
 
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
-        if isinstance(exc, sqlalchemy.exc.TimeoutError):
+        if outage.is_saturated(exc):
             # The pool's checkout timed out: load, not a fault; the agent backs off and resends.
             log.debug("no database connection came free in time: answered 429")
             return await app_error(request, Saturated())

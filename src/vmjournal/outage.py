@@ -81,6 +81,11 @@ def is_unavailable(exc: BaseException) -> bool:
     return any(_is_unavailable_one(e) for e in _chain(exc))
 
 
+def is_saturated(exc: BaseException) -> bool:
+    """True when no pooled connection came free within the pool timeout: load, not a fault."""
+    return isinstance(exc, sqlalchemy.exc.TimeoutError)
+
+
 class _OutageLog:
     """Logs the moment the database went away and the moment it came back, once each."""
 

@@ -116,6 +116,8 @@ class Worker:
             except Exception as exc:
                 if outage.is_unavailable(exc):
                     outage.unavailable(exc)  # one line per outage, not a traceback per poll
+                elif outage.is_saturated(exc):
+                    pass  # requests hold every connection: poll again later
                 else:
                     log.exception("claiming a job failed")
                 job = None
