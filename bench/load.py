@@ -115,7 +115,7 @@ async def sample(pid: int, database_url: str, until: float, rss: list[int], conn
 
 async def run(url: str, pid: int, database_url: str, tokens: dict[str, str], tails: list[bytes],
               args: argparse.Namespace) -> tuple[Results, list[int], list[int]]:
-    results, rss, conns = Results(), [rss_kib(pid)], []
+    results, rss, conns = Results(), [rss_kib(pid)], list[int]()
     until = time.monotonic() + args.seconds
     sampler = asyncio.create_task(sample(pid, database_url, until + 5, rss, conns))
     await asyncio.gather(*(agent(url, name, token, tails, args.rate, until, results)

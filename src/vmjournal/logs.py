@@ -83,9 +83,10 @@ def _formatter(fmt: str) -> logging.Formatter:
 def configure(settings: Settings) -> None:
     """Route our loggers and uvicorn's through one stderr handler in the configured format and level.
 
-    Safe to call again (each service start in one process does): the handler is replaced, not
-    added twice. Runs in the lifespan, after uvicorn configured its own loggers, which it takes over;
-    an access log uvicorn was told to turn off stays off.
+    Safe to call again: the handler is replaced, not added twice. Called by ``create_app`` (which
+    ``uvicorn --factory`` runs after configuring its loggers) and again by the lifespan (which
+    ``uvicorn.run(app)`` runs after); uvicorn's loggers are taken over either way. An access log
+    uvicorn was told to turn off stays off.
     """
     root = logging.getLogger()
     for handler in [h for h in root.handlers if isinstance(h, _Stderr)]:
