@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import platformdirs
 from pydantic import Field, SecretStr, field_validator
@@ -85,6 +85,13 @@ class Settings(BaseSettings):
     # Ingest limits: a batch larger than this is refused with 413, never partly stored.
     max_batch_entries: int = 10_000
     max_body_bytes: int = 32 * 1024 * 1024
+    # The service's own logs: the level of the vmjournal and uvicorn loggers, and text or JSON lines.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    # Connection pool per process: requests beyond size + overflow wait up to pool_timeout seconds.
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+    db_pool_timeout: float = 30.0
     # Provisioning worker.
     worker_concurrency: int = 4
     job_heartbeat_seconds: float = 5.0
@@ -93,6 +100,11 @@ class Settings(BaseSettings):
     monitor_seconds: float = 30.0
     azure: AzureSettings = Field(default_factory=AzureSettings)
     qemu: QemuSettings = Field(default_factory=QemuSettings)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("api_keys", mode="before")
     @classmethod

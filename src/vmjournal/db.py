@@ -12,8 +12,10 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from vmjournal import outage
 from vmjournal.config import Settings
 
 log = logging.getLogger(__name__)
@@ -87,8 +89,16 @@ async def ensure_database(url: str) -> None:
         await conn.close()
 
 
-def create_engine(url: str) -> AsyncEngine:
-    return create_async_engine(sqlalchemy_url(url), pool_size=10, max_overflow=10, pool_pre_ping=True)
+def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, pool_timeout: float = 30.0) -> AsyncEngine:
+    """The engine with its pool. Each checkout pings its connection first, so connections that a
+    database restart broke are replaced instead of failing a request each."""
+    engine = create_async_engine(
+        sqlalchemy_url(url), pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout,
+        pool_pre_ping=True,
+    )
+    # A checkout happens only after the ping succeeded: the database answers again.
+    event.listen(engine.sync_engine, "checkout", lambda *_: outage.recovered())
+    return engine
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -102,8 +112,14 @@ async def transaction(factory: async_sessionmaker[AsyncSession]) -> AsyncIterato
         try:
             yield session
             await session.commit()
-        except BaseException:
-            await session.rollback()
+        except BaseException as exc:
+            try:
+                await session.rollback()
+            except Exception:
+                # A broken connection cannot roll back ("cannot call Transaction.rollback()"), and its
+                # transaction died with it: the error worth reporting is the one that broke it.
+                if not outage.is_unavailable(exc):
+                    raise
             raise
 
 

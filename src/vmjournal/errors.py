@@ -9,12 +9,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from vmjournal import outage
 from vmjournal.input_errors import InvalidInput
 
 log = logging.getLogger(__name__)
@@ -70,6 +73,38 @@ class UnsupportedMediaType(AppError):
     default_code = "unsupported_media_type"
 
 
+class DatabaseUnavailable(AppError):
+    """The database is unreachable: nothing was done; retry after `Retry-After` seconds."""
+
+    status_code = 503
+    default_code = "database_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the service cannot reach its database; nothing was done, retry later",
+            headers={"Retry-After": str(outage.RETRY_AFTER_SECONDS)},
+        )
+
+
+class Saturated(AppError):
+    """Every database connection of this process stayed busy for the pool timeout: retry after `Retry-After`."""
+
+    status_code = 429
+    default_code = "saturated"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the service is at capacity (no database connection came free in time); nothing was done, retry later",
+            headers={"Retry-After": str(outage.SATURATED_RETRY_AFTER_SECONDS)},
+        )
+
+
+# Errors that may mean an outage: classified by ``outage.is_unavailable``; the rest are bugs (500).
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError,
+)
+
+
 def responses(*errors: type[AppError]) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses=`` entries for the errors a route may answer."""
     return {e.status_code: {"model": ErrorBody, "description": e.__doc__ or e.default_code} for e in errors}
@@ -104,15 +139,28 @@ def install(app: FastAPI) -> None:
         )
 
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        # A bug, or the database gone away: logged with its traceback, answered without internals.
+        # A bug: logged with its traceback, answered without internals.
         log.exception("unhandled error", exc_info=exc)
         return JSONResponse(
             {"error": "internal_error", "message": "the service failed to handle this request; it was logged"},
             status_code=500,
         )
 
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        if outage.is_saturated(exc):
+            # The pool's checkout timed out: load, not a fault; the agent backs off and resends.
+            log.debug("no database connection came free in time: answered 429")
+            return await app_error(request, Saturated())
+        if not outage.is_unavailable(exc):
+            return await unexpected(request, exc)
+        # Not a traceback per request: one line when the outage starts, one when it ends.
+        outage.unavailable(exc)
+        return await app_error(request, DatabaseUnavailable())
+
     app.add_exception_handler(AppError, app_error)
     app.add_exception_handler(InvalidInput, invalid_input)
     app.add_exception_handler(Exception, unexpected)
+    for kind in DATABASE_ERRORS:
+        app.add_exception_handler(kind, database_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)

@@ -13,7 +13,7 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
-from vmjournal import __version__, db, errors, metrics, web
+from vmjournal import __version__, db, errors, logs, metrics, web
 from vmjournal.config import Settings, get_settings
 from vmjournal.deps import ApiKey, SessionDep
 from vmjournal.jobs import store as jobs_store
@@ -21,7 +21,6 @@ from vmjournal.jobs.worker import Worker
 from vmjournal.journal import service as journal_service
 from vmjournal.journal.live import LiveHub
 from vmjournal.journal.router import router as journal_router
-from vmjournal.journal.upload import redact_tokens_in_access_log
 from vmjournal.journal.upload import router as upload_router
 from vmjournal.providers.azure.router import router as azure_router
 from vmjournal.providers.base import VMProvider
@@ -61,9 +60,12 @@ def check_binding(settings: Settings) -> None:
 def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvider] | None = None) -> FastAPI:
     settings = settings or get_settings()
     check_binding(settings)
+    logs.configure(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        # Again: uvicorn.run(app) configures its loggers after the app was built (a factory runs after).
+        logs.configure(settings)
         active = dict(providers) if providers is not None else build_providers(settings)
         if settings.default_provider not in active:
             offered = ", ".join(active)
@@ -75,7 +77,8 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
             if embedded is not None:
                 await asyncio.to_thread(db.release, embedded)
             raise
-        engine = db.create_engine(url)
+        engine = db.create_engine(url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow,
+                                  pool_timeout=settings.db_pool_timeout)
         sessions = db.session_factory(engine)
         # The queue and the VM domain meet only here: jobs run the VM's tasks, the VM routes enqueue.
         jobs: JobQueue = jobs_store
@@ -116,9 +119,10 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
         """The application's name and version."""
         return {"application": "vmjournal", "version": __version__}
 
-    @app.get("/healthz", tags=["service"], summary="Health check")
+    @app.get("/healthz", tags=["service"], summary="Health check",
+             responses=errors.responses(errors.DatabaseUnavailable))
     async def healthz(session: SessionDep) -> dict[str, str]:
-        """OK when the service can reach its database."""
+        """OK when the service can reach its database; 503 while it cannot."""
         await session.execute(text("SELECT 1"))
         return {"status": "ok"}
 
@@ -131,7 +135,6 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
     # The journal router first: /vm/{name}/boot must win over /vm/{name}/{size}.
     app.include_router(journal_router)
     app.include_router(upload_router)
-    redact_tokens_in_access_log()
     app.include_router(vms_router)
     app.include_router(bootstrap_router)
     app.include_router(azure_router)

@@ -130,6 +130,20 @@ class TestRetries:
             assert first["entries"] == second["entries"] == third["entries"]
             assert len(server.requests) == 5  # the retried batch, then two more
 
+    def test_honours_retry_after_on_503(self, journal: Path, tmp_path: Path) -> None:
+        # The service answers 503 while its database is down; the batch waits, then goes again, whole.
+        with serve([(503, {"Retry-After": "2"}), (503, {"Retry-After": "1"})]) as server:
+            proc = run_agent(server.url, journal, tmp_path)
+            assert proc.wait(60) == 0
+            err = proc.stderr.read() if proc.stderr else ""
+            first, second, third = server.requests[:3]
+            assert second["at"] - first["at"] >= 1.9
+            assert third["at"] - second["at"] >= 0.9
+            assert first["entries"] == second["entries"] == third["entries"]
+            assert [r["status"] for r in server.requests] == [503, 503, 200, 200, 200]
+            assert "HTTP 503" in err and "retrying in 2.0 s" in err
+            assert "tok-abc" not in err
+
     def test_redirect_is_not_followed(self, journal: Path, tmp_path: Path) -> None:
         with serve([(307, {"Location": "http://127.0.0.1:9/elsewhere"})]) as server:
             proc = run_agent(server.url, journal, tmp_path)

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from vmjournal import outage
 from vmjournal.config import Settings
 from vmjournal.db import transaction
 from vmjournal.jobs import store
@@ -119,8 +120,13 @@ class Worker:
             await self._slots.acquire()
             try:
                 job = await self._claim()
-            except Exception:
-                log.exception("claiming a job failed")
+            except Exception as exc:
+                if outage.is_unavailable(exc):
+                    outage.unavailable(exc)  # one line per outage, not a traceback per poll
+                elif outage.is_saturated(exc):
+                    pass  # requests hold every connection: poll again later
+                else:
+                    log.exception("claiming a job failed")
                 job = None
             if job is None:
                 self._slots.release()

@@ -10,7 +10,6 @@ The stream is stored as it arrives by ``export_ingest``.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncIterator
 from typing import Annotated
 from uuid import UUID
@@ -79,25 +78,3 @@ async def upload(
         )
     return await store_export(request, sessions, settings, vm_id, vm_name)
 
-
-_TOKEN_IN_PATH = re.compile(r"(/ingest/)[^/?#\s\"]+")
-
-
-class RedactIngestTokens(logging.Filter):
-    """Masks the token of ``/ingest/<token>/upload`` in log records (uvicorn's access log)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                _TOKEN_IN_PATH.sub(r"\1***", a) if isinstance(a, str) and "/ingest/" in a else a for a in record.args
-            )
-        if isinstance(record.msg, str) and "/ingest/" in record.msg:
-            record.msg = _TOKEN_IN_PATH.sub(r"\1***", record.msg)
-        return True
-
-
-def redact_tokens_in_access_log() -> None:
-    """Install the filter on uvicorn's access logger (idempotent)."""
-    logger = logging.getLogger("uvicorn.access")
-    if not any(isinstance(f, RedactIngestTokens) for f in logger.filters):
-        logger.addFilter(RedactIngestTokens())
