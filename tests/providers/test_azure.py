@@ -19,7 +19,7 @@ from azure_support import ARM_TOKEN, SUBSCRIPTION, extension_script, running_fak
 from conftest import LiveService
 from fake_arm import FakeARM
 
-from vmjournal.providers.bootstrap import agent_files
+from vmjournal.agent_bundle import agent_files
 
 
 @pytest.fixture

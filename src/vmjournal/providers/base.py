@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 from uuid import UUID
 
+from vmjournal.agent_bundle import AgentConfig as AgentConfig  # re-exported: part of what providers speak
+
 
 @dataclass(frozen=True)
 class VMSpec:
@@ -26,15 +28,6 @@ class VMSpec:
     @property
     def resource_name(self) -> str:
         return f"vmj-{self.vm_id.hex[:12]}"
-
-
-@dataclass(frozen=True)
-class AgentConfig:
-    """What the agent on the VM needs: where to push, as whom, with which secret token."""
-
-    url: str
-    name: str
-    token: str
 
 
 @dataclass

@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import PlainTextResponse
 
+from vmjournal import agent_bundle
 from vmjournal.deps import ApiKey, ProvidersDep, SessionDep, SettingsDep
 from vmjournal.errors import BadRequest, Conflict, NotFound, Unauthorized, responses
-from vmjournal.providers import bootstrap
 from vmjournal.vms import service
 from vmjournal.vms.schemas import TokenIssued, VMEnrolled, VMName, VMPublic, VMsPublic
 
@@ -22,7 +22,7 @@ bootstrap_router = APIRouter(tags=["vms"])
                       response_class=PlainTextResponse)
 async def bootstrap_script() -> PlainTextResponse:
     """The script an enrolled machine's install command runs: `sh bootstrap.sh --url URL --name NAME < token`."""
-    return PlainTextResponse(bootstrap.render_enroll_script(), media_type="text/x-shellscript")
+    return PlainTextResponse(agent_bundle.render_enroll_script(), media_type="text/x-shellscript")
 
 
 @router.get("", summary="List VMs", response_model=VMsPublic, responses=responses(Unauthorized))

@@ -25,13 +25,13 @@ from azure.core.polling import AsyncLROPoller
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from vmjournal.agent_bundle import render_bootstrap_script
 from vmjournal.config import AzureSettings
 from vmjournal.providers.azure import bodies
 from vmjournal.providers.azure.auth import Clients, build_clients
 from vmjournal.providers.azure.errors import to_provider_error
 from vmjournal.providers.azure.orphans import Orphan, list_orphans
 from vmjournal.providers.base import JobContext, ProviderError, ProviderVM, VMSpec
-from vmjournal.providers.bootstrap import render_bootstrap_script
 
 log = logging.getLogger(__name__)
 # The SDK logs every request and response (headers included) at INFO: noise in the service's

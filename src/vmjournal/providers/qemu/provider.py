@@ -21,9 +21,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from vmjournal.agent_bundle import render_bootstrap_script
 from vmjournal.config import Settings
 from vmjournal.providers.base import AgentConfig, JobContext, ProviderError, ProviderVM, VMSpec
-from vmjournal.providers.bootstrap import render_bootstrap_script
 from vmjournal.providers.qemu import guest
 from vmjournal.providers.qemu.accel import choose_accel
 from vmjournal.providers.qemu.image import ensure_base_image, require_tools
