@@ -21,10 +21,9 @@ from vmjournal.journal.live import LiveHub
 from vmjournal.journal.router import router as journal_router
 from vmjournal.journal.upload import redact_tokens_in_access_log
 from vmjournal.journal.upload import router as upload_router
-from vmjournal.providers.azure.router import router as azure_router
 from vmjournal.providers.base import VMProvider
 from vmjournal.providers.registry import build_providers
-from vmjournal.vms.router import bootstrap_router
+from vmjournal.vms.router import azure_router, bootstrap_router
 from vmjournal.vms.router import router as vms_router
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from typing import Any
 
 from vmjournal.agent_bundle import render_bootstrap_script
 from vmjournal.config import Settings
-from vmjournal.providers.base import AgentConfig, JobContext, ProviderError, ProviderVM, VMSpec
+from vmjournal.providers.base import AgentConfig, JobContext, ProviderError, ProviderKind, ProviderVM, VMSpec
 from vmjournal.providers.qemu import guest
 from vmjournal.providers.qemu.accel import choose_accel
 from vmjournal.providers.qemu.image import ensure_base_image, require_tools
@@ -43,7 +43,7 @@ CONFIG_DRIVE_SIZE = "2M"
 
 
 class QemuProvider:
-    name = "qemu"
+    name = ProviderKind.qemu
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
