@@ -54,8 +54,7 @@ async def offered_sku(compute: ComputeManagementClient, settings: AzureSettings,
 async def check_quota(compute: ComputeManagementClient, settings: AzureSettings, sku: ResourceSku) -> None:
     """Room for one more VM of ``sku`` in both its family's vCPU quota and the regional total."""
     location = settings.location
-    vcpus = next((int(capability.value or 0) for capability in sku.capabilities or []
-                  if capability.name == "vCPUs"), 0)
+    vcpus = next((int(capability.value or 0) for capability in sku.capabilities or [] if capability.name == "vCPUs"), 0)
     usages = {(usage.name.value or "").lower(): usage async for usage in compute.usage.list(location)}
     for quota, label in ((sku.family or "", f"{sku.family} vCPU"), ("cores", "Total Regional vCPUs")):
         usage = usages.get(quota.lower())

@@ -112,17 +112,26 @@ class AzureProvider:
             return arm_bodies.extension(spec, settings, render_bootstrap_script(config))
 
         return [
-            Step("nsg", network.network_security_groups, (group, names.nsg),
-                 fixed_body(arm_bodies.nsg(spec, settings))),
-            Step("vnet", network.virtual_networks, (group, names.vnet),
-                 fixed_body(arm_bodies.vnet(spec, settings, names))),
-            Step("public_ip", network.public_ip_addresses, (group, names.public_ip),
-                 fixed_body(arm_bodies.public_ip(spec, settings))),
-            Step("nic", network.network_interfaces, (group, names.nic),
-                 fixed_body(arm_bodies.nic(spec, settings, names))),
+            Step(
+                "nsg", network.network_security_groups, (group, names.nsg), fixed_body(arm_bodies.nsg(spec, settings))
+            ),
+            Step(
+                "vnet",
+                network.virtual_networks,
+                (group, names.vnet),
+                fixed_body(arm_bodies.vnet(spec, settings, names)),
+            ),
+            Step(
+                "public_ip",
+                network.public_ip_addresses,
+                (group, names.public_ip),
+                fixed_body(arm_bodies.public_ip(spec, settings)),
+            ),
+            Step(
+                "nic", network.network_interfaces, (group, names.nic), fixed_body(arm_bodies.nic(spec, settings, names))
+            ),
             Step("vm", compute.virtual_machines, (group, names.vm), vm_body),
-            Step("extension", compute.virtual_machine_extensions, (group, names.vm, names.extension),
-                 extension_body),
+            Step("extension", compute.virtual_machine_extensions, (group, names.vm, names.extension), extension_body),
         ]
 
     async def _ssh_key(self, job: JobContext) -> str:
