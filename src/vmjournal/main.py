@@ -22,11 +22,10 @@ from vmjournal.journal import service as journal_service
 from vmjournal.journal.live import LiveHub
 from vmjournal.journal.router import router as journal_router
 from vmjournal.journal.upload import router as upload_router
-from vmjournal.providers.azure.router import router as azure_router
 from vmjournal.providers.base import VMProvider
 from vmjournal.providers.registry import build_providers
 from vmjournal.vms.queue import JobQueue
-from vmjournal.vms.router import bootstrap_router
+from vmjournal.vms.router import azure_router, bootstrap_router
 from vmjournal.vms.router import router as vms_router
 from vmjournal.vms.tasks import VMTasks
 

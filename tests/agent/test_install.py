@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vmjournal.providers.base import AgentConfig
-from vmjournal.providers.bootstrap import agent_files, render_bootstrap_script
+from vmjournal.agent_bundle import AgentConfig, agent_files, render_bootstrap_script
 
 REPO_AGENT = Path(__file__).resolve().parents[2] / "agent"
 CONFIG = AgentConfig(url="http://127.0.0.1:8000", name="vm-1", token="tok_secret-123")

@@ -19,7 +19,7 @@ from azure_support import ARM_TOKEN, SUBSCRIPTION, extension_script, running_fak
 from conftest import LiveService
 from fake_arm import FakeARM
 
-from vmjournal.providers.bootstrap import agent_files
+from vmjournal.agent_bundle import agent_files
 
 
 @pytest.fixture
@@ -227,3 +227,17 @@ class TestDeleteAndOrphans:
         (delete,) = [r for r in fake_arm.requests if r.method == "DELETE"]
         assert delete.path.lower().endswith(f"/resourcegroups/{rg.lower()}") and delete.status == 202
         assert [r.status for r in fake_arm.requests if "/operationresults/" in r.path] == [202, 200]
+
+    def test_orphans_when_arm_refuses(self, fake_arm: FakeARM, live_service: Callable[..., LiveService]) -> None:
+        wrong = "not-the-arm-token-" + "z" * 16
+        svc = live_service(
+            VMJOURNAL_PROVIDER="azure",
+            VMJOURNAL_AZURE_SUBSCRIPTION_ID=SUBSCRIPTION,
+            VMJOURNAL_AZURE_LOCATION=fake_arm.location,
+            VMJOURNAL_AZURE_ARM_ENDPOINT=fake_arm.endpoint,
+            VMJOURNAL_AZURE_STATIC_TOKEN=wrong,
+        )
+        response = httpx.get(f"{svc.url}/azure/orphans")
+        assert response.status_code == 502
+        assert response.json()["error"] == "AuthenticationFailed"
+        assert wrong not in response.text and wrong not in svc.log()

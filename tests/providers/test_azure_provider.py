@@ -14,8 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from azure.core.exceptions import HttpResponseError
 from azure_support import ARM_TOKEN, MemoryJob, azure_settings, extension_script, running_fake_arm, unpack
-from fake_arm import FakeARM
-from fake_arm.server import kind_of
+from fake_arm import FakeARM, kind_of
 
 from vmjournal.providers.azure.provider import AzureProvider
 from vmjournal.providers.base import ProviderError, VMSpec
@@ -205,7 +204,7 @@ class TestFakeRefusesWrongShapes:
     async def test_snake_case_body_is_refused(self, fake_arm: FakeARM, provider: AzureProvider) -> None:
         spec = new_spec()
         await provider.provision(spec, MemoryJob("x"))
-        compute = provider._c().compute
+        compute = provider.clients().compute
         with pytest.raises(HttpResponseError) as info:
             await compute.virtual_machines.begin_create_or_update(
                 f"{spec.resource_name}-rg",

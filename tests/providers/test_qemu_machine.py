@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from support.qemu import build_session_image
 
+from vmjournal.agent_bundle import render_bootstrap_script
 from vmjournal.config import Settings
 from vmjournal.providers.base import AgentConfig, ProviderError, VMSpec
-from vmjournal.providers.bootstrap import render_bootstrap_script
 from vmjournal.providers.qemu import guest
 from vmjournal.providers.qemu.image import BaseImage
 from vmjournal.providers.qemu.machine import (

@@ -9,10 +9,24 @@ process again) instead of starting over.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from enum import StrEnum
+from typing import Any, Literal, Protocol, runtime_checkable
 from uuid import UUID
+
+from vmjournal.agent_bundle import AgentConfig as AgentConfig  # re-exported: part of what providers speak
+
+
+class ProviderKind(StrEnum):
+    """The providers this build ships, by the name stored in ``vm.provider``.
+
+    Registries are keyed by the plain string, so a test can register a kind of its own.
+    """
+
+    azure = "azure"
+    qemu = "qemu"
+    external = "external"
 
 
 @dataclass(frozen=True)
@@ -26,15 +40,6 @@ class VMSpec:
     @property
     def resource_name(self) -> str:
         return f"vmj-{self.vm_id.hex[:12]}"
-
-
-@dataclass(frozen=True)
-class AgentConfig:
-    """What the agent on the VM needs: where to push, as whom, with which secret token."""
-
-    url: str
-    name: str
-    token: str
 
 
 @dataclass
@@ -94,7 +99,10 @@ class JobContext(Protocol):
 class VMProvider(Protocol):
     """Creates, inspects and removes VMs of one kind (Azure, local QEMU, enrolled machines)."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The kind, as ``vm.provider`` stores it (a ``ProviderKind`` for the providers shipped)."""
+        ...
 
     async def provision(self, spec: VMSpec, job: JobContext) -> ProviderVM:
         """Create the VM and deliver the agent; return once the VM runs.
@@ -118,4 +126,29 @@ class VMProvider(Protocol):
 
     async def aclose(self) -> None:
         """Release clients and background resources."""
+        ...
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """A resource group a provider created for a VM the service no longer has."""
+
+    resource_group: str
+    vm_name: str
+    vm_id: str
+    location: str
+    provisioning_state: str
+
+
+@runtime_checkable
+class ListsOrphans(Protocol):
+    """A provider whose resources can outlive the VM record: a delete that never finished, a
+    database reset, a test run against a real subscription. They keep costing money until
+    someone finds them, and only the provider can tell which are its own.
+    """
+
+    async def find_orphans(self, live_vm_ids: Collection[UUID], live_names: Collection[str]) -> list[Orphan]:
+        """What the provider created (by its tags) for no VM in ``live_vm_ids`` (or, for resources
+        tagged before ids were, ``live_names``). Raises ``ProviderError`` when the cloud does not answer.
+        """
         ...

@@ -8,11 +8,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from vmjournal.providers.base import JobContext, ProviderVM, VMSpec
+from vmjournal.providers.base import JobContext, ProviderKind, ProviderVM, VMSpec
 
 
 class ExternalProvider:
-    name = "external"
+    name = ProviderKind.external
 
     async def provision(self, spec: VMSpec, job: JobContext) -> ProviderVM:
         return ProviderVM(state="running", details={"enrolled": "agent installed by the machine's owner"})

@@ -7,22 +7,23 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import PlainTextResponse
 
+from vmjournal import agent_bundle
 from vmjournal.deps import ApiKey, JobsDep, ProvidersDep, SessionDep, SettingsDep
 from vmjournal.errors import BadRequest, Conflict, NotFound, Unauthorized, responses
-from vmjournal.providers import bootstrap
-from vmjournal.vms import service
-from vmjournal.vms.schemas import TokenIssued, VMEnrolled, VMName, VMPublic, VMsPublic
+from vmjournal.vms import orphans, service
+from vmjournal.vms.schemas import OrphansPublic, TokenIssued, VMEnrolled, VMName, VMPublic, VMsPublic
 
 router = APIRouter(prefix="/vm", tags=["vms"], dependencies=[ApiKey])
 # No key and no secret here: the token reaches the script on the machine's standard input.
 bootstrap_router = APIRouter(tags=["vms"])
+azure_router = APIRouter(prefix="/azure", tags=["azure"], dependencies=[ApiKey])
 
 
 @bootstrap_router.get("/agent/bootstrap.sh", summary="Agent installer for enrolled machines",
                       response_class=PlainTextResponse)
 async def bootstrap_script() -> PlainTextResponse:
     """The script an enrolled machine's install command runs: `sh bootstrap.sh --url URL --name NAME < token`."""
-    return PlainTextResponse(bootstrap.render_enroll_script(), media_type="text/x-shellscript")
+    return PlainTextResponse(agent_bundle.render_enroll_script(), media_type="text/x-shellscript")
 
 
 @router.get("", summary="List VMs", response_model=VMsPublic, responses=responses(Unauthorized))
@@ -84,3 +85,10 @@ async def create_vm(
         session, jobs, name=name, size=size, provider=provider or settings.default_provider,
         providers=providers.keys(), service_url=settings.ingest_url,
     )
+
+
+@azure_router.get("/orphans", response_model=OrphansPublic, responses=responses(Conflict, orphans.AzureUnavailable))
+async def list_orphans(session: SessionDep, providers: ProvidersDep) -> OrphansPublic:
+    """Resource groups tagged `managed-by: vmjournal` whose VM is deleted or unknown here: they may still
+    cost money."""
+    return await orphans.list_azure_orphans(session, providers)

@@ -71,3 +71,16 @@ class VMEnrolled(VMPublic):
 
 class TokenIssued(BaseModel):
     token: str = Field(description="The new ingest token; the previous one no longer works. Shown once.")
+
+
+class OrphanPublic(BaseModel):
+    resource_group: str = Field(description="Delete it (az group delete -n NAME) if nothing else uses it.")
+    vm_name: str = Field(description="The VM it was created for (tag vmjournal-vm).")
+    vm_id: str
+    location: str
+    provisioning_state: str
+
+
+class OrphansPublic(BaseModel):
+    orphans: list[OrphanPublic]
+    count: int

@@ -7,7 +7,6 @@ the SDK's own policy refuses a bearer token over http, which is right for anythi
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from dataclasses import dataclass
 from types import TracebackType
@@ -25,6 +24,7 @@ from azure.mgmt.resource.resources.aio import ResourceManagementClient
 from pydantic import SecretStr
 
 from vmjournal.config import AzureSettings
+from vmjournal.net import is_loopback
 
 
 class StaticTokenCredential:
@@ -67,22 +67,13 @@ class StaticBearerPolicy(SansIOHTTPPolicy[Any, Any]):
         request.http_request.headers["Authorization"] = f"Bearer {self._token.get_secret_value()}"
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_endpoint(settings: AzureSettings) -> str:
     """The ARM endpoint without a trailing slash; raises ``ValueError`` for an unsafe one."""
     endpoint = settings.arm_endpoint.rstrip("/")
     url = urlparse(endpoint)
     if url.scheme == "https" and url.hostname:
         return endpoint
-    if url.scheme == "http" and url.hostname and _is_loopback(url.hostname):
+    if url.scheme == "http" and url.hostname and is_loopback(url.hostname):
         if settings.static_token is None:
             raise ValueError(
                 "an http:// ARM endpoint is only for a loopback emulator and needs VMJOURNAL_AZURE_STATIC_TOKEN"

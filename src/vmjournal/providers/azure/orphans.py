@@ -8,23 +8,14 @@ finished, a test run against a real subscription) keeps costing money until some
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from vmjournal.providers.azure import bodies
+from vmjournal.providers.azure import arm_bodies
+from vmjournal.providers.base import Orphan
 
 if TYPE_CHECKING:
     from azure.mgmt.resource.resources.aio import ResourceManagementClient
-
-
-@dataclass(frozen=True)
-class Orphan:
-    resource_group: str
-    vm_name: str
-    vm_id: str
-    location: str
-    provisioning_state: str
 
 
 async def list_orphans(
@@ -33,16 +24,16 @@ async def list_orphans(
     """Our resource groups whose VM (by the id tag, else by the name tag) is not live."""
     ids = {str(i) for i in live_vm_ids}
     names = set(live_names)
-    filt = f"tagName eq '{bodies.TAG_MANAGED_BY}' and tagValue eq '{bodies.MANAGED_BY}'"
+    tag_filter = f"tagName eq '{arm_bodies.TAG_MANAGED_BY}' and tagValue eq '{arm_bodies.MANAGED_BY}'"
     orphans: list[Orphan] = []
-    async for group in client.resource_groups.list(filter=filt):
+    async for group in client.resource_groups.list(filter=tag_filter):
         tags = group.tags or {}
-        if tags.get(bodies.TAG_MANAGED_BY) != bodies.MANAGED_BY:
+        if tags.get(arm_bodies.TAG_MANAGED_BY) != arm_bodies.MANAGED_BY:
             continue
         state = (group.properties.provisioning_state if group.properties else None) or ""
         if state == "Deleting":
             continue
-        vm_id, vm_name = tags.get(bodies.TAG_VM_ID, ""), tags.get(bodies.TAG_VM_NAME, "")
+        vm_id, vm_name = tags.get(arm_bodies.TAG_VM_ID, ""), tags.get(arm_bodies.TAG_VM_NAME, "")
         if (vm_id in ids) if vm_id else (vm_name in names):
             continue
         orphans.append(Orphan(group.name or "", vm_name, vm_id, group.location, state))

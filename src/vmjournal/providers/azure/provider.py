@@ -1,37 +1,31 @@
 """The Azure provider: one resource group per VM, built step by step by the durable worker.
 
-Steps: pre-flight (the size is offered in the location, the quota has room), resource group,
-NSG, VNet with its subnet, Standard static public IP, NIC, VM, and the CustomScript extension
-that installs the agent. Each long-running step saves its continuation token in the job
-before waiting on it, so a service killed mid-step resumes the same operation after a restart
-instead of sending the PUT again. A token that no longer works (another azure-core version, an
-operation ARM has forgotten) falls back to a GET of the resource: the PUTs are idempotent, so
-a step can always be reconciled from what exists.
+Steps: pre-flight (``preflight``), the resource group, then NSG, VNet with its subnet, Standard
+static public IP, NIC, VM, and the CustomScript extension that installs the agent, each run by
+the resumable step engine (``steps``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
-from azure.core.polling import AsyncLROPoller
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from vmjournal.agent_bundle import render_bootstrap_script
 from vmjournal.config import AzureSettings
-from vmjournal.providers.azure import bodies
+from vmjournal.providers.azure import arm_bodies
 from vmjournal.providers.azure.auth import Clients, build_clients
 from vmjournal.providers.azure.errors import to_provider_error
-from vmjournal.providers.azure.orphans import Orphan, list_orphans
-from vmjournal.providers.base import JobContext, ProviderError, ProviderVM, VMSpec
-from vmjournal.providers.bootstrap import render_bootstrap_script
+from vmjournal.providers.azure.orphans import list_orphans
+from vmjournal.providers.azure.preflight import check_capacity
+from vmjournal.providers.azure.steps import JSON, Step, StepRunner, fixed_body, provisioning_state
+from vmjournal.providers.base import JobContext, Orphan, ProviderError, ProviderKind, ProviderVM, VMSpec
 
 log = logging.getLogger(__name__)
 # The SDK logs every request and response (headers included) at INFO: noise in the service's
@@ -39,32 +33,11 @@ log = logging.getLogger(__name__)
 logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
 logging.getLogger("azure.identity").setLevel(logging.WARNING)
 
-JSON = dict[str, Any]
-Begin = Callable[..., Awaitable[AsyncLROPoller[Any]]]
-Get = Callable[[], Awaitable[Any]]
-BodyFactory = Callable[[], Awaitable[JSON]]
-
-# How long a step reconciled by GET may stay in progress: CRP itself gives up after 90 minutes.
-_RECONCILE_DEADLINE = 100 * 60.0
-
-
-@dataclass(frozen=True)
-class _Step:
-    name: str
-    begin: Begin
-    get: Get
-    body: BodyFactory
-
-
-def _provisioning_state(resource: Any) -> str:
-    props = resource.get("properties") if isinstance(resource, Mapping) else None
-    return str(props.get("provisioningState", "")) if isinstance(props, Mapping) else ""
-
 
 class AzureProvider:
     """VMs on Azure through the async management SDKs."""
 
-    name = "azure"
+    name = ProviderKind.azure
 
     def __init__(
         self, settings: AzureSettings, *, polling_interval: float = 30.0, reconcile_interval: float = 10.0
@@ -74,7 +47,8 @@ class AzureProvider:
         self._reconcile_interval = reconcile_interval
         self._clients: Clients | None = None
 
-    def _c(self) -> Clients:
+    def clients(self) -> Clients:
+        """The ARM clients, built on first use; ``ProviderError`` when the settings cannot make them."""
         if self._clients is None:
             if not self._settings.subscription_id:
                 raise ProviderError("AzureNotConfigured", "Set VMJOURNAL_AZURE_SUBSCRIPTION_ID to create VMs on Azure.")
@@ -84,8 +58,8 @@ class AzureProvider:
                 raise ProviderError("AzureMisconfigured", str(e)) from None
         return self._clients
 
-    def _names(self, spec: VMSpec) -> bodies.Names:
-        return bodies.Names.for_spec(spec, self._settings.subscription_id)
+    def _names(self, spec: VMSpec) -> arm_bodies.ResourceNames:
+        return arm_bodies.ResourceNames.for_spec(spec, self._settings.subscription_id)
 
     async def aclose(self) -> None:
         if self._clients is not None:
@@ -104,131 +78,61 @@ class AzureProvider:
             raise ProviderError("InvalidConfiguration", str(e)) from e
 
     async def _provision(self, spec: VMSpec, job: JobContext) -> ProviderVM:
-        s = self._settings
-        c = self._c()
-        n = self._names(spec)
-        rg = n.resource_group
+        clients = self.clients()
+        names = self._names(spec)
         done: list[str] = list(job.state.get("azure_done", []))
         if not done and not job.state.get("azure_token"):
-            await self._preflight(spec)
+            await check_capacity(clients.compute, self._settings, spec)
             await job.save(step="azure:resource_group")
         if "resource_group" not in done:
-            await c.resources.resource_groups.create_or_update(rg, bodies.resource_group(spec, s))
+            body = arm_bodies.resource_group(spec, self._settings)
+            await clients.resources.resource_groups.create_or_update(names.resource_group, body)
             done.append("resource_group")
-            await job.save(azure_done=list(done), azure_resource_group=rg)
-        net, cmp = c.network, c.compute
+            await job.save(azure_done=list(done), azure_resource_group=names.resource_group)
+        steps = self._resource_steps(spec, job, clients, names)
+        await StepRunner(job, reconcile_interval=self._reconcile_interval).run_all(steps, done)
+        addresses = await self._addresses(names)
+        # Kept for inspect(): the public IP is static, so a periodic check needs one GET, not three.
+        await job.save(azure_addresses=addresses)
+        return ProviderVM(state="running", addresses=addresses, details=self._details(spec, names))
+
+    def _resource_steps(
+        self, spec: VMSpec, job: JobContext, clients: Clients, names: arm_bodies.ResourceNames
+    ) -> list[Step]:
+        """The resources inside the group, in the order their references need."""
+        settings, group = self._settings, names.resource_group
+        network, compute = clients.network, clients.compute
 
         async def vm_body() -> JSON:
-            return bodies.vm(spec, s, n, await self._ssh_key(job))
+            return arm_bodies.vm(spec, settings, names, await self._ssh_key(job))
 
         async def extension_body() -> JSON:
             # Minted only now, right before delivery: the plaintext token goes into this body alone.
             config = await job.issue_agent_config()
-            return bodies.extension(spec, s, render_bootstrap_script(config))
+            return arm_bodies.extension(spec, settings, render_bootstrap_script(config))
 
-        def const(body: JSON) -> BodyFactory:
-            async def factory() -> JSON:
-                return body
-
-            return factory
-
-        steps = [
-            _Step(
-                "nsg",
-                lambda b, **kw: net.network_security_groups.begin_create_or_update(rg, n.nsg, b, **kw),
-                lambda: net.network_security_groups.get(rg, n.nsg),
-                const(bodies.nsg(spec, s)),
+        return [
+            Step(
+                "nsg", network.network_security_groups, (group, names.nsg), fixed_body(arm_bodies.nsg(spec, settings))
             ),
-            _Step(
+            Step(
                 "vnet",
-                lambda b, **kw: net.virtual_networks.begin_create_or_update(rg, n.vnet, b, **kw),
-                lambda: net.virtual_networks.get(rg, n.vnet),
-                const(bodies.vnet(spec, s, n)),
+                network.virtual_networks,
+                (group, names.vnet),
+                fixed_body(arm_bodies.vnet(spec, settings, names)),
             ),
-            _Step(
+            Step(
                 "public_ip",
-                lambda b, **kw: net.public_ip_addresses.begin_create_or_update(rg, n.public_ip, b, **kw),
-                lambda: net.public_ip_addresses.get(rg, n.public_ip),
-                const(bodies.public_ip(spec, s)),
+                network.public_ip_addresses,
+                (group, names.public_ip),
+                fixed_body(arm_bodies.public_ip(spec, settings)),
             ),
-            _Step(
-                "nic",
-                lambda b, **kw: net.network_interfaces.begin_create_or_update(rg, n.nic, b, **kw),
-                lambda: net.network_interfaces.get(rg, n.nic),
-                const(bodies.nic(spec, s, n)),
+            Step(
+                "nic", network.network_interfaces, (group, names.nic), fixed_body(arm_bodies.nic(spec, settings, names))
             ),
-            _Step(
-                "vm",
-                lambda b, **kw: cmp.virtual_machines.begin_create_or_update(rg, n.vm, b, **kw),
-                lambda: cmp.virtual_machines.get(rg, n.vm),
-                vm_body,
-            ),
-            _Step(
-                "extension",
-                lambda b, **kw: cmp.virtual_machine_extensions.begin_create_or_update(rg, n.vm, n.extension, b, **kw),
-                lambda: cmp.virtual_machine_extensions.get(rg, n.vm, n.extension),
-                extension_body,
-            ),
+            Step("vm", compute.virtual_machines, (group, names.vm), vm_body),
+            Step("extension", compute.virtual_machine_extensions, (group, names.vm, names.extension), extension_body),
         ]
-        for step in steps:
-            if step.name in done:
-                continue
-            await self._run_step(job, step)
-            done.append(step.name)
-            await job.save(azure_done=list(done), azure_op=None, azure_token=None)
-        addresses = await self._addresses(n)
-        # Kept for inspect(): the public IP is static, so a periodic check needs one GET, not three.
-        await job.save(azure_addresses=addresses)
-        return ProviderVM(state="running", addresses=addresses, details=self._details(spec, n))
-
-    async def _run_step(self, job: JobContext, step: _Step) -> None:
-        token = job.state.get("azure_token") if job.state.get("azure_op") == step.name else None
-        if not token:
-            await self._start(job, step)
-            return
-        log.info("resuming Azure step %s from its continuation token", step.name)
-        try:
-            poller = await step.begin(None, continuation_token=token)
-            await poller.result()
-            return
-        except ValueError:
-            log.warning("continuation token of step %s is unusable here; reconciling by GET", step.name)
-        except HttpResponseError as e:
-            if e.status_code != 404:
-                await job.save(azure_op=None, azure_token=None)
-                raise
-            log.warning("operation of step %s is gone (404); reconciling by GET", step.name)
-        await self._reconcile(job, step)
-
-    async def _start(self, job: JobContext, step: _Step) -> None:
-        poller = await step.begin(await step.body())
-        # Saved before waiting: a restart from here resumes this operation instead of a second PUT.
-        await job.save(step=f"azure:{step.name}", azure_op=step.name, azure_token=poller.continuation_token())
-        try:
-            await poller.result()
-        except HttpResponseError:
-            # The operation ended (failed, or its resource vanished): a retry starts the step afresh.
-            await job.save(azure_op=None, azure_token=None)
-            raise
-
-    async def _reconcile(self, job: JobContext, step: _Step) -> None:
-        deadline = time.monotonic() + _RECONCILE_DEADLINE
-        while True:
-            try:
-                resource = await step.get()
-            except ResourceNotFoundError:
-                await self._start(job, step)
-                return
-            state = _provisioning_state(resource)
-            if state == "Succeeded":
-                return
-            if state in ("Failed", "Canceled"):
-                # ARM retries a failed resource on an identical PUT; its errors then arrive as usual.
-                await self._start(job, step)
-                return
-            if time.monotonic() > deadline:
-                raise ProviderError("OperationTimedOut", f"Azure step {step.name} stayed {state!r} too long.")
-            await asyncio.sleep(self._reconcile_interval)
 
     async def _ssh_key(self, job: JobContext) -> str:
         configured = self._settings.ssh_public_key.strip()
@@ -252,63 +156,23 @@ class AzureProvider:
         await job.save(azure_ssh_key=key)
         return key
 
-    async def _preflight(self, spec: VMSpec) -> None:
-        """Fail before creating anything when the size is not offered or the quota is short."""
-        loc = self._settings.location
-        size = self._settings.sku_for(spec.size)
-        setting = f"VMJOURNAL_AZURE_SIZE_{spec.size.upper()}"
-        compute = self._c().compute
-        sku = None
-        async for candidate in compute.resource_skus.list(filter=f"location eq '{loc}'"):
-            if candidate.resource_type == "virtualMachines" and (candidate.name or "").lower() == size.lower():
-                sku = candidate
-                break
-        if sku is None:
-            raise ProviderError(
-                "SkuNotAvailable",
-                f"The VM size {size} (size '{spec.size}') is not offered in location '{loc}'. "
-                f"Choose another size with {setting} or another location.",
-                details=["NotOfferedInLocation"],
-            )
-        for restriction in sku.restrictions or []:
-            if restriction.type == "Location":
-                reason = str(restriction.reason_code or "Restricted")
-                raise ProviderError(
-                    "SkuNotAvailable",
-                    f"The VM size {size} (size '{spec.size}') is not available to this subscription in "
-                    f"location '{loc}' ({reason}). Choose another size with {setting} or another location.",
-                    details=[reason],
-                )
-        vcpus = next((int(cap.value or 0) for cap in sku.capabilities or [] if cap.name == "vCPUs"), 0)
-        usages = {(u.name.value or "").lower(): u async for u in compute.usage.list(loc)}
-        for family, label in ((sku.family or "", f"{sku.family} vCPU"), ("cores", "Total Regional vCPUs")):
-            usage = usages.get(family.lower())
-            if usage is not None and usage.current_value + vcpus > usage.limit:
-                raise ProviderError(
-                    "OperationNotAllowed",
-                    f"Creating a {size} ({vcpus} vCPUs) would exceed the {label} quota in '{loc}': "
-                    f"{usage.current_value} of {usage.limit} in use. Request a quota increase or pick a "
-                    "smaller size.",
-                    details=["QuotaExceeded"],
-                )
-
-    async def _addresses(self, n: bodies.Names) -> dict[str, str]:
-        c = self._c()
+    async def _addresses(self, names: arm_bodies.ResourceNames) -> dict[str, str]:
+        network = self.clients().network
         addresses: dict[str, str] = {}
-        pip = await c.network.public_ip_addresses.get(n.resource_group, n.public_ip)
-        if pip.properties is not None and pip.properties.ip_address:
-            addresses["public"] = pip.properties.ip_address
-        nic = await c.network.network_interfaces.get(n.resource_group, n.nic)
-        for cfg in (nic.properties.ip_configurations if nic.properties else None) or []:
-            if cfg.properties is not None and cfg.properties.private_ip_address:
-                addresses["private"] = cfg.properties.private_ip_address
+        public_ip = await network.public_ip_addresses.get(names.resource_group, names.public_ip)
+        if public_ip.properties is not None and public_ip.properties.ip_address:
+            addresses["public"] = public_ip.properties.ip_address
+        nic = await network.network_interfaces.get(names.resource_group, names.nic)
+        for ip_config in (nic.properties.ip_configurations if nic.properties else None) or []:
+            if ip_config.properties is not None and ip_config.properties.private_ip_address:
+                addresses["private"] = ip_config.properties.private_ip_address
                 break
         return addresses
 
-    def _details(self, spec: VMSpec, n: bodies.Names) -> dict[str, str]:
+    def _details(self, spec: VMSpec, names: arm_bodies.ResourceNames) -> dict[str, str]:
         return {
-            "resource_group": n.resource_group,
-            "azure_vm": n.vm,
+            "resource_group": names.resource_group,
+            "azure_vm": names.vm,
             "location": self._settings.location,
             "vm_size": self._settings.sku_for(spec.size),
         }
@@ -316,18 +180,18 @@ class AzureProvider:
     # -- inspect, deprovision, orphans ----------------------------------------------------------
 
     async def inspect(self, spec: VMSpec, state: Mapping[str, Any]) -> ProviderVM:
-        n = self._names(spec)
+        names = self._names(spec)
         try:
-            vm = await self._c().compute.virtual_machines.get(n.resource_group, n.vm)
-            provisioning = _provisioning_state(vm)
+            vm = await self.clients().compute.virtual_machines.get(names.resource_group, names.vm)
+            provisioning = provisioning_state(vm)
             if provisioning == "Failed":
-                error = ProviderError("VMProvisioningFailed", f"Azure reports VM {n.vm} as Failed.")
-                return ProviderVM(state="failed", details=self._details(spec, n), error=error)
+                error = ProviderError("VMProvisioningFailed", f"Azure reports VM {names.vm} as Failed.")
+                return ProviderVM(state="failed", details=self._details(spec, names), error=error)
             if provisioning == "Deleting":
-                return ProviderVM(state="gone", details=self._details(spec, n))
+                return ProviderVM(state="gone", details=self._details(spec, names))
             saved = state.get("azure_addresses")
-            addresses = dict(saved) if isinstance(saved, Mapping) and saved else await self._addresses(n)
-            return ProviderVM(state="running", addresses=addresses, details=self._details(spec, n))
+            addresses = dict(saved) if isinstance(saved, Mapping) and saved else await self._addresses(names)
+            return ProviderVM(state="running", addresses=addresses, details=self._details(spec, names))
         except ResourceNotFoundError:
             return ProviderVM(state="gone")
         except AzureError as e:
@@ -340,22 +204,22 @@ class AzureProvider:
             raise to_provider_error(e) from e
 
     async def _deprovision(self, spec: VMSpec, job: JobContext) -> None:
-        groups = self._c().resources.resource_groups
-        rg = self._names(spec).resource_group
+        groups = self.clients().resources.resource_groups
+        group = self._names(spec).resource_group
         token = job.state.get("azure_delete_token")
         if token:
             try:
-                await (await groups.begin_delete(rg, continuation_token=token)).result()
+                await (await groups.begin_delete(group, continuation_token=token)).result()
                 return
             except ValueError:
-                log.warning("delete token of %s is unusable here; deleting again", rg)
+                log.warning("delete token of %s is unusable here; deleting again", group)
             except HttpResponseError as e:
                 if e.status_code != 404:
                     raise
                 # The operation is gone (or the group is): a second DELETE tells which.
         try:
             poller = await groups.begin_delete(
-                rg,
+                group,
                 force_deletion_types="Microsoft.Compute/virtualMachines,Microsoft.Compute/virtualMachineScaleSets",
             )
         except ResourceNotFoundError:
@@ -366,6 +230,6 @@ class AzureProvider:
     async def find_orphans(self, live_vm_ids: Collection[UUID], live_names: Collection[str]) -> list[Orphan]:
         """Resource groups tagged as ours that belong to no live VM record (they may still cost money)."""
         try:
-            return await list_orphans(self._c().resources, live_vm_ids, live_names)
+            return await list_orphans(self.clients().resources, live_vm_ids, live_names)
         except AzureError as e:
             raise to_provider_error(e) from e

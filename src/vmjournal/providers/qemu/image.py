@@ -21,13 +21,14 @@ from pathlib import Path
 from vmjournal.config import QemuSettings
 from vmjournal.providers.base import ProviderError
 from vmjournal.providers.qemu import guest
+from vmjournal.providers.qemu.accel import QEMU
 
 log = logging.getLogger(__name__)
 
 DISK_SIZE = "2G"
 # Debian package that provides each program we run on the host.
 HOST_TOOLS = {
-    "qemu-system-x86_64": "qemu-system-x86",
+    QEMU: "qemu-system-x86",
     "qemu-img": "qemu-utils",
     "debootstrap": "debootstrap",
     "mkfs.ext4": "e2fsprogs",

@@ -25,11 +25,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from vmjournal.providers.base import ProviderError
+from vmjournal.providers.qemu.accel import QEMU
 from vmjournal.providers.qemu.image import BaseImage
 
 log = logging.getLogger(__name__)
 
-QEMU = "qemu-system-x86_64"
 # The guest reaches the service at this address only (user-mode network with restrict=on).
 GUEST_FWD_ADDR = "10.0.2.100"
 GUEST_FWD_PORT = 8080

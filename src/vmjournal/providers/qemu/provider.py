@@ -12,7 +12,6 @@ import asyncio
 import ipaddress
 import logging
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -21,11 +20,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from vmjournal.agent_bundle import render_bootstrap_script
 from vmjournal.config import Settings
-from vmjournal.providers.base import AgentConfig, JobContext, ProviderError, ProviderVM, VMSpec
-from vmjournal.providers.bootstrap import render_bootstrap_script
+from vmjournal.net import hostname_label
+from vmjournal.providers.base import AgentConfig, JobContext, ProviderError, ProviderKind, ProviderVM, VMSpec
 from vmjournal.providers.qemu import guest
-from vmjournal.providers.qemu.accel import choose_accel
+from vmjournal.providers.qemu.accel import QEMU, choose_accel
 from vmjournal.providers.qemu.image import ensure_base_image, require_tools
 from vmjournal.providers.qemu.machine import (
     GUEST_ADDR,
@@ -43,7 +43,7 @@ CONFIG_DRIVE_SIZE = "2M"
 
 
 class QemuProvider:
-    name = "qemu"
+    name = ProviderKind.qemu
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -55,7 +55,7 @@ class QemuProvider:
         return Machine(self.vms_root / spec.resource_name)
 
     async def provision(self, spec: VMSpec, job: JobContext) -> ProviderVM:
-        require_tools(["qemu-system-x86_64", "qemu-img", "mkfs.ext4"])
+        require_tools([QEMU, "qemu-img", "mkfs.ext4"])
         await self.reap_orphans()
         m = self.machine(spec)
         if job.state.get("agent_installed"):
@@ -199,8 +199,7 @@ def _marker_line(text: str, marker: str) -> str | None:
 
 
 def guest_hostname(name: str) -> str:
-    label = re.sub(r"[^a-zA-Z0-9-]+", "-", name).strip("-")[:63].strip("-")
-    return label or "vmjournal"
+    return hostname_label(name) or "vmjournal"
 
 
 async def write_config_drive(path: Path, agent: AgentConfig, name: str, after_install: str = "") -> None:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import base64
 import gzip
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from vmjournal.config import AzureSettings
+from vmjournal.net import hostname_label
 from vmjournal.providers.base import VMSpec
 
 JSON = dict[str, Any]
@@ -30,7 +30,7 @@ _SCRIPT_LIMIT = 256 * 1024
 
 
 @dataclass(frozen=True)
-class Names:
+class ResourceNames:
     subscription_id: str
     resource_group: str
     nsg: str
@@ -43,7 +43,7 @@ class Names:
     extension: str
 
     @classmethod
-    def for_spec(cls, spec: VMSpec, subscription_id: str) -> Names:
+    def for_spec(cls, spec: VMSpec, subscription_id: str) -> ResourceNames:
         base = spec.resource_name
         return cls(
             subscription_id=subscription_id,
@@ -114,7 +114,7 @@ def nsg(spec: VMSpec, settings: AzureSettings) -> JSON:
     return {"location": settings.location, "tags": tags(spec), "properties": {"securityRules": rules}}
 
 
-def vnet(spec: VMSpec, settings: AzureSettings, names: Names) -> JSON:
+def vnet(spec: VMSpec, settings: AzureSettings, names: ResourceNames) -> JSON:
     # The subnet is declared inline: one operation instead of two. New subnets are private by
     # default; the VM's Standard public IP gives it its outbound path to the service.
     return {
@@ -136,7 +136,7 @@ def public_ip(spec: VMSpec, settings: AzureSettings) -> JSON:
     }
 
 
-def nic(spec: VMSpec, settings: AzureSettings, names: Names) -> JSON:
+def nic(spec: VMSpec, settings: AzureSettings, names: ResourceNames) -> JSON:
     return {
         "location": settings.location,
         "tags": tags(spec),
@@ -169,11 +169,10 @@ def image_reference(image: str) -> JSON:
 
 def computer_name(spec: VMSpec) -> str:
     """The guest's hostname: the VM's name where Linux and Azure accept it, else the resource name."""
-    name = re.sub(r"[^a-z0-9-]+", "-", spec.name.lower()).strip("-")[:63].rstrip("-")
-    return name if name and not name.isdigit() else spec.resource_name
+    return hostname_label(spec.name) or spec.resource_name
 
 
-def vm(spec: VMSpec, settings: AzureSettings, names: Names, ssh_public_key: str) -> JSON:
+def vm(spec: VMSpec, settings: AzureSettings, names: ResourceNames, ssh_public_key: str) -> JSON:
     admin = settings.admin_user
     return {
         "location": settings.location,

@@ -1,4 +1,5 @@
-"""Package the agent for delivery to a VM: the one place both the Azure and QEMU providers use.
+"""Package the agent for delivery to a machine: what the Azure and QEMU providers deliver, and
+what an enrolled machine downloads.
 
 ``render_bootstrap_script`` gives a self-contained POSIX sh script that unpacks the agent files
 and its config (service URL, VM name, token) into a private temporary directory and runs
@@ -11,12 +12,20 @@ from __future__ import annotations
 
 import base64
 import importlib.resources
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from vmjournal.providers.base import AgentConfig
-
 AGENT_FILES = ("vmjournal_agent.py", "vmjournal-agent.service", "install.sh")
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """What the agent on the VM needs: where to push, as whom, with which secret token."""
+
+    url: str
+    name: str
+    token: str
 
 
 def _agent_dir_candidates() -> list[Path]:
@@ -26,7 +35,7 @@ def _agent_dir_candidates() -> list[Path]:
     if isinstance(packaged, Path):
         found.append(packaged)
     # An editable install runs from the repository, where they sit in the top-level agent/.
-    found.append(Path(__file__).resolve().parents[3] / "agent")
+    found.append(Path(__file__).resolve().parents[2] / "agent")
     return found
 
 
