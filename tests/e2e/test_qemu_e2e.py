@@ -21,6 +21,7 @@ from support.qemu import build_session_image
 
 from vmjournal.providers.qemu import guest
 from vmjournal.providers.qemu.machine import find_qemu_processes, terminate
+from vmjournal.providers.qemu.provider import guest_hostname
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
@@ -141,6 +142,8 @@ async def test_qemu_vm_end_to_end(live_service: Callable[..., Any], tmp_path_fac
         assert len(cursors) == len(set(cursors)), "an entry was stored twice"
         by_boot = {b["boot_id"]: [e for e in everything if e["boot_id"] == b["boot_id"]] for b in (first, second)}
         assert all(by_boot.values())
+        # The VM's name is the hostname from the first entry on (the image's own name never shows).
+        assert {e.get("_HOSTNAME") for e in by_boot[first["boot_id"]]} == {guest_hostname(VM)}
         # Logged just before the reboot: it arrived only because the agent resumed from its cursor.
         agent_log = [f'{e["boot_id"][:8]} {e["message"]}' for e in everything
                      if e.get("_SYSTEMD_UNIT") == "vmjournal-agent.service"]

@@ -75,7 +75,10 @@ class QemuProvider:
                 disk_format=base.disk_format, base_disk=str(base.disk),
                 kernel=str(base.kernel) if base.kernel else None,
                 initrd=str(base.initrd) if base.initrd else None,
-                append=base.append, service_host=self._service_host(), service_port=self.settings.port,
+                # The hostname from the kernel command line is set by PID 1 before journald starts,
+                # so even the first boot's earliest entries carry the VM's name.
+                append=f"{base.append} systemd.hostname={guest_hostname(spec.name)}",
+                service_host=self._service_host(), service_port=self.settings.port,
             )
             m.save_config(config)
         if m.pid() is None and not m.config_drive.exists():
