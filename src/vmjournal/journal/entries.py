@@ -78,10 +78,15 @@ def _bytes(value: Any) -> bytes | None:
     return None
 
 
+# Each helper below starts with the common case, one plain string, before anything slower: they
+# run for every field column of every entry.
+
+
 def _text(value: Any) -> str | None:
     """A field's text for searching: byte arrays decoded, invalid UTF-8 and NUL (which PostgreSQL text
     cannot hold) replaced by U+FFFD, so ``grep`` matches where journalctl's matching on raw bytes does."""
-    value = _first(value)
+    if type(value) is not str:
+        value = _first(value)
     if isinstance(value, str):
         return value.replace("\x00", "\ufffd") if "\x00" in value else value
     raw = _bytes(value)
@@ -94,6 +99,8 @@ def _text(value: Any) -> str | None:
 def _unit(value: Any) -> str | None:
     """A unit column: no ``-u`` can name a unit with a NUL or longer than systemd's UNIT_NAME_MAX, so such
     values select nothing, as in journalctl (the raw value stays in the fields)."""
+    if type(value) is str:
+        return None if "\x00" in value or len(value) > _UNIT_NAME_MAX else value
     value = _first(value)
     if isinstance(value, str):
         text: str | None = value
@@ -108,14 +115,17 @@ def _unit(value: Any) -> str | None:
 def _label(value: Any) -> str | None:
     """Identifier and hostname: journalctl's short output shows them only when printable, else
     falls back (``unknown``, no host); a byte array is never printable (journalctl made it one)."""
-    value = _first(value)
-    if isinstance(value, str) and not _CONTROL.search(value):
+    if type(value) is not str:
+        value = _first(value)
+    # isprintable() is a fast superset test: what it accepts has no control character.
+    if isinstance(value, str) and (value.isprintable() or not _CONTROL.search(value)):
         return value
     return None
 
 
 def _int(value: Any, maximum: int) -> int | None:
-    value = _first(value)
+    if type(value) is not str:
+        value = _first(value)
     if isinstance(value, str) and value.isdigit() and len(value) < 12:
         number = int(value)
         return number if number <= maximum else None
