@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import tzinfo
 from typing import Any
 
 from vmjournal.journal.render import full_time
 
 
-def boots_table(boots: list[Mapping[str, Any]], *, tz: tzinfo | None = None, header: bool = True) -> bytes:
+def boots_table(boots: Sequence[Mapping[str, Any]], *, tz: tzinfo | None = None, header: bool = True) -> bytes:
     """``journalctl --list-boots``: offset, id, first and last entry, in columns."""
     rows = [[str(b["offset"]), str(b["boot_id"]).replace("-", ""), full_time(b["first_at"].astimezone(tz)),
              full_time(b["last_at"].astimezone(tz))] for b in boots]
