@@ -146,7 +146,7 @@ class TestVMCommands:
         assert run(svc, "vm", "create", "fail-db").returncode == 7
         assert run(svc, "vm", "show", "nope").returncode == 3
         assert run(svc, "logs", "nope").returncode == 3
-        assert run(svc, "logs", "fail-db", "-o", "verbose").returncode == 2
+        assert run(svc, "logs", "fail-db", "-o", "xml").returncode == 2
         unreachable = run(None, "vm", "list", "--url", "http://127.0.0.1:9")
         assert unreachable.returncode == 5 and b"cannot reach the vmjournal service" in unreachable.stderr
         help_text = run(None, "--help").stdout.decode()

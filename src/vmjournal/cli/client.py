@@ -148,19 +148,24 @@ class Client:
 
     # -- journal ----------------------------------------------------------------------------
 
+    def boots(self, name: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._request("GET", self._vm_path(name) + "/boots").json()
+        return result
+
+    def field_values(self, name: str, field: str) -> list[str | bytes]:
+        """A field's distinct values (journalctl -F): text, or bytes for a value that is not."""
+        body = self._request("GET", f"{self._vm_path(name)}/fields/{quote(field, safe='')}").json()
+        return [bytes(v) if isinstance(v, list) else str(v) for v in body]
+
     def events(self, name: str, query: EventQuery) -> Iterator[dict[str, Any]]:
         """All matching events (or the first ``query.limit``) as an NDJSON stream; a ``Link: rel=next``
         header, if the server paginates, is followed."""
-        params = query.params()
         wanted = query.limit
-        url: str | None = self._boot_path(name, query.unit)
+        url: str | None = self._boot_path(name, query.unit) + query.query_string()
         sent = 0
-        first = True
         while url:
             try:
-                with self._http.stream(
-                    "GET", url, params=params if first else None, headers={"Accept": "application/x-ndjson"}
-                ) as response:
+                with self._http.stream("GET", url, headers={"Accept": "application/x-ndjson"}) as response:
                     self._check(response)
                     for line in response.iter_lines():
                         if not line.strip():
@@ -170,7 +175,6 @@ class Client:
                     url = response.links.get("next", {}).get("url")
             except httpx.TransportError as exc:
                 raise self._unreachable(exc) from exc
-            first = False
             if wanted is not None and sent >= wanted:
                 return
 
@@ -196,7 +200,7 @@ class Client:
                 headers["Last-Event-ID"] = last_event_id
             try:
                 with self._http.stream(
-                    "GET", path, params=params, headers=headers, timeout=httpx.Timeout(30.0, read=None)
+                    "GET", path + query.query_string(params), headers=headers, timeout=httpx.Timeout(30.0, read=None)
                 ) as response:
                     self._check(response)
                     delay = 0.5

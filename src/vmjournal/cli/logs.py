@@ -16,8 +16,8 @@ from vmjournal.cli.options import DEFAULT_URL, UrlOpt
 from vmjournal.cli.runner import connect, run
 from vmjournal.cli.terminal import use_color
 from vmjournal.input_errors import InvalidInput
-from vmjournal.journal import filters
-from vmjournal.journal.render import OUTPUT_MODES, render_export, render_json, render_text
+from vmjournal.journal import filters, listing
+from vmjournal.journal.render import OUTPUT_MODES, SHORT_MODES, TextRenderer
 
 
 def parse_time(value: str, now: datetime | None = None) -> str:
@@ -37,30 +37,41 @@ def _local_tz() -> tzinfo:
 
 
 def write_events(events: Iterable[dict[str, Any]], output: str) -> int:
-    """Write events to stdout in an output mode; returns how many were written."""
-    color = use_color() and output in ("short", "short-iso")
+    """Write events to stdout in an output mode (journalctl's boot lines included); returns how many."""
+    renderer = TextRenderer(output, color=use_color() and output in SHORT_MODES)
     count = 0
     sink = sys.stdout.buffer
-    if output in ("json", "export"):
-        for event in events:
-            sink.write(render_json(event) if output == "json" else render_export(event))
-            count += 1
-            if count % 64 == 0:
-                sink.flush()
-    else:
-        boot = None
-        for event in events:
-            if output != "cat":
-                # journalctl marks where one boot ends and the next begins.
-                current = event.get("boot_id") or event.get("_BOOT_ID")
-                if boot is not None and current != boot:
-                    marker = f"-- Boot {current} --"
-                    sink.write((f"\x1b[1m{marker}\x1b[0m" if color else marker).encode() + b"\n")
-                boot = current
-            sink.write(render_text(event, output, color=color))
-            count += 1
+    for event in events:
+        sink.write(renderer(event))
+        count += 1
+        if count % 64 == 0:
+            sink.flush()
     sink.flush()
     return count
+
+
+def _write_boots(boots: list[dict[str, Any]]) -> None:
+    for boot in boots:
+        for key in ("first_at", "last_at"):
+            boot[key] = datetime.fromisoformat(str(boot[key]).replace("Z", "+00:00"))
+    sys.stdout.buffer.write(listing.boots_table(boots))
+    sys.stdout.buffer.flush()
+
+
+def build_query(
+    *, unit: str | None, priority: str | None, boot: str | None, since: str | None, until: str | None,
+    grep: str | None, matches: list[str] | None, identifiers: list[str] | None, kernel: bool,
+) -> EventQuery:
+    """The service's query for journalctl's filters (times read in the local time zone)."""
+    for term in matches or []:
+        name, sep, _ = term.partition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"{term!r} is not FIELD=VALUE", param_hint="'MATCHES'")
+    return EventQuery(
+        unit=unit, priority=priority, boot=boot, since=parse_time(since) if since else None,
+        until=parse_time(until) if until else None, grep=grep, matches=list(matches or []),
+        identifiers=list(identifiers or []), kernel=kernel,
+    )
 
 
 def _flushing(events: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -72,6 +83,9 @@ def _flushing(events: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 
 def logs(
     name: Annotated[str, typer.Argument(help="VM name.")],
+    matches: Annotated[list[str] | None, typer.Argument(
+        help="FIELD=VALUE matches, as journalctl takes them: one field's values ORed, fields ANDed.",
+        show_default=False)] = None,
     unit: Annotated[str | None, typer.Option("--unit", "-u", help="Only this unit (nginx = nginx.service).")] = None,
     priority: Annotated[
         str | None, typer.Option("--priority", "-p", help="This priority and more severe (number or name).")
@@ -86,12 +100,19 @@ def logs(
     ] = None,
     until: Annotated[str | None, typer.Option("--until", "-U", help="Entries on or before.")] = None,
     grep: Annotated[str | None, typer.Option("--grep", "-g", help="Only messages matching this pattern.")] = None,
+    identifier: Annotated[list[str] | None, typer.Option(
+        "--identifier", "-t", help="Only this SYSLOG_IDENTIFIER (repeatable).", show_default=False)] = None,
+    dmesg: Annotated[
+        bool, typer.Option("--dmesg", "-k", help="Kernel messages of the current boot (or of -b).")
+    ] = False,
+    field: Annotated[str | None, typer.Option("--field", "-F", help="List the values of this field.")] = None,
+    list_boots: Annotated[bool, typer.Option("--list-boots", help="List the VM's boots.")] = False,
     lines: Annotated[
         str | None, typer.Option("--lines", "-n", help="Show the most recent N entries (-n alone: 10).")
     ] = None,
     reverse: Annotated[bool, typer.Option("--reverse", "-r", help="Newest first.")] = False,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new entries as they arrive.")] = False,
-    output: Annotated[str, typer.Option("--output", "-o", help="short, short-iso, json, cat or export.")] = "short",
+    output: Annotated[str, typer.Option("--output", "-o", help=", ".join(OUTPUT_MODES) + ".")] = "short",
     no_pager: Annotated[  # noqa: ARG001
         bool, typer.Option("--no-pager", help="Accepted for journalctl habits; never pages.")
     ] = False,
@@ -106,16 +127,17 @@ def logs(
         raise typer.BadParameter("cannot be combined with --follow", param_hint="'--reverse'")
     count = None if lines in (None, "all") else int(lines)
 
+    query = build_query(unit=unit, priority=priority, boot=boot, since=since, until=until, grep=grep,
+                        matches=matches, identifiers=identifier, kernel=dmesg)
+
     def body() -> int:
-        query = EventQuery(
-            unit=unit,
-            priority=priority,
-            boot=boot,
-            since=parse_time(since) if since else None,
-            until=parse_time(until) if until else None,
-            grep=grep,
-        )
         with connect(url) as client:
+            if list_boots:
+                _write_boots(client.boots(name))
+                return ExitCode.OK
+            if field is not None:
+                sys.stdout.buffer.write(listing.values_text(client.field_values(name, field)))
+                return ExitCode.OK
             if follow:
                 # Like journalctl -f: the last N (default 10) entries, then new ones as they come.
                 query.limit = 10 if count is None else max(count, 1)

@@ -23,7 +23,7 @@ from starlette.background import BackgroundTask
 
 from vmjournal.errors import BadRequest
 from vmjournal.journal import live, render, service, store
-from vmjournal.journal.render import OUTPUT_MODES, parse_position, render_export, render_text
+from vmjournal.journal.render import OUTPUT_MODES, parse_position, render_export
 
 STREAM_PAGE = 1000
 DEFAULT_PAGE = 100
@@ -55,6 +55,8 @@ def mode_for(request: Request, output: str | None) -> str:
         return "ndjson"
     if render.EXPORT in accept:
         return "export"
+    if render.JSON_SEQ in accept:
+        return "json-seq"
     if "text/plain" in accept:
         return "short"
     return "page"
@@ -72,7 +74,9 @@ def encoder(mode: str) -> tuple[str, Callable[[Mapping[str, Any]], bytes], bytes
         return render.NDJSON, lambda e: orjson.dumps(e) + b"\n", None
     if mode == "export":
         return render.EXPORT, render_export, None
-    return render.TEXT, lambda e: render_text(e, mode, tz=UTC), None
+    # A renderer per stream: it remembers the boot of the last entry, for journalctl's boot line.
+    renderer = render.TextRenderer(mode, tz=UTC)
+    return render.JSON_SEQ if mode == "json-seq" else render.TEXT, renderer, None
 
 
 async def answer(

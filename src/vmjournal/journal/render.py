@@ -1,7 +1,9 @@
 """Events as the API returns them (built from stored records), and journalctl's output modes.
 
-``short``, ``short-iso``, ``cat``, ``json`` and ``export`` look like what ``journalctl -o``
-prints for the same entries, so scripts and eyes trained on journalctl keep working. The CLI
+Every mode of ``OUTPUT_MODES`` prints what ``journalctl -o MODE`` (systemd 252) prints for the same
+entries, so scripts and eyes trained on journalctl keep working; ``TextRenderer`` adds the
+``-- Boot ID --`` line where the boot changes. Only the order of fields in ``json*`` and ``verbose``
+can differ: journalctl's follows its hash table and file layout, ours the stored entry. The CLI
 renders in the local time zone, as journalctl does; the service in UTC.
 """
 
@@ -20,12 +22,19 @@ from vmjournal.journal.entries import iso, timestamp_from_us
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
-OUTPUT_MODES = ("short", "short-iso", "json", "cat", "export")
+OUTPUT_MODES = ("short", "short-iso", "short-precise", "short-monotonic", "short-unix", "short-full", "with-unit",
+                "json", "json-pretty", "json-seq", "cat", "export", "verbose")
+SHORT_MODES = ("short", "short-iso", "short-precise", "short-monotonic", "short-unix", "short-full", "with-unit")
+# journalctl prints the boot line in these modes only (not cat, json or export).
+BOOT_LINE_MODES = (*SHORT_MODES, "verbose")
+# Beyond this (year 9999), journalctl ignores a _SOURCE_REALTIME_TIMESTAMP.
+_REALTIME_MAX = 253_402_214_400_000_000
 
 # The media types of the journal's wire formats, in one place for ingest, pages and streams.
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
 EXPORT = "application/vnd.fdo.journal"
+JSON_SEQ = "application/json-seq"
 SSE = "text/event-stream"
 TEXT = "text/plain; charset=utf-8"
 
@@ -84,6 +93,9 @@ _PRIORITY_STYLE = {
     7: "\x1b[2m",
 }
 _PRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# systemd's unichar_is_control(): a value with one is shown as blob data.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_HIGHLIGHT = "\x1b[0;1;39m"
 
 
 def _first(value: Any) -> Any:
@@ -108,10 +120,17 @@ def _label(value: Any) -> str | None:
     return value if isinstance(value, str) and not _PRINTABLE.search(value) else None
 
 
+def _us(fields: Mapping[str, Any], name: str) -> int | None:
+    text = _field_text(fields.get(name))
+    return int(text) if text and text.isdigit() and len(text) < 20 else None
+
+
 def _timestamp(event: Mapping[str, Any], fields: Mapping[str, Any], tz: tzinfo | None) -> datetime | None:
-    realtime = _field_text(fields.get("__REALTIME_TIMESTAMP"))
-    if realtime and realtime.isdigit():
-        return datetime.fromtimestamp(int(realtime) / 1_000_000, tz=UTC).astimezone(tz)
+    """When the entry says it was logged: journalctl shows _SOURCE_REALTIME_TIMESTAMP if valid."""
+    source = _us(fields, "_SOURCE_REALTIME_TIMESTAMP")
+    realtime = source if source and source < _REALTIME_MAX else _us(fields, "__REALTIME_TIMESTAMP")
+    if realtime is not None:
+        return (_EPOCH + realtime * _US).astimezone(tz)
     stamp = event.get("timestamp")
     if isinstance(stamp, str):
         try:
@@ -119,6 +138,43 @@ def _timestamp(event: Mapping[str, Any], fields: Mapping[str, Any], tz: tzinfo |
         except ValueError:
             return None
     return None
+
+
+def _stamp(ts: datetime | None, fields: Mapping[str, Any], mode: str) -> str:
+    """The timestamp column of a short mode."""
+    if mode == "short-monotonic":
+        mono = _us(fields, "_SOURCE_MONOTONIC_TIMESTAMP")
+        mono = mono if mono is not None else _us(fields, "__MONOTONIC_TIMESTAMP")
+        return "-" if mono is None else f"[{mono // 1_000_000:5d}.{mono % 1_000_000:06d}]"
+    if ts is None:
+        return "-"
+    if mode == "short-iso":
+        return ts.strftime("%Y-%m-%dT%H:%M:%S%z")
+    if mode == "short-precise":
+        return ts.strftime("%b %d %H:%M:%S") + f".{ts.microsecond:06d}"
+    if mode == "short-unix":
+        return f"{(ts - _EPOCH) // timedelta(seconds=1):10d}.{ts.microsecond:06d}"
+    if mode in ("short-full", "with-unit"):
+        return full_time(ts)
+    return ts.strftime("%b %d %H:%M:%S")
+
+
+def full_time(ts: datetime, precise: bool = False) -> str:
+    """systemd's format_timestamp(): ``Mon 2025-11-24 16:00:00 UTC`` (with microseconds if precise)."""
+    zone = ts.strftime("%Z")
+    return ts.strftime("%a %Y-%m-%d %H:%M:%S") + (f".{ts.microsecond:06d}" if precise else "") + (
+        f" {zone}" if zone else "")
+
+
+def format_bytes(size: int) -> str:
+    """systemd's format_bytes(): ``10B``, ``1.4K``, ``2.0M``."""
+    units = ("K", "M", "G", "T", "P", "E")
+    for i in range(len(units) - 1, -1, -1):
+        factor = 1024 ** (i + 1)
+        if size >= factor:
+            tenth = (size * 10 // factor) % 10 if i == 0 else (size // (factor // 1024) * 10 // 1024) % 10
+            return f"{size // factor}.{tenth}{units[i]}"
+    return f"{size}B"
 
 
 def _priority(event: Mapping[str, Any], fields: Mapping[str, Any]) -> int | None:
@@ -136,27 +192,31 @@ def _message(event: Mapping[str, Any], fields: Mapping[str, Any]) -> str:
     return _field_text(fields.get("MESSAGE")) or ""
 
 
-def _prefix(event: Mapping[str, Any], fields: Mapping[str, Any], iso: bool, tz: tzinfo | None) -> str:
-    ts = _timestamp(event, fields, tz)
-    if ts is None:
-        stamp = "-"
-    elif iso:
-        stamp = ts.strftime("%Y-%m-%dT%H:%M:%S%z")
-    else:
-        stamp = ts.strftime("%b %d %H:%M:%S")
+def _prefix(event: Mapping[str, Any], fields: Mapping[str, Any], mode: str, tz: tzinfo | None) -> tuple[str, int]:
+    """The line's start up to the colon, and the indent of continuation lines (journalctl's count)."""
+    stamp = _stamp(_timestamp(event, fields, tz), fields, mode)
     host = event.get("hostname") or _label(fields.get("_HOSTNAME"))
-    ident = (
-        event.get("identifier")
-        or _label(fields.get("SYSLOG_IDENTIFIER"))
-        or _label(fields.get("_COMM"))
-        or "unknown"
-    )
+    unit, user_unit = _label(fields.get("_SYSTEMD_UNIT")), _label(fields.get("_SYSTEMD_USER_UNIT"))
+    skew = 0
+    if mode == "with-unit" and (unit or user_unit):
+        ident = "/".join(u for u in (unit, user_unit) if u)
+        if unit and user_unit:
+            # journalctl counts the unit's length twice here.
+            skew = len(unit) - len(user_unit)
+    else:
+        ident = (
+            event.get("identifier")
+            or _label(fields.get("SYSLOG_IDENTIFIER"))
+            or _label(fields.get("_COMM"))
+            or "unknown"
+        )
     pid = event.get("pid") or _field_text(fields.get("SYSLOG_PID")) or _field_text(fields.get("_PID"))
     parts = [stamp]
     if host:
         parts.append(str(host))
     parts.append(f"{ident}[{pid}]:" if pid else f"{ident}:")
-    return " ".join(parts)
+    prefix = " ".join(parts)
+    return prefix, len(prefix) + 1 + skew
 
 
 def _is_blob(fields: Mapping[str, Any]) -> int | None:
@@ -168,7 +228,7 @@ def _is_blob(fields: Mapping[str, Any]) -> int | None:
 
 
 def render_text(event: Mapping[str, Any], mode: str, *, color: bool = False, tz: tzinfo | None = None) -> bytes:
-    """One event in ``short``, ``short-iso`` or ``cat`` form, with its trailing newline; times in
+    """One event in ``cat`` or a short mode (``SHORT_MODES``), with its trailing newline; times in
     ``tz`` (None: the local time zone)."""
     fields = journal_fields(event)
     blob = _is_blob(fields)
@@ -178,16 +238,16 @@ def render_text(event: Mapping[str, Any], mode: str, *, color: bool = False, tz:
             return bytes(fields["MESSAGE"]) + b"\n"
         return (_message(event, fields) + "\n").encode("utf-8", "replace")
     if blob is not None:
-        message = f"[{blob}B blob data]"
+        message = f"[{format_bytes(blob)} blob data]"
     else:
         # journalctl shows a tab as 8 spaces and escapes other control characters.
         message = _PRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}", _message(event, fields).replace("\t", " " * 8))
-    prefix = _prefix(event, fields, iso=mode == "short-iso", tz=tz)
+    prefix, indent = _prefix(event, fields, mode, tz)
     line = f"{prefix} {message}"
     if "\n" in line:
         # journalctl aligns continuation lines under the first line's message.
         first, *rest = line.split("\n")
-        line = "\n".join([first, *(" " * (len(prefix) + 1) + r for r in rest)])
+        line = "\n".join([first, *(" " * indent + r for r in rest)])
     if color:
         style = _PRIORITY_STYLE.get(_priority(event, fields) or 6)
         if style:
@@ -235,3 +295,100 @@ def render_export(event: Mapping[str, Any]) -> bytes:
             out += _export_field(name, value)
     out += b"\n"
     return bytes(out)
+
+
+def _verbose_value(name: str, value: Any) -> str:
+    if isinstance(value, list):
+        raw = bytes(value)
+        text = _text_or_none(raw)
+    else:
+        text = str(value)
+        raw = text.encode("utf-8", "surrogateescape")
+    if text is None or _CONTROL.search(text):
+        return f"    {name}=[{format_bytes(len(raw))} blob data]\n"
+    lines = text.split("\n")
+    if len(lines) > 1 and not lines[-1]:
+        # journalctl prints no empty line for a trailing newline.
+        lines.pop()
+    indent = " " * (4 + len(name) + 1)
+    return f"    {name}=" + "".join((indent if i else "") + line + "\n" for i, line in enumerate(lines))
+
+
+def _text_or_none(raw: bytes) -> str | None:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def render_verbose(event: Mapping[str, Any], tz: tzinfo | None = None) -> bytes:
+    """``journalctl -o verbose``: the time and cursor, then every field of the entry, one per line."""
+    fields = journal_fields(event)
+    ts = _timestamp(event, fields, tz)
+    out = [f"{full_time(ts, precise=True) if ts else '(no timestamp)'} [{_field_text(fields.get('__CURSOR'))}]\n"]
+    for name, value in fields.items():
+        if name.startswith("__") or value is None:
+            # Address fields are shown in the header; a null is a value journalctl -o json left out.
+            continue
+        for item in value if isinstance(value, list) and value and not isinstance(value[0], int) else [value]:
+            out.append(_verbose_value(name, item))
+    return "".join(out).encode("utf-8", "surrogateescape")
+
+
+def _pretty(value: Any, depth: int) -> str:
+    if isinstance(value, list) and value:
+        items = ",\n".join("\t" * (depth + 1) + _pretty(v, depth + 1) for v in value)
+        return "[\n" + items + "\n" + "\t" * depth + "]"
+    return orjson.dumps(value).decode()
+
+
+def render_json_pretty(event: Mapping[str, Any]) -> bytes:
+    """``journalctl -o json-pretty``: systemd's JSON layout, tab-indented, ``"NAME" : value``."""
+    fields = journal_fields(event)
+    body = ",\n".join(f"\t{orjson.dumps(k).decode()} : {_pretty(v, 1)}" for k, v in fields.items())
+    return ("{\n" + body + "\n}\n").encode()
+
+
+def render_json_seq(event: Mapping[str, Any]) -> bytes:
+    """``journalctl -o json-seq`` (RFC 7464): a record separator, the JSON, a newline."""
+    return b"\x1e" + orjson.dumps(journal_fields(event)) + b"\n"
+
+
+def boot_line(boot_id: str, color: bool = False) -> bytes:
+    line = f"-- Boot {boot_id} --"
+    return (f"{_HIGHLIGHT}{line}{_RESET}" if color else line).encode() + b"\n"
+
+
+def render_event(event: Mapping[str, Any], mode: str, *, color: bool = False, tz: tzinfo | None = None) -> bytes:
+    """One event in any of ``OUTPUT_MODES``."""
+    if mode == "json":
+        return render_json(event)
+    if mode == "json-pretty":
+        return render_json_pretty(event)
+    if mode == "json-seq":
+        return render_json_seq(event)
+    if mode == "export":
+        return render_export(event)
+    if mode == "verbose":
+        return render_verbose(event, tz)
+    return render_text(event, mode, color=color, tz=tz)
+
+
+class TextRenderer:
+    """One output stream: events in a mode, and journalctl's ``-- Boot ID --`` line before an entry
+    whose boot differs from the previous entry's (never before the first)."""
+
+    def __init__(self, mode: str, *, color: bool = False, tz: tzinfo | None = None) -> None:
+        self.mode, self.color, self.tz = mode, color, tz
+        self.boot: str | None = None
+
+    def __call__(self, event: Mapping[str, Any]) -> bytes:
+        marker = b""
+        if self.mode in BOOT_LINE_MODES:
+            boot = event.get("boot_id") or _field_text(journal_fields(event).get("_BOOT_ID"))
+            if boot:
+                if self.boot is not None and boot != self.boot:
+                    marker = boot_line(boot, self.color)
+                self.boot = boot
+        return marker + render_event(event, self.mode, color=self.color, tz=self.tz)
+

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Annotated, Literal
+from urllib.parse import parse_qsl
 
+import orjson
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import Response
 
@@ -19,7 +22,7 @@ from vmjournal.errors import (
     UnsupportedMediaType,
     responses,
 )
-from vmjournal.journal import answers, bodies, service, upload
+from vmjournal.journal import answers, bodies, listing, render, service, upload
 from vmjournal.journal.render import OUTPUT_MODES
 from vmjournal.journal.schemas import BootPublic, EventsPage, IngestResponse, UnitPublic
 from vmjournal.vms import auth as vms_auth
@@ -79,7 +82,14 @@ class QueryParams:
                                                   "'all' for every boot.", examples=["0"])] = None
     grep: Annotated[str | None, Query(description="A regular expression on MESSAGE; case-insensitive when it "
                                                   "has no upper-case letter.")] = None
-    identifier: Annotated[list[str] | None, Query(description="SYSLOG_IDENTIFIER (repeatable).")] = None
+    identifier: Annotated[list[str] | None, Query(description="SYSLOG_IDENTIFIER (repeatable, ORed), like "
+                                                             "journalctl -t.")] = None
+    match: Annotated[list[str] | None, Query(
+        description="FIELD=VALUE, as journalctl takes it: repeatable, values of one field ORed, different fields "
+                    "ANDed; a value matches any of a repeated field's values, byte for byte (percent-encode "
+                    "other bytes).", examples=["_SYSTEMD_UNIT=nginx.service"])] = None
+    kernel: Annotated[bool, Query(description="journalctl -k: kernel messages (_TRANSPORT=kernel) of the "
+                                              "current boot, or of `boot` if given.")] = False
     limit: Annotated[int | None, Query(ge=1, le=10_000, description="Events per page. Default 100 for JSON; "
                                                                     "streams (NDJSON, text) send all.")] = None
     order: Annotated[Order, Query(description="asc: oldest first (journalctl); desc: newest first.")] = "asc"
@@ -93,13 +103,25 @@ class QueryParams:
 Params = Annotated[QueryParams, Depends()]
 
 
+def raw_matches(request: Request) -> list[str]:
+    """The ``match`` parameters with their bytes kept: a value that is not UTF-8 (journalctl matches
+    bytes) comes as surrogate escapes, where the parsed query would have replaced it."""
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    return [
+        value.encode("latin-1").decode("utf-8", "surrogateescape")
+        for key, value in parse_qsl(query, keep_blank_values=True, encoding="latin-1")
+        if key == "match"
+    ]
+
+
 async def _events(
     request: Request, session: SessionDep, sessions: SessionsDep, name: str, unit: str | None, p: QueryParams
 ) -> Response:
     vm = await vms_service.get_vm(session, name)
     f = await service.build_filter(
         session, vm.id, unit=unit, priority=p.priority, since=p.since, until=p.until,
-        boot=p.boot, grep=p.grep, identifiers=p.identifier,
+        boot=p.boot, grep=p.grep, identifiers=p.identifier, match=raw_matches(request) if p.match else None,
+        kernel=p.kernel,
     )
     query = answers.Query(limit=p.limit, descending=p.order == "desc", cursor=p.cursor, output=p.output,
                           follow=p.follow)
@@ -140,11 +162,38 @@ async def unit_events(
     return await _events(request, session, sessions, name, unit, params)
 
 
-@router.get("/{name}/boots", summary="A VM's boots", dependencies=[ApiKey], responses=responses(NotFound))
-async def boots(name: VMName, session: SessionDep) -> list[BootPublic]:
+@router.get("/{name}/boots", summary="A VM's boots", dependencies=[ApiKey], response_model=list[BootPublic],
+            responses=responses(BadRequest, NotFound))
+async def boots(
+    name: VMName,
+    session: SessionDep,
+    output: Annotated[Literal["json", "short"], Query(
+        description="short: the table `TZ=UTC journalctl --list-boots` prints.")] = "json",
+) -> Response:
     """Boots with their first and last entry times, like `journalctl --list-boots`."""
     vm = await vms_service.get_vm(session, name)
-    return [BootPublic(**b) for b in await service.list_boots(session, vm.id)]
+    listed = [BootPublic(**b) for b in await service.list_boots(session, vm.id)]
+    if output == "short":
+        return Response(listing.boots_table([b.model_dump() for b in listed], tz=UTC), media_type=render.TEXT)
+    return Response(orjson.dumps([b.model_dump(mode="json") for b in listed]), media_type=render.JSON)
+
+
+@router.get("/{name}/fields/{field}", summary="A field's values", dependencies=[ApiKey],
+            response_model=list[str | list[int]], responses=responses(BadRequest, NotFound))
+async def field_values(
+    name: VMName,
+    field: Annotated[str, Path(description="A journal field name, e.g. _SYSTEMD_UNIT.")],
+    request: Request,
+    session: SessionDep,
+) -> Response:
+    """Distinct values of a field in the VM's journal, like `journalctl -F FIELD` (and gatewayd's
+    `/fields`): a JSON array (a value that is not text as a list of byte numbers), or with `Accept:
+    text/plain` one value per line."""
+    vm = await vms_service.get_vm(session, name)
+    values = await service.field_values(session, vm.id, field)
+    if "text/plain" in request.headers.get("accept", ""):
+        return Response(listing.values_text(values), media_type=render.TEXT)
+    return Response(orjson.dumps([list(v) if isinstance(v, bytes) else v for v in values]), media_type=render.JSON)
 
 
 @router.get("/{name}/units", summary="A VM's units", dependencies=[ApiKey], responses=responses(NotFound))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from vmjournal import metrics
 from vmjournal.db import raw_connection
 from vmjournal.errors import BadRequest, NotFound, PayloadTooLarge
-from vmjournal.journal import entries, filters, store
+from vmjournal.journal import entries, field_store, filters, matches, store
 from vmjournal.journal.render import event_from_record, parse_position, position_token
 
 
@@ -88,9 +88,18 @@ async def build_filter(
     boot: str | None,
     grep: str | None,
     identifiers: list[str] | None = None,
+    match: Sequence[str] | None = None,
+    kernel: bool = False,
 ) -> store.EventFilter:
+    """``match`` holds journalctl's ``FIELD=VALUE`` terms (non-UTF-8 bytes as surrogate escapes);
+    ``kernel`` is ``-k``: ``_TRANSPORT=kernel`` and, unless ``boot`` says otherwise, the current boot."""
     conn = await raw_connection(session)
     f = store.EventFilter(identifiers=identifiers or [])
+    for spec in [*(match or ()), *(["_TRANSPORT=kernel"] if kernel else [])]:
+        name, value = matches.parse(spec)
+        f.matches.setdefault(name, []).append(value)
+    if kernel and boot is None:
+        boot = "0"
     if unit is not None:
         name = filters.unit_name(unit)
         if filters.is_glob(name):
@@ -154,6 +163,17 @@ async def list_boots(session: AsyncSession, vm_id: UUID) -> list[Mapping[str, An
 async def list_units(session: AsyncSession, vm_id: UUID) -> list[Mapping[str, Any]]:
     conn = await raw_connection(session)
     return [dict(r) for r in await store.list_units(conn, vm_id)]
+
+
+async def field_values(session: AsyncSession, vm_id: UUID, field: str) -> list[str | bytes]:
+    """Distinct values of a journal field (journalctl -F): text, or bytes for a value that is not."""
+    if not matches.valid_field(field):
+        raise BadRequest(f"invalid field name {field[:80]!r}: use upper-case letters, digits and _", code="bad_field")
+    values: list[str | bytes] = []
+    for text in await field_store.field_values(await raw_connection(session), vm_id, field):
+        value = orjson.loads(text)
+        values.append(bytes(value) if isinstance(value, list) else str(value))
+    return values
 
 
 async def purge(session: AsyncSession, vm_id: UUID) -> None:

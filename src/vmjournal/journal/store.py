@@ -14,6 +14,7 @@ from uuid import UUID
 import asyncpg
 import orjson
 
+from vmjournal.journal import field_store
 from vmjournal.journal.entries import ROW_COLUMNS, Row
 
 # Session-local and emptied at commit, so concurrent batches on other connections never mix.
@@ -155,6 +156,8 @@ class EventFilter:
     grep: str | None = None
     grep_case_sensitive: bool = True
     identifiers: list[str] = field(default_factory=list)
+    # FIELD -> accepted values (journalctl's FIELD=VALUE: values of a field ORed, fields ANDed).
+    matches: dict[str, list[bytes]] = field(default_factory=dict)
 
     def live_key(self) -> Hashable:
         """What live matching depends on: followers with equal keys share one match column."""
@@ -162,6 +165,7 @@ class EventFilter:
             None if self.unit_pattern is not None or self.units is None else tuple(self.units),
             self.unit_pattern, self.priority_min, self.priority_max, self.since, self.until, self.boot_id,
             self.grep, self.grep_case_sensitive, tuple(self.identifiers),
+            tuple((k, tuple(v)) for k, v in sorted(self.matches.items())),
         )
 
 
@@ -202,6 +206,7 @@ def _filter_conditions(q: _Query, f: EventFilter, *, live: bool) -> list[str]:
         where.append(f"message {op} {q.arg(f.grep)}")
     if f.identifiers:
         where.append(f"identifier = ANY({q.arg(f.identifiers)}::text[])")
+    where += [field_store.match_condition(q.arg, name, values) for name, values in f.matches.items()]
     return where
 
 
