@@ -24,6 +24,7 @@ from vmjournal.journal.router import router as journal_router
 from vmjournal.journal.upload import router as upload_router
 from vmjournal.providers.base import VMProvider
 from vmjournal.providers.registry import build_providers
+from vmjournal.vms import store as vms_store
 from vmjournal.vms.queue import JobQueue
 from vmjournal.vms.router import azure_router, bootstrap_router
 from vmjournal.vms.router import router as vms_router
@@ -129,7 +130,10 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
              response_class=PlainTextResponse)
     async def prometheus(session: SessionDep) -> PlainTextResponse:
         """Ingest counters and latency (this process), VMs by status and pending jobs (all processes)."""
-        return PlainTextResponse(await metrics.render(session), media_type=CONTENT_TYPE_LATEST)
+        exposition = metrics.render(
+            await vms_store.count_by_provider_status(session), await jobs_store.count_unfinished(session)
+        )
+        return PlainTextResponse(exposition, media_type=CONTENT_TYPE_LATEST)
 
     # The journal router first: /vm/{name}/boot must win over /vm/{name}/{size}.
     app.include_router(journal_router)

@@ -1,10 +1,10 @@
-"""Prometheus metrics: counters kept per process, VM and job gauges read from the database at scrape."""
+"""Prometheus metrics: counters kept per process, VM and job gauges set from the database at scrape."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
 registry = CollectorRegistry()
 
@@ -26,15 +26,14 @@ live_queries = Counter(
 vms = Gauge("vmjournal_vms", "VMs by provider and status", ["provider", "status"], registry=registry)
 jobs = Gauge("vmjournal_jobs", "Provisioning jobs by kind and status", ["kind", "status"], registry=registry)
 
-VM_COUNTS = text("SELECT provider, status, count(*) FROM vm GROUP BY provider, status")
-JOB_COUNTS = text("SELECT kind, status, count(*) FROM job WHERE status IN ('queued', 'running') GROUP BY kind, status")
 
-
-async def render(session: AsyncSession) -> bytes:
+def render(vm_counts: Iterable[tuple[str, str, int]], job_counts: Iterable[tuple[str, str, int]]) -> bytes:
+    """The exposition text, with the gauges set from counts the caller read: (provider, status, n)
+    for VMs and (kind, status, n) for unfinished jobs."""
     vms.clear()
-    for provider, status, count in (await session.execute(VM_COUNTS)).all():
+    for provider, status, count in vm_counts:
         vms.labels(provider, status).set(count)
     jobs.clear()
-    for kind, status, count in (await session.execute(JOB_COUNTS)).all():
+    for kind, status, count in job_counts:
         jobs.labels(kind, status).set(count)
     return generate_latest(registry)

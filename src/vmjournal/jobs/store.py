@@ -74,6 +74,10 @@ SELECT state FROM job WHERE vm_id = :vm_id AND kind = :kind ORDER BY id DESC LIM
 
 # Transaction-level, so it goes away with the transaction that took it: a session-level lock
 # outlives a commit on a pooled connection and can only be released on that same connection.
+COUNT_UNFINISHED = sa.text(
+    "SELECT kind, status, count(*) FROM job WHERE status IN ('queued', 'running') GROUP BY kind, status"
+)
+
 TRY_MONITOR_LOCK = sa.text("SELECT pg_try_advisory_xact_lock(:key)")
 # Only one process runs the periodic monitor at a time (it may restart local guests).
 MONITOR_LOCK_KEY = 0x766D6A6D6F6E
@@ -145,3 +149,7 @@ async def latest_state(session: AsyncSession, vm_id: UUID, kind: str) -> dict[st
 async def try_lock_monitor(session: AsyncSession) -> bool:
     """Take the monitor lock until the session's transaction ends; False if another process holds it."""
     return bool((await session.execute(TRY_MONITOR_LOCK, {"key": MONITOR_LOCK_KEY})).scalar())
+
+
+async def count_unfinished(session: AsyncSession) -> list[tuple[str, str, int]]:
+    return [(k, s, n) for k, s, n in (await session.execute(COUNT_UNFINISHED)).all()]

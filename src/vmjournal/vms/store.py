@@ -13,6 +13,8 @@ from sqlmodel import col, select
 
 from vmjournal.models import VM, VMStatus
 
+COUNT_BY_PROVIDER_STATUS = sa.text("SELECT provider, status, count(*) FROM vm GROUP BY provider, status")
+
 
 class NameTaken(Exception):
     pass
@@ -72,3 +74,7 @@ async def vm_id_by_token_hash(session: AsyncSession, token_hash: str) -> tuple[U
     )
     row = result.first()
     return (row[0], row[1]) if row else None
+
+
+async def count_by_provider_status(session: AsyncSession) -> list[tuple[str, str, int]]:
+    return [(p, s, n) for p, s, n in (await session.execute(COUNT_BY_PROVIDER_STATUS)).all()]
