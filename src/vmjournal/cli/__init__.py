@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import typer
 
-from vmjournal.cli import logs, server, vm, wait
+from vmjournal.cli import logs, server, stats, vm, wait
 from vmjournal.cli.argv import BareFlagsTyper
 from vmjournal.cli.options import EXIT_CODES_HELP
 
@@ -38,6 +38,7 @@ vm_app.command("list")(vm.list_vms)
 vm_app.command("show")(vm.show)
 app.command("logs")(logs.logs)
 app.command("wait")(wait.wait)
+app.command("stats")(stats.stats)
 
 
 def main() -> None:

@@ -81,11 +81,17 @@ def _flushing(events: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         sys.stdout.buffer.flush()
 
 
+def _fleet_hosts(events: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Several VMs: the text modes show each entry's VM where journalctl shows the host."""
+    for event in events:
+        yield {**event, "hostname": event["vm"]} if "vm" in event else event
+
+
 def logs(
-    name: Annotated[str, typer.Argument(help="VM name.")],
-    matches: Annotated[list[str] | None, typer.Argument(
-        help="FIELD=VALUE matches, as journalctl takes them: one field's values ORed, fields ANDed.",
-        show_default=False)] = None,
+    targets: Annotated[list[str], typer.Argument(
+        help="VM names or globs (web-*; several read the fleet, merged in time order), then FIELD=VALUE "
+             "matches as journalctl takes them (one field's values ORed, fields ANDed).",
+        metavar="NAME... [FIELD=VALUE...]")],
     unit: Annotated[str | None, typer.Option("--unit", "-u", help="Only this unit (nginx = nginx.service).")] = None,
     priority: Annotated[
         str | None, typer.Option("--priority", "-p", help="This priority and more severe (number or name).")
@@ -118,7 +124,7 @@ def logs(
     ] = False,
     url: UrlOpt = DEFAULT_URL,
 ) -> None:
-    """A VM's journal, with journalctl's filters and output modes."""
+    """A VM's journal, or several VMs' merged in time order, with journalctl's filters and output modes."""
     if output not in OUTPUT_MODES:
         raise typer.BadParameter(f"must be one of {', '.join(OUTPUT_MODES)}", param_hint="'--output'")
     if lines is not None and lines != "all" and not lines.isdigit():
@@ -126,6 +132,14 @@ def logs(
     if follow and reverse:
         raise typer.BadParameter("cannot be combined with --follow", param_hint="'--reverse'")
     count = None if lines in (None, "all") else int(lines)
+    # journalctl takes matches as positional FIELD=VALUE words; no VM name or glob holds a '='.
+    names = [t for t in targets if "=" not in t]
+    matches = [t for t in targets if "=" in t]
+    if not names:
+        raise typer.BadParameter("name at least one VM (or a glob)", param_hint="NAME")
+    name: str | list[str] = names[0] if len(names) == 1 else names
+    if (list_boots or field is not None) and (len(names) > 1 or filters.is_glob(names[0])):
+        raise typer.BadParameter("takes one VM", param_hint="'--list-boots'" if list_boots else "'--field'")
 
     query = build_query(unit=unit, priority=priority, boot=boot, since=since, until=until, grep=grep,
                         matches=matches, identifiers=identifier, kernel=dmesg)
@@ -133,16 +147,16 @@ def logs(
     def body() -> int:
         with connect(url) as client:
             if list_boots:
-                _write_boots(client.boots(name))
+                _write_boots(client.boots(names[0]))
                 return ExitCode.OK
             if field is not None:
-                sys.stdout.buffer.write(listing.values_text(client.field_values(name, field)))
+                sys.stdout.buffer.write(listing.values_text(client.field_values(names[0], field)))
                 return ExitCode.OK
             if follow:
                 # Like journalctl -f: the last N (default 10) entries, then new ones as they come.
                 query.limit = 10 if count is None else max(count, 1)
                 live = client.follow(name, query, skip_backlog=count == 0)
-                write_events(_flushing(live), output)
+                write_events(_flushing(_fleet_hosts(live)), output)
                 return ExitCode.OK
             if count is not None:
                 # The newest N, shown oldest first unless -r.
@@ -151,10 +165,10 @@ def logs(
                 if count == 0:
                     return ExitCode.OK
                 events = list(itertools.islice(client.events(name, query), count))
-                write_events(events if reverse else events[::-1], output)
+                write_events(_fleet_hosts(events if reverse else events[::-1]), output)
             else:
                 query.order = "desc" if reverse else "asc"
-                write_events(client.events(name, query), output)
+                write_events(_fleet_hosts(client.events(name, query)), output)
         return ExitCode.OK
 
     run(body)

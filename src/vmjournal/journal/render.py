@@ -384,7 +384,8 @@ class TextRenderer:
 
     def __call__(self, event: Mapping[str, Any]) -> bytes:
         marker = b""
-        if self.mode in BOOT_LINE_MODES:
+        # Merged journals of several VMs (they carry ``vm``) get no boot lines, as with journalctl -m.
+        if self.mode in BOOT_LINE_MODES and "vm" not in event:
             boot = event.get("boot_id") or _field_text(journal_fields(event).get("_BOOT_ID"))
             if boot:
                 if self.boot is not None and boot != self.boot:
