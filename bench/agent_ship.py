@@ -17,8 +17,9 @@ import time
 from pathlib import Path
 
 import httpx
-from common import ROOT, enroll, running_service
-from journal_files import sample_entries, write_journal
+from common import ROOT, running_service
+from support.api import enroll_sync
+from support.journal_files import sample_entries, write_journal
 
 AGENT = ROOT / "agent" / "vmjournal_agent.py"
 PYTHON = "/usr/bin/python3"
@@ -83,7 +84,7 @@ def main() -> None:
         print(f"journalctl -o json --all alone: {args.entries / floor:,.0f} entries/s ({floor:.1f} s)")
 
         with running_service() as svc:
-            token = enroll(svc.url, "bench")
+            token = enroll_sync(svc.url, "bench")
             config = tmp / "agent.conf"
             config.write_text(f"token = {token}\n")
             state = tmp / "state"

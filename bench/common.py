@@ -1,9 +1,11 @@
-"""Shared set-up for benchmarks: an embedded PostgreSQL, the real service in a subprocess, sample journals."""
+"""Shared set-up for benchmarks: an embedded PostgreSQL and the real service in a subprocess.
+
+Benches reuse the tests' helpers (``support``: sample journals, enrolling): run them with
+``PYTHONPATH=tests``, as ``make bench`` does."""
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,16 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from support.service import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -77,9 +72,3 @@ def running_service(**env: str) -> Iterator[RunningService]:
             log.close()
             _server(data).cleanup()
 
-
-def enroll(url: str, name: str) -> str:
-    response = httpx.post(f"{url}/vm/{name}/small", params={"provider": "external"})
-    response.raise_for_status()
-    token: str = response.json()["token"]
-    return token

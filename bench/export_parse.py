@@ -11,20 +11,20 @@ import argparse
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
-from common import ROOT  # noqa: F401  (puts tests/ on the path)
-from journal_files import sample_entries, write_journal
+from support.journal_files import sample_entries, write_journal
 
 from vmjournal.journal.export_format import ExportParser, parse_export
 
 
-def best(runs: int, fn: object) -> float:
+def best(runs: int, fn: Callable[[], object]) -> float:
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        fn()  # type: ignore[operator]
+        fn()
         times.append(time.perf_counter() - t0)
     return min(times)
 

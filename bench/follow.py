@@ -18,7 +18,8 @@ import time
 
 import httpx
 import orjson
-from common import enroll, running_service
+from common import running_service
+from support.api import enroll_sync
 
 
 def batch(start: int, size: int) -> list[dict[str, str]]:
@@ -110,7 +111,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=10)
     args = parser.parse_args()
     with running_service() as svc:
-        token = enroll(svc.url, "bench")
+        token = enroll_sync(svc.url, "bench")
         for i, n in enumerate(args.followers):
             # Fresh cursors each round: a resent cursor is a duplicate and reaches nobody.
             asyncio.run(run(svc.url, token, n, args.batches, args.size, 1_000_000 * (i + 1)))

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import httpx
 import orjson
-from common import enroll, running_service
-from journal_files import JOURNAL_REMOTE, export_format, journal_json, sample_entries, write_journal
+from common import running_service
+from support.api import enroll_sync
+from support.journal_files import JOURNAL_REMOTE, export_format, journal_json, sample_entries, write_journal
 
 
 async def post_all(url: str, name: str, token: str, batches: list[bytes]) -> int:
@@ -62,7 +63,7 @@ def main() -> None:
     print(f"systemd-journal-remote (export format -> journal file): {len(entries) / remote_s:,.0f} entries/s")
     with running_service() as svc:
         for vms in (1, 2, 4):
-            tokens = {f"bench-{vms}-{i}": enroll(svc.url, f"bench-{vms}-{i}") for i in range(vms)}
+            tokens = {f"bench-{vms}-{i}": enroll_sync(svc.url, f"bench-{vms}-{i}") for i in range(vms)}
             seconds, stored = asyncio.run(agents(svc.url, tokens, batches))
             print(f"HTTP ingest, {vms} VM(s) at once: {stored / seconds:,.0f} entries/s ({stored} stored)")
         seconds, stored = asyncio.run(agents(svc.url, tokens, batches))

@@ -27,8 +27,9 @@ from pathlib import Path
 import asyncpg
 import httpx
 import orjson
-from common import enroll, running_service
-from journal_files import journal_json, sample_entries, write_journal
+from common import running_service
+from support.api import enroll_sync
+from support.journal_files import journal_json, sample_entries, write_journal
 
 MAX_BATCH = 2000  # the agent's --batch-entries default
 BOOT_ID = "4f0c5b8a9d2e4c1f8a7b6c5d4e3f2a1b"
@@ -134,7 +135,7 @@ def main() -> None:
 
     tails = templates(2000)
     with running_service() as svc:
-        tokens = {f"load-{i}": enroll(svc.url, f"load-{i}") for i in range(args.agents)}
+        tokens = {f"load-{i}": enroll_sync(svc.url, f"load-{i}") for i in range(args.agents)}
         print(f"{args.agents} agents, {args.rate:.0f} entries/s each, {args.seconds:.0f} s, "
               f"against one service process (pid {svc.pid})")
         results, rss, conns = asyncio.run(run(svc.url, svc.pid, svc.database_url, tokens, tails, args))

@@ -23,8 +23,9 @@ import uuid
 
 import asyncpg
 import httpx
-from common import enroll, running_service
-from journal_files import wide_entries
+from common import running_service
+from support.api import enroll_sync
+from support.journal_files import wide_entries
 
 from vmjournal.journal import entries, store
 
@@ -97,7 +98,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=200)
     args = parser.parse_args()
     with running_service() as svc:
-        enroll(svc.url, "bench")
+        enroll_sync(svc.url, "bench")
         seconds = asyncio.run(load(svc.database_url, "bench", args.events))
         print(f"loaded {args.events:,} events in {seconds:.0f} s ({args.events / seconds:,.0f}/s through the store)")
         results: dict[str, dict[str, tuple[float, float, float]]] = {}

@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 
 import httpx
-from common import enroll, running_service
-from journal_files import sample_entries, write_journal
+from common import running_service
+from support.api import enroll_sync
+from support.journal_files import sample_entries, write_journal
 
 JOURNAL_UPLOAD = next(
     (p for p in ("/lib/systemd/systemd-journal-upload", "/usr/lib/systemd/systemd-journal-upload") if Path(p).exists()),
@@ -62,7 +63,7 @@ def main() -> None:
         print(f"journal: {args.n:,} entries, {disk / 2**20:.0f} MiB on disk, "
               f"{body / 2**20:.0f} MiB of export format (written in {time.monotonic() - started:.1f} s)")
         with running_service() as svc:
-            token = enroll(svc.url, "backlog")
+            token = enroll_sync(svc.url, "backlog")
             before = vm_hwm_mib(svc.pid)
             t0 = time.monotonic()
             subprocess.run([JOURNAL_UPLOAD, f"--directory={files}", f"--url={svc.url}/ingest/{token}", "--follow=no",

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import free_port
-from journal_files import export_format, sample_entries
 from support.api import bearer
+from support.journal_files import export_format, sample_entries
+from support.service import free_port
 
 EXPORT = {"Content-Type": "application/vnd.fdo.journal"}
 

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -15,12 +15,11 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-import uvicorn
-from conftest import free_port
-from conftest import test_settings as make_settings
 from sqlalchemy import text
 from support.api import bearer, enroll
 from support.pgserver import PgServer
+from support.service import free_port, serving
+from support.service import test_settings as make_settings
 
 from vmjournal import db, outage
 from vmjournal.main import create_app
@@ -92,30 +91,11 @@ class TestIsUnavailable:
         assert not outage.is_unavailable(refused.value)
 
 
-@pytest.fixture
-def own_pg() -> Iterator[PgServer]:
-    server = PgServer()
-    server.start()
-    yield server
-    server.destroy()
-
-
 @asynccontextmanager
-async def serving(database_url: str, tmp_path: Path, **overrides: object) -> AsyncIterator[httpx.AsyncClient]:
+async def serving_external(database_url: str, tmp_path: Path, **overrides: object) -> AsyncIterator[httpx.AsyncClient]:
     settings = make_settings(database_url, tmp_path / "data", provider="external", **overrides)
-    app = create_app(settings, {"external": ExternalProvider()})
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.port}", timeout=30) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        await task
+    async with serving(create_app(settings, {"external": ExternalProvider()}), settings.port) as client:
+        yield client
 
 
 def entries(start: int, count: int) -> list[dict[str, str]]:
@@ -137,7 +117,7 @@ class TestServiceDuringOutage:
         self, own_pg: PgServer, tmp_path: Path, caplog: pytest.LogCaptureFixture, mode: str
     ) -> None:
         caplog.set_level(logging.INFO)
-        async with serving(own_pg.url("vmjournal"), tmp_path) as client:
+        async with serving_external(own_pg.url("vmjournal"), tmp_path) as client:
             token = await enroll(client, "vm1")
             assert (await client.post("/vm/vm1/boot", json=entries(0, 10), headers=bearer(token))).status_code == 200
             caplog.clear()
@@ -170,7 +150,9 @@ class TestSaturation:
     async def test_pool_timeout_answers_429(
         self, database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
     ) -> None:
-        async with serving(database_url, tmp_path, db_pool_size=1, db_max_overflow=0, db_pool_timeout=0.3) as client:
+        async with serving_external(
+            database_url, tmp_path, db_pool_size=1, db_max_overflow=0, db_pool_timeout=0.3
+        ) as client:
             await enroll(client, "vm1")
             locker = await asyncpg.connect(database_url)
             try:

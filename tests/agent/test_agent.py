@@ -10,26 +10,17 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from journal_files import journal_json, sample_entries, write_journal
-
-AGENT = Path(__file__).resolve().parents[2] / "agent" / "vmjournal_agent.py"
-# The system interpreter with nothing installed, as on a fresh VM.
-PYTHON = "/usr/bin/python3"
+from support.agent import AGENT, PYTHON, Agent
+from support.api import enroll_sync, wait_until
+from support.journal_files import journal_json, sample_entries, write_journal
 
 pytestmark = pytest.mark.usefixtures("journal_tools")
-
-
-def enroll(url: str, name: str) -> str:
-    response = httpx.post(f"{url}/vm/{name}/small", params={"provider": "external"}, timeout=30)
-    assert response.status_code == 202, response.text
-    token: str = response.json()["token"]
-    return token
 
 
 def stored_events(url: str, name: str) -> list[dict[str, Any]]:
@@ -49,15 +40,6 @@ def event_count(url: str, name: str) -> int:
     return len(stored_events(url, name))
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 def odd_entries(start: int) -> list[dict[str, str | bytes]]:
     base = {"_BOOT_ID": "0123456789abcdef0123456789abcdef", "_SYSTEMD_UNIT": "odd.service", "PRIORITY": "6"}
     rng = random.Random(3)
@@ -68,77 +50,6 @@ def odd_entries(start: int) -> list[dict[str, str | bytes]]:
         {"MESSAGE": "repeated", "TAG": "a"},
     ]
     return [base | e | {"__REALTIME_TIMESTAMP": str(1_764_100_000_000_000 + start + i)} for i, e in enumerate(odd)]
-
-
-class Agent:
-    def __init__(self, tmp: Path, url: str, name: str, token: str, source: list[str]) -> None:
-        self.tmp = tmp
-        tmp.mkdir()
-        self.state = tmp / "state" / "cursor"
-        self.config = tmp / "agent.conf"
-        # The token travels in the config file, never in argv.
-        self.config.write_text(f"url = {url}\nname = {name}\ntoken = {token}\n")
-        self.config.chmod(0o600)
-        self.source = source
-        self.runs: list[subprocess.Popen[bytes]] = []
-        self.logs: list[Path] = []
-
-    def start(self, *args: str) -> subprocess.Popen[bytes]:
-        log = self.tmp / f"agent-{len(self.logs)}.log"
-        self.logs.append(log)
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                [
-                    PYTHON,
-                    str(AGENT),
-                    "--config",
-                    str(self.config),
-                    "--state-file",
-                    str(self.state),
-                    "-v",
-                    *self.source,
-                    *args,
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        self.runs.append(proc)
-        return proc
-
-    def once(self, *args: str, timeout: float = 120) -> str:
-        proc = self.start("--once", *args)
-        assert proc.wait(timeout) == 0, self.logs[-1].read_text()
-        return self.logs[-1].read_text()
-
-    def responses(self) -> list[dict[str, int]]:
-        """Every ingest answer the agent logged, over all its runs."""
-        found = []
-        for log in self.logs:
-            for line in log.read_text().splitlines():
-                m = re.search(r"sent \d+ entries: HTTP 2\d\d (\{.*\})", line)
-                if m:
-                    found.append(json.loads(m.group(1)))
-        return found
-
-    def stop_all(self) -> None:
-        for proc in self.runs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-
-
-@pytest.fixture
-def agent_factory(tmp_path: Path) -> Iterator[Callable[..., Agent]]:
-    made: list[Agent] = []
-
-    def make(url: str, name: str, token: str, source: list[str]) -> Agent:
-        agent = Agent(tmp_path / f"agent{len(made)}", url, name, token, source)
-        made.append(agent)
-        return agent
-
-    yield make
-    for agent in made:
-        agent.stop_all()
 
 
 def by_cursor(entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -152,8 +63,8 @@ class TestOneShot:
         self, live_service: Callable[..., Any], agent_factory: Callable[..., Agent], tmp_path: Path
     ) -> None:
         svc = live_service()
-        token = enroll(svc.url, "vm1")
-        path = write_journal(sample_entries(2500) + odd_entries(0), tmp_path / "journal")
+        token = enroll_sync(svc.url, "vm1")
+        path = write_journal([*sample_entries(2500), *odd_entries(0)], tmp_path / "journal")
         expected = journal_json(path)
         agent = agent_factory(svc.url, "vm1", token, ["--file", str(path)])
 
@@ -175,7 +86,7 @@ class TestOneShot:
     ) -> None:
         # The service refuses bodies over 100 kB: one entry alone exceeds that, the rest must still arrive.
         svc = live_service(VMJOURNAL_MAX_BODY_BYTES="100000")
-        token = enroll(svc.url, "vm2")
+        token = enroll_sync(svc.url, "vm2")
         rng = random.Random(5)
         huge = {
             **sample_entries(1)[0],
@@ -199,7 +110,7 @@ class TestFollow:
         self, live_service: Callable[..., Any], agent_factory: Callable[..., Agent], tmp_path: Path
     ) -> None:
         svc = live_service()
-        token = enroll(svc.url, "vm3")
+        token = enroll_sync(svc.url, "vm3")
         directory = tmp_path / "journal"
         entries = sample_entries(4000)
         write_journal(entries, directory)
@@ -237,7 +148,7 @@ class TestFollow:
         # Enough entries that the kill lands mid-stream even on a fast, idle machine.
         TOTAL = 20_000  # noqa: N806
         svc = live_service()
-        token = enroll(svc.url, "vm4")
+        token = enroll_sync(svc.url, "vm4")
         directory = tmp_path / "journal"
         path = write_journal(sample_entries(TOTAL), directory)
         agent = agent_factory(svc.url, "vm4", token, ["--directory", str(directory)])
@@ -268,7 +179,7 @@ class TestReboot:
         # Boot A is shipped up to some point; then A's last entries (shutdown) and a whole new boot B
         # are written while no agent runs. The agent started in boot B must send both.
         svc = live_service()
-        token = enroll(svc.url, "vm5")
+        token = enroll_sync(svc.url, "vm5")
         directory = tmp_path / "journal"
         boot_a, boot_b = "a" * 32, "b" * 32
 

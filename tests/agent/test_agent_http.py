@@ -15,10 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from journal_files import journal_json, sample_entries, write_journal
-
-AGENT = Path(__file__).resolve().parents[2] / "agent" / "vmjournal_agent.py"
-PYTHON = "/usr/bin/python3"
+from support.agent import AGENT, PYTHON
+from support.journal_files import journal_json, sample_entries, write_journal
 
 
 class Scripted(ThreadingHTTPServer):

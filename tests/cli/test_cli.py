@@ -18,8 +18,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import LiveService
-from journal_files import journal_json, sample_entries, write_journal
+from support.api import bearer, enroll_sync
+from support.journal_files import journal_json, sample_entries, write_journal
+from support.service import LiveService
 
 VMJOURNAL = Path(sys.executable).parent / "vmjournal"
 ANSI = b"\x1b["
@@ -34,16 +35,9 @@ def run(svc: LiveService | None, *args: str, timeout: float = 60, **env: str) ->
     return subprocess.run([str(VMJOURNAL), *args], env=cli_env(svc, **env), capture_output=True, timeout=timeout)
 
 
-def enroll(svc: LiveService, name: str) -> str:
-    response = httpx.post(f"{svc.url}/vm/{name}/small", params={"provider": "external"})
-    assert response.status_code == 202, response.text
-    token: str = response.json()["token"]
-    return token
-
-
 def ingest(svc: LiveService, name: str, token: str, entries: Sequence[Mapping[str, Any]]) -> None:
     response = httpx.post(
-        f"{svc.url}/vm/{name}/boot", json=list(entries), headers={"Authorization": f"Bearer {token}"}, timeout=30
+        f"{svc.url}/vm/{name}/boot", json=list(entries), headers=bearer(token), timeout=30
     )
     assert response.status_code == 200, response.text
 
@@ -205,7 +199,7 @@ class TestLogs:
         # More entries than one server page (1000), so paging cannot hide behind the comparison.
         journal = write_journal(sample_entries(1500, boots=2), tmp_path / "journal", "guest")
         # Pushed into the service the way the agent does it.
-        ingest(svc, "guest", enroll(svc, "guest"), journal_json(journal))
+        ingest(svc, "guest", enroll_sync(svc.url, "guest"), journal_json(journal))
         for args in JOURNALCTL_CASES:
             expected = subprocess.run(
                 ["journalctl", f"--file={journal}", "--no-pager", *args], env=cli_env(None), capture_output=True,
@@ -230,7 +224,7 @@ class TestLogs:
             assert any(form == "binary" for e in parse_export(got_export) for form, _ in e.values())
 
     def test_follow_prints_an_entry_ingested_after_it_started(self, svc: LiveService) -> None:
-        token = enroll(svc, "tail")
+        token = enroll_sync(svc.url, "tail")
         ingest(svc, "tail", token, [entry(i, f"old {i}") for i in range(5)])
         follower = Lines(svc, "logs", "tail", "-f", "-n", "2", "-u", "ssh")
         try:

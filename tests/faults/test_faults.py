@@ -10,24 +10,23 @@ crashes, stops and starts (``support.pgserver``).
 from __future__ import annotations
 
 import asyncio
-import os
+import json
 import re
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
-from conftest import LiveService, free_port
-from journal_files import journal_json, sample_entries, write_journal
+from support.agent import Agent
+from support.api import enroll_sync, wait_until
+from support.journal_files import journal_json, sample_entries, write_journal
 from support.pgserver import PgServer
-
-AGENT = Path(__file__).resolve().parents[2] / "agent" / "vmjournal_agent.py"
-PYTHON = "/usr/bin/python3"  # the system interpreter with nothing installed, as on a fresh VM
+from support.service import LiveService
 
 pytestmark = pytest.mark.usefixtures("journal_tools")
 
@@ -46,81 +45,10 @@ def stored_cursors(database_url: str, name: str) -> list[str]:
     return asyncio.run(query())
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(0.2)
-
-
-def enroll(url: str, name: str) -> str:
-    response = httpx.post(f"{url}/vm/{name}/small", params={"provider": "external"}, timeout=30)
-    assert response.status_code == 202, response.text
-    token: str = response.json()["token"]
-    return token
-
-
-class AgentProcess:
-    """The real agent following a journal directory; its token only in its config file."""
-
-    def __init__(self, tmp: Path, url: str, name: str, token: str, directory: Path, batch: int) -> None:
-        tmp.mkdir(parents=True, exist_ok=True)
-        self.log_path = tmp / "agent.log"
-        config = tmp / "agent.conf"
-        config.write_text(f"url = {url}\nname = {name}\ntoken = {token}\n")
-        config.chmod(0o600)
-        argv = [PYTHON, str(AGENT), "--config", str(config), "--state-file", str(tmp / "state"), "-v",
-                "--directory", str(directory), "--batch-entries", str(batch), "--flush-seconds", "0.2"]
-        with open(self.log_path, "wb") as out:
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-
-@pytest.fixture
-def agents(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
-    made: list[AgentProcess] = []
-
-    def start(url: str, name: str, token: str, directory: Path, batch: int = 200) -> AgentProcess:
-        agent = AgentProcess(tmp_path / f"agent{len(made)}", url, name, token, directory, batch)
-        made.append(agent)
-        return agent
-
-    yield start
-    for agent in made:
-        agent.stop()
-
-
-@pytest.fixture
-def own_pg() -> Iterator[PgServer]:
-    server = PgServer()
-    server.start()
-    yield server
-    server.destroy()
-
-
-@pytest.fixture
-def service_on(tmp_path: Path) -> Iterator[Callable[[str], LiveService]]:
-    """The service as its own process on a given database (the fixture's own PostgreSQL)."""
-    started: list[LiveService] = []
-
-    def start(database_url: str) -> LiveService:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VMJOURNAL_")}
-        env |= {"VMJOURNAL_DATABASE_URL": database_url, "VMJOURNAL_DATA_DIR": str(tmp_path / "data"),
-                "VMJOURNAL_PORT": str(free_port()), "VMJOURNAL_PROVIDER": "test"}
-        svc = LiveService(env, tmp_path / f"service-{len(started)}.log", slow_seconds=3.0)
-        started.append(svc)
-        return svc.start()
-
-    yield start
-    for svc in started:
-        svc.stop()
+def follow(agent: Agent, batch: int) -> Agent:
+    """Start the agent following its journal directory, ``batch`` entries a request."""
+    agent.start("--batch-entries", str(batch), "--flush-seconds", "0.2")
+    return agent
 
 
 class Prober:
@@ -158,25 +86,23 @@ def assert_clean_log(log: str) -> None:
 def expected_cursors(directory: Path) -> set[str]:
     out = subprocess.run(["journalctl", "-D", str(directory), "-o", "json", "--all", "--output-fields=__CURSOR"],
                          capture_output=True, check=True).stdout
-    import json
-
     return {json.loads(line)["__CURSOR"] for line in out.splitlines()}
 
 
 class TestDatabaseFaults:
     def test_postgres_crash_mid_stream(
-        self, own_pg: PgServer, service_on: Callable[[str], LiveService], agents: Callable[..., AgentProcess],
+        self, own_pg: PgServer, live_service: Callable[..., LiveService], agent_factory: Callable[..., Agent],
         tmp_path: Path,
     ) -> None:
         started = time.monotonic()
         total = 30_000
         db_url = own_pg.url("vmjournal")
-        svc = service_on(db_url)
+        svc = live_service(VMJOURNAL_DATABASE_URL=db_url)
         pid = svc.proc.pid if svc.proc else 0
-        token = enroll(svc.url, "crash")
+        token = enroll_sync(svc.url, "crash")
         directory = tmp_path / "journal"
         path = write_journal(sample_entries(total), directory)
-        agent = agents(svc.url, "crash", token, directory, batch=200)
+        agent = follow(agent_factory(svc.url, "crash", token, ["--directory", str(directory)]), batch=200)
 
         wait_until(lambda: len(stored_cursors(db_url, "crash")) >= 2000, 60, "the first batches")
         before = len(stored_cursors(db_url, "crash"))
@@ -198,18 +124,18 @@ class TestDatabaseFaults:
         print(f"\nfault: PostgreSQL crash mid-stream: {time.monotonic() - started:.1f} s", file=sys.stderr)  # noqa: T201 - the duration goes in the report
 
     def test_postgres_down_20s_under_a_running_agent(
-        self, own_pg: PgServer, service_on: Callable[[str], LiveService], agents: Callable[..., AgentProcess],
+        self, own_pg: PgServer, live_service: Callable[..., LiveService], agent_factory: Callable[..., Agent],
         tmp_path: Path,
     ) -> None:
         started = time.monotonic()
         db_url = own_pg.url("vmjournal")
-        svc = service_on(db_url)
+        svc = live_service(VMJOURNAL_DATABASE_URL=db_url)
         pid = svc.proc.pid if svc.proc else 0
-        token = enroll(svc.url, "down")
+        token = enroll_sync(svc.url, "down")
         directory = tmp_path / "journal"
         entries = sample_entries(3000)
         write_journal(entries, directory)
-        agent = agents(svc.url, "down", token, directory, batch=200)
+        agent = follow(agent_factory(svc.url, "down", token, ["--directory", str(directory)]), batch=200)
         wait_until(lambda: len(stored_cursors(db_url, "down")) >= 3000, 60, "the journal so far")
 
         own_pg.stop("fast")
@@ -237,17 +163,17 @@ class TestDatabaseFaults:
 
 class TestServiceFaults:
     def test_service_sigkilled_mid_batch_then_restarted(
-        self, database_url: str, service_on: Callable[[str], LiveService], agents: Callable[..., AgentProcess],
+        self, database_url: str, live_service: Callable[..., LiveService], agent_factory: Callable[..., Agent],
         tmp_path: Path,
     ) -> None:
         started = time.monotonic()
         total = 30_000
-        svc = service_on(database_url)
-        token = enroll(svc.url, "killed")
+        svc = live_service()
+        token = enroll_sync(svc.url, "killed")
         directory = tmp_path / "journal"
         path = write_journal(sample_entries(total), directory)
         # Large batches: the service spends most of its time inside one, so the kill lands mid-batch.
-        agent = agents(svc.url, "killed", token, directory, batch=1000)
+        agent = follow(agent_factory(svc.url, "killed", token, ["--directory", str(directory)]), batch=1000)
 
         wait_until(lambda: len(stored_cursors(database_url, "killed")) >= 3000, 60, "the first batches")
         svc.kill()
@@ -259,6 +185,6 @@ class TestServiceFaults:
 
         stored = stored_cursors(database_url, "killed")
         assert len(stored) == total and set(stored) == {e["__CURSOR"] for e in journal_json(path)}
-        assert agent.proc.poll() is None
+        assert agent.runs[0].poll() is None
         assert "Traceback" not in svc.log()
         print(f"\nfault: service SIGKILL mid-batch: {time.monotonic() - started:.1f} s", file=sys.stderr)  # noqa: T201 - the duration goes in the report

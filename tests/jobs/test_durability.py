@@ -2,34 +2,23 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable
 
 import httpx
-from conftest import LiveService
-
-
-def wait_for(svc: LiveService, name: str, status: str, timeout: float = 60, step: str | None = None) -> dict:
-    deadline = time.monotonic() + timeout
-    vm: dict = {}
-    while time.monotonic() < deadline:
-        vm = httpx.get(f"{svc.url}/vm/{name}", timeout=5).json()
-        if vm.get("status") == status and (step is None or vm.get("step") == step):
-            return vm
-        time.sleep(0.1)
-    raise AssertionError(f"{name} never reached {status}/{step}: {vm}\n{svc.log()[-3000:]}")
+from support.api import wait_for_status_sync
+from support.service import LiveService
 
 
 class TestSigkillMidJob:
     def test_job_resumes_from_the_step_it_reached(self, live_service: Callable[..., LiveService]) -> None:
         first = live_service(slow_seconds=4)
         assert httpx.post(f"{first.url}/vm/slow-1/small").status_code == 202
-        wait_for(first, "slow-1", "provisioning", step="boot")
+        wait_for_status_sync(first, "slow-1", "provisioning", step="boot")
         first.kill()
 
         second = live_service(slow_seconds=0.2)
-        vm = wait_for(second, "slow-1", "running", timeout=60)
+        vm = wait_for_status_sync(second, "slow-1", "running", timeout=60)
         assert vm["error"] is None
         calls = [(step, pid) for name, step, pid in second.provider.calls() if name == "slow-1"]
         steps = [step for step, _ in calls]
@@ -46,7 +35,7 @@ class TestTwoProcesses:
         for i, name in enumerate(names):
             assert httpx.post(f"{(a, b)[i % 2].url}/vm/{name}/small").status_code == 202
         for name in names:
-            wait_for(a, name, "running", timeout=90)
+            wait_for_status_sync(a, name, "running", timeout=90)
         calls = a.provider.calls()
         per_step = Counter((name, step) for name, step, _ in calls)
         assert all(count == 1 for count in per_step.values()), per_step
@@ -63,7 +52,7 @@ class TestGracefulStop:
 
         svc = live_service(slow_seconds=5, VMJOURNAL_JOB_STALE_SECONDS="600")
         assert httpx.post(f"{svc.url}/vm/slow-1/small").status_code == 202
-        wait_for(svc, "slow-1", "provisioning", step="boot")
+        wait_for_status_sync(svc, "slow-1", "provisioning", step="boot")
         svc.stop()  # SIGTERM
         conn = await asyncpg.connect(database_url)
         try:
@@ -73,4 +62,4 @@ class TestGracefulStop:
         assert (job["status"], job["locked_by"]) == ("queued", None)
         # Long before the 600 s staleness, the next process takes it and finishes it.
         again = live_service(slow_seconds=0.2, VMJOURNAL_JOB_STALE_SECONDS="600")
-        wait_for(again, "slow-1", "running", timeout=30)
+        wait_for_status_sync(again, "slow-1", "running", timeout=30)

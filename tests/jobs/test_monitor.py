@@ -7,8 +7,8 @@ from collections import Counter
 from collections.abc import Callable
 
 import httpx
-from conftest import LiveService
 from support.api import wait_for_status
+from support.service import LiveService
 
 WINDOWS = 4
 WINDOW_SECONDS = 2.0

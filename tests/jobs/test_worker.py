@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from conftest import test_settings as settings_for  # renamed: pytest would collect test_*
+from support.service import test_settings as settings_for  # renamed: pytest would collect test_*
 
 from vmjournal import db
 from vmjournal.jobs.store import MONITOR_LOCK_KEY, ClaimedJob

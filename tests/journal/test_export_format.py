@@ -87,6 +87,7 @@ class TestParseExport:
     def test_shapes(self, odd_journal: Path) -> None:
         by_msg = {}
         for e in parse_export(_journalctl(odd_journal, "export")):
+            assert isinstance(e, dict), e
             msg = e["MESSAGE"]
             by_msg[msg if isinstance(msg, str) else bytes(msg)] = e
         assert "multi\nline\nmessage" in by_msg
@@ -141,7 +142,9 @@ class TestMalformed:
         for i in range(0, len(body), 1000):
             got += parser.feed(body[i : i + 1000])
         got += parser.close()
-        assert [len(got[0]["MESSAGE"]), got[0]["A"], got[1]] == [3_000_000, "1", {"A": "2"}]
+        first = got[0]
+        assert isinstance(first, dict), first
+        assert [len(first["MESSAGE"]), first["A"], got[1]] == [3_000_000, "1", {"A": "2"}]
 
     def test_error_is_a_value_error(self) -> None:
         assert issubclass(ExportFormatError, ValueError)

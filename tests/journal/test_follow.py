@@ -14,8 +14,8 @@ import asyncpg
 import httpx
 import orjson
 import pytest
-from conftest import Service
 from support.api import bearer, enroll
+from support.service import Service
 
 from vmjournal import db
 from vmjournal.journal import live

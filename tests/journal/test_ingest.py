@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
-from conftest import Service
-from journal_files import journal_json, sample_entries, write_journal
 from support.api import bearer, enroll
+from support.journal_files import journal_json, sample_entries, write_journal
+from support.service import Service, ServiceFactory
 
 
 def entry(i: int, **extra: Any) -> dict[str, Any]:
@@ -127,30 +128,30 @@ class TestIngestBadInput:
         assert response.json()["error"] == "bad_entry"
         assert response.json()["message"].startswith(problem)
 
-    async def test_too_many_entries(self, service_factory) -> None:  # type: ignore[no-untyped-def]
+    async def test_too_many_entries(self, service_factory: ServiceFactory) -> None:
         async with service_factory(max_batch_entries=10) as svc:
             response = await self.post(svc, json.dumps([entry(i) for i in range(11)]).encode())
             assert response.status_code == 413
             assert "limit is 10" in response.json()["message"]
 
-    async def test_body_too_large(self, service_factory) -> None:  # type: ignore[no-untyped-def]
+    async def test_body_too_large(self, service_factory: ServiceFactory) -> None:
         async with service_factory(max_body_bytes=1000) as svc:
             response = await self.post(svc, json.dumps([entry(i) for i in range(50)]).encode())
             assert response.status_code == 413
             assert "1000 bytes" in response.json()["message"]
 
-    async def test_chunked_body_too_large(self, service_factory) -> None:  # type: ignore[no-untyped-def]
+    async def test_chunked_body_too_large(self, service_factory: ServiceFactory) -> None:
         async with service_factory(max_body_bytes=1000) as svc:
             token = await enroll(svc.client, "vm1")
 
-            async def chunks():  # type: ignore[no-untyped-def]
+            async def chunks() -> AsyncIterator[bytes]:
                 for _ in range(20):
                     yield b" " * 100
 
             response = await svc.client.post("/vm/vm1/boot", content=chunks(), headers=bearer(token))
             assert response.status_code == 413
 
-    async def test_gzip_bomb(self, service_factory) -> None:  # type: ignore[no-untyped-def]
+    async def test_gzip_bomb(self, service_factory: ServiceFactory) -> None:
         async with service_factory(max_body_bytes=100_000) as svc:
             bomb = gzip.compress(b"[" + b" " * 10_000_000 + b"]")
             assert len(bomb) < 100_000

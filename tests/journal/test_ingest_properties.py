@@ -14,7 +14,8 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from journal_files import journal_json, write_journal
+from support.api import bearer, enroll_sync
+from support.journal_files import journal_json, write_journal
 
 pytestmark = pytest.mark.usefixtures("journal_tools")
 
@@ -47,11 +48,10 @@ def url(live_service: Callable[..., Any]) -> str:
     return str(svc.url)
 
 
-def enroll(url: str) -> tuple[str, dict[str, str]]:
+def enroll_next(url: str) -> tuple[str, dict[str, str]]:
+    """A VM of the example's own: its name and its ingest headers."""
     name = f"p{next(ids)}"
-    response = httpx.post(f"{url}/vm/{name}/small", params={"provider": "external"}, timeout=30)
-    assert response.status_code == 202, response.text
-    return name, {"Authorization": f"Bearer {response.json()['token']}"}
+    return name, bearer(enroll_sync(url, name))
 
 
 def stored(url: str, name: str) -> list[dict[str, Any]]:
@@ -86,7 +86,7 @@ class TestJsonIngestProperties:
     def test_stored_once_whatever_the_split_and_resends(
         self, url: str, data: st.DataObject, entries: list[dict[str, Any]]
     ) -> None:
-        name, auth = enroll(url)
+        name, auth = enroll_next(url)
         cuts = data.draw(splits(len(entries)))
         batches = [entries[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
         resends = data.draw(st.lists(st.sampled_from(batches), max_size=3))
@@ -100,7 +100,7 @@ class TestJsonIngestProperties:
     def test_invalid_field_name_is_refused_naming_the_entry(
         self, url: str, entries: list[dict[str, Any]], bad_name: str, where: int, value: Any
     ) -> None:
-        name, auth = enroll(url)
+        name, auth = enroll_next(url)
         where %= len(entries)
         entries[where] = {**entries[where], bad_name: value}
         response = httpx.post(f"{url}/vm/{name}/boot", json=entries, headers=auth, timeout=30)
@@ -134,7 +134,7 @@ class TestExportIngestProperties:
             expected = journal_json(journal)
             body = subprocess.run(["journalctl", f"--file={journal}", "-o", "export", "--no-pager"],
                                   check=True, capture_output=True).stdout
-        name, auth = enroll(url)
+        name, auth = enroll_next(url)
         step = data.draw(st.integers(1, max(1, len(body))))
         cut = data.draw(st.integers(0, len(expected)))
         # A stream cut off after some entries, then the whole of it again, as journal-upload resends.

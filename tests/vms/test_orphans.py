@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import Service
+from support.service import Service
 
 
 class TestListAzureOrphans:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import asyncpg
 import pytest
-from conftest import Service
 from support.api import enroll, wait_for_status
+from support.service import Service, ServiceFactory
 
 
 class TestRoot:
@@ -157,7 +159,7 @@ class TestEnrollExternal:
 
 
 class TestApiKeys:
-    async def test_keys_required_when_configured(self, service_factory) -> None:  # type: ignore[no-untyped-def]
+    async def test_keys_required_when_configured(self, service_factory: ServiceFactory) -> None:
         async with service_factory(api_keys=["k-secret-1"]) as svc:
             assert (await svc.client.get("/vm")).status_code == 401
             assert (await svc.client.get("/vm", headers={"Authorization": "Bearer wrong"})).status_code == 401
@@ -170,8 +172,8 @@ class TestApiKeys:
         from vmjournal.main import InsecureBinding, create_app
 
         with pytest.raises(InsecureBinding, match="VMJOURNAL_API_KEYS"):
-            create_app(Settings(_env_file=None, host="0.0.0.0"))  # type: ignore[call-arg]
-        create_app(Settings(_env_file=None, host="0.0.0.0", api_keys=["k"]))  # type: ignore[call-arg]
+            create_app(Settings(_env_file=None, host="0.0.0.0"))
+        create_app(Settings(_env_file=None, host="0.0.0.0", api_keys=["k"]))
 
 
 class TestMetrics:
@@ -188,7 +190,7 @@ class TestMetrics:
 
 
 class TestEnrollInstallCommand:
-    async def test_served_script_installs_with_token_from_stdin(self, service: Service, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    async def test_served_script_installs_with_token_from_stdin(self, service: Service, tmp_path: Path) -> None:
         import shlex
         import subprocess
 

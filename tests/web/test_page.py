@@ -10,9 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Service
 from playwright.async_api import BrowserContext, Page, async_playwright, expect
 from support.api import bearer, enroll, wait_for_status
+from support.service import Service, ServiceFactory
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
@@ -110,9 +110,9 @@ class TestPage:
         assert errors == []
 
     async def test_asks_for_an_api_key(
-        self, service_factory: object, browser: BrowserContext
+        self, service_factory: ServiceFactory, browser: BrowserContext
     ) -> None:
-        async with service_factory(api_keys="s3cret-key") as svc:  # type: ignore[operator]
+        async with service_factory(api_keys="s3cret-key") as svc:
             headers = {"Authorization": "Bearer s3cret-key"}
             assert (await svc.client.post("/vm/key-1/small", params={"provider": "external"}, headers=headers)
                     ).status_code == 202

@@ -1,11 +1,10 @@
-"""Shared pieces of the Azure tests: the fake ARM's settings and an in-memory job."""
+"""Shared pieces of the Azure tests: the fake ARM running, its settings, what the provider sent it."""
 
 from __future__ import annotations
 
 import base64
 import gzip
 import re
-import secrets
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -14,7 +13,6 @@ from fake_arm import FakeARM
 from pydantic import SecretStr
 
 from vmjournal.config import AzureSettings
-from vmjournal.providers.base import AgentConfig
 
 SUBSCRIPTION = "00000000-0000-4000-8000-000000000001"
 ARM_TOKEN = "fake-arm-bearer-" + "x" * 16
@@ -29,30 +27,6 @@ def azure_settings(fake: FakeARM, **overrides: Any) -> AzureSettings:
         **overrides,
     }
     return AzureSettings(**values)
-
-
-class MemoryJob:
-    """A ``JobContext`` that keeps its state in a dict, as the worker keeps it in a row."""
-
-    def __init__(self, name: str, state: Mapping[str, Any] | None = None) -> None:
-        self.name = name
-        self._state: dict[str, Any] = dict(state or {})
-        self.steps: list[str] = []
-        self.tokens: list[str] = []
-
-    @property
-    def state(self) -> Mapping[str, Any]:
-        return self._state
-
-    async def save(self, *, step: str | None = None, **values: Any) -> None:
-        self._state.update(values)
-        if step:
-            self.steps.append(step)
-
-    async def issue_agent_config(self) -> AgentConfig:
-        token = secrets.token_urlsafe(24)
-        self.tokens.append(token)
-        return AgentConfig(url="http://127.0.0.1:9", name=self.name, token=token)
 
 
 def extension_script(body: Mapping[str, Any]) -> str:
