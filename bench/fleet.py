@@ -21,8 +21,9 @@ import uuid
 
 import asyncpg
 import httpx
-from common import enroll, running_service
-from journal_files import wide_entries
+from common import running_service
+from support.api import enroll_sync
+from support.journal_files import wide_entries
 
 from vmjournal.journal import entries, store
 
@@ -85,8 +86,8 @@ def main() -> None:
     args = parser.parse_args()
     with running_service() as svc:
         for n in range(args.vms):
-            enroll(svc.url, f"vm-{n:03}")
-        enroll(svc.url, "big")
+            enroll_sync(svc.url, f"vm-{n:03}")
+        enroll_sync(svc.url, "big")
         seconds = asyncio.run(load(svc.database_url, args.vms, args.events // args.vms, args.big))
         print(f"loaded {args.events} events in {args.vms} VMs and {args.big} in one VM in {seconds:.0f} s")
         with httpx.Client(base_url=svc.url, timeout=60) as client:

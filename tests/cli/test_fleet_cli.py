@@ -7,9 +7,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import LiveService
-from journal_files import journal_json, sample_entries, write_journal
-from test_cli import cli_env, enroll, ingest, run
+from support.api import enroll_sync
+from support.journal_files import journal_json, sample_entries, write_journal
+from support.service import LiveService
+from test_cli import cli_env, ingest, run
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ class TestFleetCommands:
         paths = []
         for n, name in enumerate(["web-1", "web-22", "db-1"]):
             path = write_journal(hosted(name, n * 13_000), tmp_path / name)
-            ingest(svc, name, enroll(svc, name), journal_json(path))
+            ingest(svc, name, enroll_sync(svc.url, name), journal_json(path))
             paths.append(path)
         expected = subprocess.run(
             ["journalctl", f"--file={paths[0]}", f"--file={paths[1]}", "--no-pager", "-q", "-p", "err"],

@@ -10,10 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import LiveService
-from journal_files import journal_json
+from support.api import enroll_sync
 from support.habits import BLOB, journalctl, write_habits
-from test_cli import VMJOURNAL, cli_env, enroll, entry, ingest, run
+from support.journal_files import journal_json
+from support.service import LiveService
+from test_cli import VMJOURNAL, cli_env, entry, ingest, run
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def svc(live_service: Callable[..., LiveService]) -> LiveService:
 @pytest.fixture
 def loaded(svc: LiveService, tmp_path: Path, journal_tools: None) -> tuple[LiveService, Path]:
     path = write_habits(tmp_path / "j")
-    ingest(svc, "guest", enroll(svc, "guest"), journal_json(path))
+    ingest(svc, "guest", enroll_sync(svc.url, "guest"), journal_json(path))
     return svc, path
 
 
@@ -92,7 +93,7 @@ class TestLogsHabits:
 
 class TestWait:
     def test_prints_an_entry_stored_after_it_started(self, svc: LiveService) -> None:
-        token = enroll(svc, "ci")
+        token = enroll_sync(svc.url, "ci")
         ingest(svc, "ci", token, [entry(1, "nginx ready (old)", unit="nginx.service")])
         waiter = subprocess.Popen(
             [str(VMJOURNAL), "wait", "ci", "-u", "nginx", "SYSLOG_IDENTIFIER=nginx", "-g", "ready", "--timeout", "60"],
@@ -112,14 +113,14 @@ class TestWait:
         assert out.endswith(b"guest nginx[42]: nginx ready\n") and out.count(b"\n") == 1
 
     def test_since_takes_an_entry_already_stored(self, svc: LiveService) -> None:
-        token = enroll(svc, "ci2")
+        token = enroll_sync(svc.url, "ci2")
         ingest(svc, "ci2", token, [entry(i, f"boot step {i}") for i in range(3)])
         done = run(svc, "wait", "ci2", "-S", "-1h", "-g", "step", "--timeout", "20", "-o", "cat")
         assert done.returncode == 0, done.stderr
         assert done.stdout == b"boot step 0\n"
 
     def test_exits_8_at_the_timeout(self, svc: LiveService) -> None:
-        token = enroll(svc, "quiet")
+        token = enroll_sync(svc.url, "quiet")
         ingest(svc, "quiet", token, [entry(1, "nothing to see")])
         started = time.monotonic()
         done = run(svc, "wait", "quiet", "MESSAGE=never", "--timeout", "2")

@@ -13,9 +13,9 @@ from typing import Any
 
 import lz4.frame
 import pytest
-from conftest import Service
-from journal_files import JOURNAL_REMOTE, sample_entries, write_journal
 from support.api import bearer, enroll
+from support.journal_files import JOURNAL_REMOTE, sample_entries, write_journal
+from support.service import Service
 
 if sys.version_info >= (3, 14):
     from compression import zstd

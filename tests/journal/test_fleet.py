@@ -11,9 +11,9 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
-from conftest import Service
-from journal_files import Entry, journal_json, sample_entries, write_journal
 from support.api import bearer, enroll
+from support.journal_files import Entry, journal_json, sample_entries, write_journal
+from support.service import Service
 
 from vmjournal.cli.client import parse_sse
 

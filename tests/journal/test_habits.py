@@ -9,10 +9,10 @@ from typing import Any
 from urllib.parse import quote_from_bytes
 
 import pytest
-from conftest import Service
-from journal_files import journal_json
 from support.api import bearer, enroll
 from support.habits import BLOB, CONTROL, cursors_of, journalctl, write_habits
+from support.journal_files import journal_json
+from support.service import Service
 
 Loaded = tuple[Service, Path]
 

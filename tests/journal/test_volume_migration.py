@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import asyncpg
 import pytest
-from conftest import with_database
-from journal_files import wide_entries
+from support.journal_files import wide_entries
+from support.service import with_database
 
 from vmjournal.db import alembic_config
 from vmjournal.journal import entries, store

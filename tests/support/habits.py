@@ -9,7 +9,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from journal_files import JOURNAL_REMOTE, Entry, export_format, sample_entries
+from support.journal_files import JOURNAL_REMOTE, Entry, export_format, sample_entries
 
 # Values of entries with a field repeated: journal-remote keeps every occurrence.
 REPEATED: dict[int, list[tuple[str, str | bytes]]] = {
