@@ -40,6 +40,8 @@ class Receiver:
         self.answers = list(answers or [])
         self.received: list[Received] = []
         self.answered: list[int] = []
+        # Seconds to hold the first request before answering it (to kill the sender mid-POST).
+        self.delay_first = 0.0
         self._lock = threading.Lock()
         receiver = self
 
@@ -52,9 +54,14 @@ class Receiver:
                     )
                     status = receiver.answers.pop(0) if receiver.answers else 200
                     receiver.answered.append(status)
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                    delay = receiver.delay_first if len(receiver.received) == 1 else 0.0
+                time.sleep(delay)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                except OSError:
+                    pass  # the sender is gone (killed mid-POST)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

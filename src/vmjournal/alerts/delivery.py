@@ -20,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmjournal import __version__, metrics
 from vmjournal.alerts import payload, store
-from vmjournal.db import raw_connection, transaction
 
 log = logging.getLogger(__name__)
 
@@ -100,12 +99,12 @@ class Deliverer:
         self._wake.set()
 
     async def _claim(self, limit: int) -> list[Any]:
-        async with transaction(self._sessions) as session:
-            return await store.claim_due(await raw_connection(session), self._timeout + 5.0, limit)
+        async with store.transaction(self._sessions) as conn:
+            return await store.claim_due(conn, self._timeout + 5.0, limit)
 
     async def _idle_wait(self) -> float:
-        async with transaction(self._sessions) as session:
-            due = await store.seconds_to_next_due(await raw_connection(session))
+        async with store.transaction(self._sessions) as conn:
+            due = await store.seconds_to_next_due(conn)
         return self._poll if due is None else min(self._poll, max(0.01, due))
 
     async def _deliver(self, row: Any) -> None:
@@ -124,8 +123,7 @@ class Deliverer:
         except httpx.HTTPError as exc:
             error = f"{exc.__class__.__name__}: {exc}"[:ERROR_TEXT_MAX] if str(exc) else exc.__class__.__name__
         give_up = error is not None and row["attempts"] >= self._max_attempts
-        async with transaction(self._sessions) as session:
-            conn = await raw_connection(session)
+        async with store.transaction(self._sessions) as conn:
             if error is None:
                 await store.mark_delivered(conn, row["id"])
             else:

@@ -101,8 +101,8 @@ class Evaluator:
     async def run_pending(self) -> None:
         """Evaluate every VM heard of (and, after a restart or a lost LISTEN, every VM behind)."""
         if self._catch_up:
-            async with transaction(self._sessions) as session:
-                behind = await store.vms_behind(await raw_connection(session))
+            async with store.transaction(self._sessions) as conn:
+                behind = await store.vms_behind(conn)
             self._catch_up = False
             for vm_id in behind:
                 self._pending[vm_id] = _NO_LOWER_BOUND
@@ -141,8 +141,7 @@ class Evaluator:
         if not rules:
             return Outcome.done
         fired: list[str] = []
-        async with transaction(self._sessions) as session:
-            conn = await raw_connection(session)
+        async with store.transaction(self._sessions) as conn:
             cursor = await store.lock_cursor(conn, vm_id, min(r.start_seq for r in rules))
             if cursor is None:
                 return Outcome.busy
@@ -214,8 +213,7 @@ class Evaluator:
         """Resolve firings with no match for their rule's window; how many were resolved."""
         rules = {r.id: r for r in await self.load_rules()}
         resolved: list[str] = []
-        async with transaction(self._sessions) as session:
-            conn = await raw_connection(session)
+        async with store.transaction(self._sessions) as conn:
             for record in await store.quiet_firings(conn, RESOLVE_BATCH):
                 state = window.State.from_record(record)
                 rule = rules.get(state.rule_id)

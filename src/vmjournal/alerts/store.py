@@ -7,13 +7,16 @@ journal entries a rule matches is decided by the journal's own conditions (journ
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from vmjournal.db import raw_connection
 from vmjournal.journal import store as journal_store
 
 RULE_COLUMNS = (
@@ -162,6 +165,19 @@ SELECT_NEXT_DUE = """
 SELECT min(greatest(next_attempt_at, coalesce(locked_until, next_attempt_at))) - now()
 FROM alert_notification WHERE delivery = 'pending'
 """
+
+
+@asynccontextmanager
+async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[asyncpg.Connection]:
+    """A connection inside a transaction of its own, committed on success.
+
+    Begun on the driver connection: a session that has run no statement of its own has not begun
+    one yet, and row locks taken outside a transaction end with their statement."""
+    async with sessions() as session:
+        conn = await raw_connection(session)
+        async with conn.transaction():
+            yield conn
+        await session.commit()
 
 
 async def insert_rule(conn: asyncpg.Connection, values: Sequence[Any]) -> asyncpg.Record | None:
