@@ -14,6 +14,10 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from vmjournal import __version__, db, errors, logs, metrics, web
+from vmjournal.alerts import store as alerts_store
+from vmjournal.alerts.delivery import Deliverer
+from vmjournal.alerts.evaluation import Evaluator
+from vmjournal.alerts.router import router as alerts_router
 from vmjournal.config import Settings, get_settings
 from vmjournal.deps import ApiKey, SessionDep
 from vmjournal.jobs import store as jobs_store
@@ -87,12 +91,22 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
         worker = Worker(settings, sessions, tasks.handlers(), monitor=tasks.inspect_running)
         worker.start()
         hub = LiveHub(url, sessions)
+        deliverer = Deliverer(sessions, timeout=settings.alert_delivery_timeout_seconds,
+                              retry_base=settings.alert_retry_seconds, max_attempts=settings.alert_max_attempts)
+        evaluator = Evaluator(sessions, base_url=settings.ingest_url, tick_seconds=settings.alert_tick_seconds,
+                              on_notification=deliverer.wake)
+        # Subscribed before the hub listens: a batch stored after that is heard of, one before is caught up.
+        hub.subscribe(evaluator.notify)
         await hub.start()
+        evaluator.start()
+        deliverer.start()
         log.info("vmjournal %s ready; providers: %s", __version__, ", ".join(active))
         try:
             yield {"settings": settings, "sessions": sessions, "providers": active, "jobs": jobs,
                    "database_url": url, "live": hub}
         finally:
+            await deliverer.stop()
+            await evaluator.stop()
             await hub.stop()
             await worker.stop()
             if providers is None:
@@ -110,6 +124,7 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
         openapi_tags=[
             {"name": "vms", "description": "Create, inspect and delete VMs."},
             {"name": "journal", "description": "Ingest and query journal events."},
+            {"name": "alerts", "description": "Rules that call a webhook when a journal matches them."},
             {"name": "service", "description": "Service health."},
         ],
     )
@@ -130,9 +145,12 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
     @app.get("/metrics", tags=["service"], summary="Prometheus metrics", dependencies=[ApiKey],
              response_class=PlainTextResponse)
     async def prometheus(session: SessionDep) -> PlainTextResponse:
-        """Ingest counters and latency (this process), VMs by status and pending jobs (all processes)."""
+        """Ingest counters and latency (this process); VMs by status, pending jobs and undelivered alerts
+        (all processes)."""
         exposition = metrics.render(
-            await vms_store.count_by_provider_status(session), await jobs_store.count_unfinished(session)
+            await vms_store.count_by_provider_status(session),
+            await jobs_store.count_unfinished(session),
+            await alerts_store.count_undelivered(await db.raw_connection(session)),
         )
         return PlainTextResponse(exposition, media_type=CONTENT_TYPE_LATEST)
 
@@ -143,6 +161,7 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
     app.include_router(vms_router)
     app.include_router(bootstrap_router)
     app.include_router(azure_router)
+    app.include_router(alerts_router)
     # Last: a mount at /ui must not shadow any route.
     web.mount(app)
     return app

@@ -24,16 +24,35 @@ live_queries = Counter(
     "vmjournal_live_queries", "Queries the live-follow hub ran to fan new events out", registry=registry
 )
 vms = Gauge("vmjournal_vms", "VMs by provider and status", ["provider", "status"], registry=registry)
+alert_notifications = Counter(
+    "vmjournal_alert_notifications", "Alert notifications written by this process: firings and resolutions",
+    ["status"], registry=registry,
+)
+alert_deliveries = Counter(
+    "vmjournal_alert_deliveries", "Webhook delivery attempts by this process: delivered, failed (retried later), "
+    "gave_up", ["result"], registry=registry,
+)
+alert_outbox = Gauge(
+    "vmjournal_alert_outbox", "Alert notifications not delivered (yet): pending or failed, all processes",
+    ["delivery"], registry=registry,
+)
 jobs = Gauge("vmjournal_jobs", "Provisioning jobs by kind and status", ["kind", "status"], registry=registry)
 
 
-def render(vm_counts: Iterable[tuple[str, str, int]], job_counts: Iterable[tuple[str, str, int]]) -> bytes:
+def render(
+    vm_counts: Iterable[tuple[str, str, int]],
+    job_counts: Iterable[tuple[str, str, int]],
+    outbox_counts: Iterable[tuple[str, int]],
+) -> bytes:
     """The exposition text, with the gauges set from counts the caller read: (provider, status, n)
-    for VMs and (kind, status, n) for unfinished jobs."""
+    for VMs, (kind, status, n) for unfinished jobs and (delivery, n) for undelivered alerts."""
     vms.clear()
     for provider, status, count in vm_counts:
         vms.labels(provider, status).set(count)
     jobs.clear()
     for kind, status, count in job_counts:
         jobs.labels(kind, status).set(count)
+    alert_outbox.clear()
+    for delivery, count in outbox_counts:
+        alert_outbox.labels(delivery).set(count)
     return generate_latest(registry)
