@@ -188,6 +188,16 @@ class JournalVolume(SQLModel, table=True):
     """Events per VM, minute and priority, maintained by ingest: log volume without reading events."""
 
     __tablename__ = "journal_volume"
+
+    vm_id: UUID = Field(
+        sa_column=sa.Column(pg.UUID, sa.ForeignKey("vm.id", ondelete="CASCADE"), primary_key=True)
+    )
+    # The minute's start (date_bin from the epoch, so independent of the session's time zone).
+    minute: datetime = Field(sa_column=_tz(primary_key=True))
+    priority: int = Field(sa_column=sa.Column(sa.SmallInteger, primary_key=True))
+    entries: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+
+
 class AlertRule(SQLModel, table=True):
     """A rule that calls a webhook when a VM's journal matches it often enough (alerts/)."""
 
@@ -221,10 +231,6 @@ class AlertCursor(SQLModel, table=True):
     vm_id: UUID = Field(
         sa_column=sa.Column(pg.UUID, sa.ForeignKey("vm.id", ondelete="CASCADE"), primary_key=True)
     )
-    # The minute's start (date_bin from the epoch, so independent of the session's time zone).
-    minute: datetime = Field(sa_column=_tz(primary_key=True))
-    priority: int = Field(sa_column=sa.Column(sa.SmallInteger, primary_key=True))
-    entries: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
     # Every entry of the VM with seq up to this one has been evaluated.
     seq: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
     # vm.event_count when that was read: unequal after a restart means entries came while no one listened.
