@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import Response
@@ -19,7 +19,7 @@ from vmjournal.errors import (
     UnsupportedMediaType,
     responses,
 )
-from vmjournal.journal import answers, bodies, service, upload
+from vmjournal.journal import answers, bodies, render, service, upload
 from vmjournal.journal.render import OUTPUT_MODES
 from vmjournal.journal.schemas import BootPublic, EventsPage, IngestResponse, UnitPublic
 from vmjournal.vms import auth as vms_auth
@@ -113,9 +113,19 @@ _QUERY_DOC = (
 )
 
 
+# The same events in the other media types a query answers (by Accept or `output`), besides JSON pages.
+_EVENT_STREAMS: dict[int | str, dict[str, Any]] = {200: {"content": {
+    render.NDJSON: {"schema": {"type": "string", "description": "One event object per line."}},
+    "text/plain": {"schema": {"type": "string", "description": "journalctl's output modes (short, cat...)."}},
+    render.EXPORT: {"schema": {"type": "string", "format": "binary", "description": "Journal Export Format."}},
+    render.SSE: {"schema": {"type": "string", "description": "Server-Sent Events: the live follow."}},
+}}}
+_QUERY_RESPONSES = {**_EVENT_STREAMS, **responses(BadRequest, NotFound, Unauthorized)}
+
+
 @router.get(
     "/{name}/boot", summary="A VM's journal", dependencies=[ApiKey], response_model=EventsPage,
-    responses=responses(BadRequest, NotFound, Unauthorized), description="Every journal event of the VM." + _QUERY_DOC,
+    responses=_QUERY_RESPONSES, description="Every journal event of the VM." + _QUERY_DOC,
 )
 async def vm_events(
     name: VMName, request: Request, session: SessionDep, sessions: SessionsDep, params: Params
@@ -125,7 +135,7 @@ async def vm_events(
 
 @router.get(
     "/{name}/boot/{unit}", summary="One unit's journal", dependencies=[ApiKey], response_model=EventsPage,
-    responses=responses(BadRequest, NotFound, Unauthorized),
+    responses=_QUERY_RESPONSES,
     description="The events `journalctl -u UNIT` selects: the unit's own output and systemd's messages about it."
     + _QUERY_DOC,
 )
@@ -140,14 +150,16 @@ async def unit_events(
     return await _events(request, session, sessions, name, unit, params)
 
 
-@router.get("/{name}/boots", summary="A VM's boots", dependencies=[ApiKey], responses=responses(NotFound))
+@router.get("/{name}/boots", summary="A VM's boots", dependencies=[ApiKey],
+            responses=responses(NotFound, Unauthorized))
 async def boots(name: VMName, session: SessionDep) -> list[BootPublic]:
     """Boots with their first and last entry times, like `journalctl --list-boots`."""
     vm = await vms_service.get_vm(session, name)
     return [BootPublic(**b) for b in await service.list_boots(session, vm.id)]
 
 
-@router.get("/{name}/units", summary="A VM's units", dependencies=[ApiKey], responses=responses(NotFound))
+@router.get("/{name}/units", summary="A VM's units", dependencies=[ApiKey],
+            responses=responses(NotFound, Unauthorized))
 async def units(name: VMName, session: SessionDep) -> list[UnitPublic]:
     """Units seen in the VM's journal, with the number of events `-u UNIT` would select."""
     vm = await vms_service.get_vm(session, name)

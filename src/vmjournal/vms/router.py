@@ -18,11 +18,15 @@ router = APIRouter(prefix="/vm", tags=["vms"], dependencies=[ApiKey])
 bootstrap_router = APIRouter(tags=["vms"])
 
 
+class ShellScriptResponse(PlainTextResponse):
+    media_type = "text/x-shellscript"
+
+
 @bootstrap_router.get("/agent/bootstrap.sh", summary="Agent installer for enrolled machines",
-                      response_class=PlainTextResponse)
-async def bootstrap_script() -> PlainTextResponse:
+                      response_class=ShellScriptResponse)
+async def bootstrap_script() -> ShellScriptResponse:
     """The script an enrolled machine's install command runs: `sh bootstrap.sh --url URL --name NAME < token`."""
-    return PlainTextResponse(bootstrap.render_enroll_script(), media_type="text/x-shellscript")
+    return ShellScriptResponse(bootstrap.render_enroll_script())
 
 
 @router.get("", summary="List VMs", response_model=VMsPublic, responses=responses(Unauthorized))

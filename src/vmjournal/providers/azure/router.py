@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from vmjournal.deps import ApiKey, ProvidersDep, SessionDep
-from vmjournal.errors import AppError, Conflict, responses
+from vmjournal.errors import AppError, Conflict, Unauthorized, responses
 from vmjournal.providers.azure.orphans import Orphan
 from vmjournal.providers.base import ProviderError
 from vmjournal.vms import store as vms_store
@@ -42,7 +42,7 @@ class OrphansPublic(BaseModel):
 router = APIRouter(prefix="/azure", tags=["azure"], dependencies=[ApiKey])
 
 
-@router.get("/orphans", response_model=OrphansPublic, responses=responses(Conflict, AzureUnavailable))
+@router.get("/orphans", response_model=OrphansPublic, responses=responses(Conflict, AzureUnavailable, Unauthorized))
 async def list_orphans(session: SessionDep, providers: ProvidersDep) -> OrphansPublic:
     """Resource groups tagged `managed-by: vmjournal` whose VM is deleted or unknown here: they may still
     cost money."""

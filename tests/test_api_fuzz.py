@@ -1,0 +1,381 @@
+"""API fuzz: Schemathesis against the service's own OpenAPI document, over real HTTP on loopback.
+
+Every operation of ``/openapi.json`` is fuzzed (a route added later is picked up by itself), with
+an enrolled VM, its ingest token and some stored events, so generated requests reach past the
+404s into the queries and the ingest. Two runs: without API keys (loopback), and with keys so
+that the 401 paths are fuzzed next to the authorised ones. The checks must find nothing.
+
+The service has only the ``test`` and ``external`` providers here: a generated ``provider=qemu``
+or ``azure`` must be refused, never provisioned (``test_generated_provider_cannot_start_qemu``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import schemathesis
+import uvicorn
+from conftest import TEMPLATE, with_database
+from conftest import test_settings as settings_for  # renamed: pytest would collect test_*
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from schemathesis.checks import not_a_server_error
+from schemathesis.core.parameters import ParameterLocation
+from schemathesis.generation.meta import CoveragePhaseData, TestPhase
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from support.provider import ScriptedProvider
+
+from vmjournal.config import Settings
+from vmjournal.journal.render import OUTPUT_MODES
+from vmjournal.main import create_app
+from vmjournal.providers.external import ExternalProvider
+
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+VM = "fuzz-vm"
+UNITS = ("fuzz-app.service", "fuzz-app", "fuzz-*")
+API_KEY = "fuzz-api-key-0123456789"
+# Per operation and phase; with the coverage and examples phases the whole test takes about a minute.
+MAX_EXAMPLES = 50
+REQUEST_TIMEOUT = 30.0
+TRUE_WORDS = {"1", "on", "t", "true", "y", "yes"}
+
+
+@dataclass
+class Target:
+    url: str
+    token: str
+    api_key: str | None
+    # Statuses answered, per operation.
+    cases: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
+
+
+@schemathesis.serializer("application/vnd.fdo.journal")
+def export_format(_: schemathesis.SerializationContext, value: Any) -> dict[str, Any]:
+    """Generated values as Journal Export Format text: objects become one entry of `KEY=value` lines."""
+    if isinstance(value, bytes):
+        return {"data": value}
+    if isinstance(value, dict):
+        lines = "".join(f"{k}={v}\n" for k, v in value.items())
+        return {"data": (lines + "\n").encode("utf-8", "surrogatepass")}
+    return {"data": str(value).encode("utf-8", "surrogatepass")}
+
+
+def entries(boot: str, count: int) -> list[dict[str, str]]:
+    return [
+        {
+            "__CURSOR": f"s=fuzz;i={boot}{i};b={boot}", "__REALTIME_TIMESTAMP": str(1_764_000_000_000_000 + i),
+            "__MONOTONIC_TIMESTAMP": str(i), "_BOOT_ID": boot, "_SYSTEMD_UNIT": "fuzz-app.service",
+            "PRIORITY": str(i % 8), "SYSLOG_IDENTIFIER": "fuzz-app", "_PID": "42", "_HOSTNAME": VM,
+            "MESSAGE": f"fuzz message {i}",
+        }
+        for i in range(count)
+    ]
+
+
+def enroll(url: str, api_key: str | None) -> str:
+    """An enrolled VM with events in two boots; answers its ingest token."""
+    keys = {"X-API-Key": api_key} if api_key else {}
+    created = httpx.post(f"{url}/vm/{VM}/small", params={"provider": "external"}, headers=keys, timeout=30)
+    assert created.status_code == 202, created.text
+    token: str = created.json()["token"]
+    for boot in ("a" * 32, "b" * 32):
+        sent = httpx.post(f"{url}/vm/{VM}/boot", json=entries(boot, 30), headers={"Authorization": f"Bearer {token}"},
+                          timeout=30)
+        assert sent.status_code == 200, sent.text
+    return token
+
+
+@dataclass
+class ThreadedService:
+    """The real app under uvicorn in a thread with its own event loop: the fuzz tests are synchronous."""
+
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    @classmethod
+    def start(cls, app: Any, port: int) -> ThreadedService:
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, name="fuzzed-service", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 60
+        while not server.started:
+            assert thread.is_alive(), "the service stopped while starting"
+            assert time.monotonic() < deadline, "the service did not start in 60 s"
+            time.sleep(0.05)
+        return cls(server, thread)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+@contextmanager
+def fresh_database(pg_url: str) -> Iterator[str]:
+    """A database copied from the migrated template, for one module's service."""
+    name = f"vmjournal_fuzz_{uuid.uuid4().hex[:12]}"
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(pg_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"'))
+    try:
+        yield with_database(pg_url, name)
+    finally:
+        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@contextmanager
+def running_target(pg_url: str, root: Path, api_key: str | None) -> Iterator[Target]:
+    """The service on a free loopback port, with only the test and external providers, and an enrolled VM."""
+    with fresh_database(pg_url) as database_url:
+        overrides: dict[str, object] = {"api_keys": [api_key]} if api_key else {}
+        config = settings_for(database_url, root / "data", **overrides)
+        providers = {"external": ExternalProvider(), "test": ScriptedProvider(root / "provider")}
+        service = ThreadedService.start(create_app(config, providers), config.port)
+        try:
+            url = f"http://127.0.0.1:{config.port}"
+            yield Target(url, enroll(url, api_key), api_key)
+        finally:
+            service.stop()
+
+
+def truthy(value: object) -> bool:
+    values = value if isinstance(value, list) else [value]
+    return any(v is True or str(v).strip().lower() in TRUE_WORDS for v in values)
+
+
+def without_follow(case: schemathesis.Case) -> schemathesis.Case:
+    """A live follow streams until the client leaves, by design: no response would ever end. Such
+    requests are turned into the same query without follow (the follow streams have tests of their
+    own in tests/journal/test_follow.py); nothing else about the case changes."""
+    if isinstance(case.query, dict) and "follow" in case.query and truthy(case.query["follow"]):
+        case.query["follow"] = "false"
+    if case.headers and "text/event-stream" in str(case.headers.get("Accept", "")):
+        del case.headers["Accept"]
+    return case
+
+
+def is_destructive(case: schemathesis.Case) -> bool:
+    """Operations that would take the enrolled VM away from the rest of the run (or its token)."""
+    return case.method.upper() == "DELETE" or case.path.endswith("/token")
+
+
+# Values a user would send, drawn next to the generated ones wherever an operation declares the
+# query parameter: random strings alone would almost never name an output mode or a boot.
+REALISTIC_QUERY: dict[str, tuple[str, ...]] = {
+    "output": OUTPUT_MODES,
+    "priority": ("err", "3", "debug..warning", "7..0"),
+    "boot": ("0", "-1", "1", "all", "a" * 32),
+    "since": ("-1h", "today", "2025-11-24 16:00:00", "2025-11-24T16:00:00Z"),
+    "until": ("now", "yesterday", "2030-01-01"),
+    "grep": ("message 1", "[[:digit:]]+$", "\\mfuzz", "MESSAGE"),
+    "identifier": ("fuzz-app", "systemd"),
+    "order": ("asc", "desc"),
+    "limit": ("1", "5", "10000"),
+}
+ACCEPTS = ("application/json", "application/x-ndjson", "text/plain", "application/vnd.fdo.journal", "*/*")
+
+
+def query_names(case: schemathesis.Case) -> list[str]:
+    raw: dict[str, Any] = case.operation.definition.raw
+    return [p["name"] for p in raw.get("parameters", []) if p.get("in") == "query" and p["name"] in REALISTIC_QUERY]
+
+
+def aim(case: schemathesis.Case, target: Target, unit: str) -> None:
+    """Point the case's path at the enrolled VM, one of its units and its token."""
+    if not is_destructive(case):
+        targets = {"name": VM, "unit": unit, "token": target.token}
+        case.path_parameters.update({k: v for k, v in targets.items() if k in case.path_parameters})
+
+
+def variants(target: Target) -> Callable[[schemathesis.HookContext, schemathesis.Case], Any]:
+    """A strategy over the generated case and the same case aimed at the enrolled VM, with realistic
+    query values, media types, and valid, wrong or no credentials. The useful choice comes first in
+    each list: Hypothesis draws the first element most often."""
+    bearers = [f"Bearer {target.token}", None, "Bearer not-a-token"]
+    keys: list[str | None] = [None]
+    if target.api_key:
+        bearers.append(f"Bearer {target.api_key}")
+        keys = [target.api_key, None, "not-a-key"]
+
+    def flatmap_case(_: schemathesis.HookContext, case: schemathesis.Case) -> Any:
+        def build(choice: dict[str, Any]) -> schemathesis.Case:
+            derived = case.derive(keep_auth=True)
+            if choice["aim"]:
+                aim(derived, target, choice["unit"])
+            derived.query.update({k: v for k, v in choice["query"].items() if v is not None})
+            for header in ("Authorization", "X-API-Key", "Accept"):
+                if choice[header] is not None:
+                    derived.headers[header] = choice[header]
+            return derived
+
+        keep_or = lambda values: st.one_of(st.none(), st.sampled_from(values))  # noqa: E731
+        return st.fixed_dictionaries({
+            "aim": st.sampled_from([True, False]), "unit": st.sampled_from(UNITS),
+            "query": st.fixed_dictionaries({n: keep_or(REALISTIC_QUERY[n]) for n in query_names(case)}),
+            "Authorization": st.sampled_from(bearers), "X-API-Key": st.sampled_from(keys),
+            "Accept": keep_or(ACCEPTS),
+        }).map(build)
+
+    return flatmap_case
+
+
+# Which service the running test fuzzes: the hooks below read it when they draw.
+CURRENT: dict[str, Target] = {}
+
+
+def map_case(_: schemathesis.HookContext, case: schemathesis.Case) -> schemathesis.Case:
+    return without_follow(case)
+
+
+def flatmap_case(context: schemathesis.HookContext, case: schemathesis.Case) -> Any:
+    return variants(CURRENT["target"])(context, case)
+
+
+def prepare_unvaried(target: Target, case: schemathesis.Case) -> None:
+    """The examples and coverage phases do not pass through ``flatmap_case``: aim their cases at the
+    enrolled VM with valid credentials, so that their boundary values reach the queries and the
+    ingest instead of a 404 or 401 (the fuzzing phase sends wrong and missing ones)."""
+    meta = case.meta
+    if meta is None or meta.phase.name == TestPhase.FUZZING:
+        return
+    data = meta.phase.data
+    if not (isinstance(data, CoveragePhaseData) and data.parameter_location == ParameterLocation.PATH):
+        aim(case, target, UNITS[0])
+    if "Authorization" not in case.headers:
+        case.headers["Authorization"] = f"Bearer {target.token}"
+    if target.api_key and "X-API-Key" not in case.headers:
+        case.headers["X-API-Key"] = target.api_key
+
+
+def run_case(target: Target, case: schemathesis.Case) -> None:
+    without_follow(case)
+    prepare_unvaried(target, case)
+    response = case.call_and_validate(base_url=target.url, checks=CHECKS, timeout=REQUEST_TIMEOUT)
+    # The coverage phase also sends each path the methods it does not have (answered 405).
+    label = case.operation.label if case.method == case.operation.method.upper() else "other methods"
+    target.cases[label][response.status_code] += 1
+
+
+def report(request: pytest.FixtureRequest, title: str, target: Target, started: float) -> None:
+    """The figures on the terminal, also when the run passes (pytest would capture a print)."""
+    total = sum((c for c in target.cases.values()), Counter[int]())
+    lines = [f"{title}: {len(target.cases) - ('other methods' in target.cases)} operations, {total.total()} cases "
+             f"in {time.monotonic() - started:.1f} s; statuses {dict(sorted(total.items()))}"]
+    lines += [f"  {c.total():5d}  {op:28s} {dict(sorted(c.items()))}" for op, c in sorted(target.cases.items())]
+    writer = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if writer is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            writer.write_line("\n" + "\n".join(lines))
+
+
+@contextmanager
+def fuzzing(request: pytest.FixtureRequest, pg_url: str, root: Path, api_key: str | None) -> Iterator[Target]:
+    started = time.monotonic()
+    with running_target(pg_url, root, api_key) as target:
+        yield target
+    report(request, f"API fuzz {'with' if api_key else 'without'} API keys", target, started)
+
+
+@contextmanager
+def aimed_at(target: Target) -> Iterator[Target]:
+    CURRENT["target"] = target
+    try:
+        yield target
+    finally:
+        del CURRENT["target"]
+
+
+@pytest.fixture(scope="module")
+def open_target(request: pytest.FixtureRequest, pg_url: str, template_url: str,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    with fuzzing(request, pg_url, tmp_path_factory.mktemp("fuzz-open"), None) as target:
+        yield target
+
+
+@pytest.fixture(scope="module")
+def keyed_target(request: pytest.FixtureRequest, pg_url: str, template_url: str,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    with fuzzing(request, pg_url, tmp_path_factory.mktemp("fuzz-keyed"), API_KEY) as target:
+        yield target
+
+
+@pytest.fixture
+def open_fuzz(open_target: Target) -> Iterator[Target]:
+    with aimed_at(open_target) as target:
+        yield target
+
+
+@pytest.fixture
+def keyed_fuzz(keyed_target: Target) -> Iterator[Target]:
+    with aimed_at(keyed_target) as target:
+        yield target
+
+
+def own_document() -> dict[str, Any]:
+    """The document the service serves at /openapi.json (checked below), built from the app itself so
+    that every route, including routes added later, becomes a test case of its own."""
+    app = create_app(Settings(_env_file=None, provider="test"))  # type: ignore[call-arg]
+    return app.openapi()
+
+
+DOCUMENT = own_document()
+schema = schemathesis.openapi.from_dict(
+    DOCUMENT, config=schemathesis.Config.from_dict({"seed": 20261124, "generation": {"mode": "all"}})
+)
+schema.hook(map_case)
+schema.hook(flatmap_case)
+
+FUZZ_SETTINGS = settings(
+    max_examples=MAX_EXAMPLES, derandomize=True, deadline=None, database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture],
+)
+
+
+@schema.parametrize()
+@FUZZ_SETTINGS
+def test_api_without_keys(case: schemathesis.Case, open_fuzz: Target) -> None:
+    run_case(open_fuzz, case)
+
+
+@schema.parametrize()
+@FUZZ_SETTINGS
+def test_api_with_keys(case: schemathesis.Case, keyed_fuzz: Target) -> None:
+    run_case(keyed_fuzz, case)
+
+
+def test_fuzzed_document_is_the_served_one(open_target: Target) -> None:
+    served = httpx.get(f"{open_target.url}/openapi.json", timeout=30)
+    assert served.status_code == 200
+    assert served.json() == DOCUMENT
+
+
+def test_generated_provider_cannot_start_qemu(open_target: Target) -> None:
+    """What the fuzz run may generate for `provider` is refused unless the service offers it: here
+    only test and external, so no QEMU guest or Azure call can come out of a fuzz run."""
+    for provider in ("qemu", "azure"):
+        answer = httpx.post(f"{open_target.url}/vm/fuzz-{provider}/small", params={"provider": provider}, timeout=30)
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"] == "invalid_provider"
+        assert httpx.get(f"{open_target.url}/vm/fuzz-{provider}", timeout=30).status_code == 404
