@@ -16,11 +16,12 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import asyncpg
 import httpx
@@ -42,10 +43,12 @@ from schemathesis.specs.openapi.checks import (
 from support.provider import ScriptedProvider
 
 from vmjournal.config import Settings
-from vmjournal.journal.render import OUTPUT_MODES
+from vmjournal.journal.render import EXPORT, OUTPUT_MODES
 from vmjournal.main import create_app
+from vmjournal.providers.base import VMProvider
 from vmjournal.providers.external import ExternalProvider
 
+Case = schemathesis.Case[Any]
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 VM = "fuzz-vm"
 UNITS = ("fuzz-app.service", "fuzz-app", "fuzz-*")
@@ -65,15 +68,17 @@ class Target:
     cases: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
 
 
-@schemathesis.serializer("application/vnd.fdo.journal")
-def export_format(_: schemathesis.SerializationContext, value: Any) -> dict[str, Any]:
+def export_format(_: schemathesis.SerializationContext, value: Any) -> bytes:
     """Generated values as Journal Export Format text: objects become one entry of `KEY=value` lines."""
     if isinstance(value, bytes):
-        return {"data": value}
+        return value
     if isinstance(value, dict):
         lines = "".join(f"{k}={v}\n" for k, v in value.items())
-        return {"data": (lines + "\n").encode("utf-8", "surrogatepass")}
-    return {"data": str(value).encode("utf-8", "surrogatepass")}
+        return (lines + "\n").encode("utf-8", "surrogatepass")
+    return str(value).encode("utf-8", "surrogatepass")
+
+
+schemathesis.serializer(EXPORT)(export_format)
 
 
 def entries(boot: str, count: int) -> list[dict[str, str]]:
@@ -150,7 +155,7 @@ def running_target(pg_url: str, root: Path, api_key: str | None) -> Iterator[Tar
     with fresh_database(pg_url) as database_url:
         overrides: dict[str, object] = {"api_keys": [api_key]} if api_key else {}
         config = settings_for(database_url, root / "data", **overrides)
-        providers = {"external": ExternalProvider(), "test": ScriptedProvider(root / "provider")}
+        providers: dict[str, VMProvider] = {"external": ExternalProvider(), "test": ScriptedProvider(root / "provider")}
         service = ThreadedService.start(create_app(config, providers), config.port)
         try:
             url = f"http://127.0.0.1:{config.port}"
@@ -164,7 +169,7 @@ def truthy(value: object) -> bool:
     return any(v is True or str(v).strip().lower() in TRUE_WORDS for v in values)
 
 
-def without_follow(case: schemathesis.Case) -> schemathesis.Case:
+def without_follow(case: Case) -> Case:
     """A live follow streams until the client leaves, by design: no response would ever end. Such
     requests are turned into the same query without follow (the follow streams have tests of their
     own in tests/journal/test_follow.py); nothing else about the case changes."""
@@ -175,7 +180,37 @@ def without_follow(case: schemathesis.Case) -> schemathesis.Case:
     return case
 
 
-def is_destructive(case: schemathesis.Case) -> bool:
+def segments(path: str) -> list[str]:
+    return path.strip("/").split("/")
+
+
+def resolves_to(method: str, path: str) -> str | None:
+    """The documented path template that serves `method path` (as the server sees it: percent-decoded),
+    preferring literal segments over templated ones as OpenAPI's path matching does."""
+    parts = segments(unquote(path))
+    best: tuple[int, str] | None = None
+    for template, operations in DOCUMENT["paths"].items():
+        pattern = segments(template)
+        if method.lower() not in operations or len(pattern) != len(parts):
+            continue
+        if all(p.startswith("{") or p == s for p, s in zip(pattern, parts, strict=True)):
+            literal = sum(not p.startswith("{") for p in pattern)
+            if best is None or literal > best[0]:
+                best = (literal, template)
+    return best[1] if best else None
+
+
+def is_own_operation(case: Case) -> bool:
+    """A generated path parameter may turn the request into another operation's (size `boot` makes
+    `POST /vm/{name}/{size}` the ingest `POST /vm/{name}/boot`; a decoded `/` adds a segment). Such
+    a request is that other operation's, fuzzed on its own: checked against this one, it could
+    only fail. The 405 probes of other methods keep their own path."""
+    if case.method.upper() != case.operation.method.upper():
+        return True
+    return resolves_to(case.method, case.formatted_path) == case.path
+
+
+def is_destructive(case: Case) -> bool:
     """Operations that would take the enrolled VM away from the rest of the run (or its token)."""
     return case.method.upper() == "DELETE" or case.path.endswith("/token")
 
@@ -193,22 +228,32 @@ REALISTIC_QUERY: dict[str, tuple[str, ...]] = {
     "order": ("asc", "desc"),
     "limit": ("1", "5", "10000"),
 }
+# Valid bodies next to the generated ones, so that the ingest's success answers are checked too.
+REALISTIC_BODY: dict[str, Any] = {
+    "POST /vm/{name}/boot": entries("c" * 32, 3),
+    "POST /ingest/{token}/upload": entries("d" * 32, 1)[0],
+}
 ACCEPTS = ("application/json", "application/x-ndjson", "text/plain", "application/vnd.fdo.journal", "*/*")
 
 
-def query_names(case: schemathesis.Case) -> list[str]:
+def query_names(case: Case) -> list[str]:
     raw: dict[str, Any] = case.operation.definition.raw
     return [p["name"] for p in raw.get("parameters", []) if p.get("in") == "query" and p["name"] in REALISTIC_QUERY]
 
 
-def aim(case: schemathesis.Case, target: Target, unit: str) -> None:
+def keep_or(values: Sequence[Any]) -> st.SearchStrategy[Any]:
+    """None (keep what was generated) or one of `values`."""
+    return st.one_of(st.none(), st.sampled_from(values)) if values else st.none()
+
+
+def aim(case: Case, target: Target, unit: str) -> None:
     """Point the case's path at the enrolled VM, one of its units and its token."""
     if not is_destructive(case):
         targets = {"name": VM, "unit": unit, "token": target.token}
         case.path_parameters.update({k: v for k, v in targets.items() if k in case.path_parameters})
 
 
-def variants(target: Target) -> Callable[[schemathesis.HookContext, schemathesis.Case], Any]:
+def variants(target: Target) -> Callable[[schemathesis.HookContext, Case], Any]:
     """A strategy over the generated case and the same case aimed at the enrolled VM, with realistic
     query values, media types, and valid, wrong or no credentials. The useful choice comes first in
     each list: Hypothesis draws the first element most often."""
@@ -218,23 +263,25 @@ def variants(target: Target) -> Callable[[schemathesis.HookContext, schemathesis
         bearers.append(f"Bearer {target.api_key}")
         keys = [target.api_key, None, "not-a-key"]
 
-    def flatmap_case(_: schemathesis.HookContext, case: schemathesis.Case) -> Any:
-        def build(choice: dict[str, Any]) -> schemathesis.Case:
+    def flatmap_case(_: schemathesis.HookContext, case: Case) -> Any:
+        def build(choice: dict[str, Any]) -> Case:
             derived = case.derive(keep_auth=True)
             if choice["aim"]:
                 aim(derived, target, choice["unit"])
             derived.query.update({k: v for k, v in choice["query"].items() if v is not None})
+            if choice["body"] is not None:
+                derived.body = choice["body"]
             for header in ("Authorization", "X-API-Key", "Accept"):
                 if choice[header] is not None:
                     derived.headers[header] = choice[header]
             return derived
 
-        keep_or = lambda values: st.one_of(st.none(), st.sampled_from(values))  # noqa: E731
         return st.fixed_dictionaries({
             "aim": st.sampled_from([True, False]), "unit": st.sampled_from(UNITS),
             "query": st.fixed_dictionaries({n: keep_or(REALISTIC_QUERY[n]) for n in query_names(case)}),
             "Authorization": st.sampled_from(bearers), "X-API-Key": st.sampled_from(keys),
             "Accept": keep_or(ACCEPTS),
+            "body": keep_or([REALISTIC_BODY[label]] if (label := case.operation.label) in REALISTIC_BODY else []),
         }).map(build)
 
     return flatmap_case
@@ -244,15 +291,19 @@ def variants(target: Target) -> Callable[[schemathesis.HookContext, schemathesis
 CURRENT: dict[str, Target] = {}
 
 
-def map_case(_: schemathesis.HookContext, case: schemathesis.Case) -> schemathesis.Case:
+def map_case(_: schemathesis.HookContext, case: Case) -> Case:
     return without_follow(case)
 
 
-def flatmap_case(context: schemathesis.HookContext, case: schemathesis.Case) -> Any:
+def filter_case(_: schemathesis.HookContext, case: Case) -> bool:
+    return is_own_operation(case)
+
+
+def flatmap_case(context: schemathesis.HookContext, case: Case) -> Any:
     return variants(CURRENT["target"])(context, case)
 
 
-def prepare_unvaried(target: Target, case: schemathesis.Case) -> None:
+def prepare_unvaried(target: Target, case: Case) -> None:
     """The examples and coverage phases do not pass through ``flatmap_case``: aim their cases at the
     enrolled VM with valid credentials, so that their boundary values reach the queries and the
     ingest instead of a 404 or 401 (the fuzzing phase sends wrong and missing ones)."""
@@ -268,7 +319,7 @@ def prepare_unvaried(target: Target, case: schemathesis.Case) -> None:
         case.headers["X-API-Key"] = target.api_key
 
 
-def run_case(target: Target, case: schemathesis.Case) -> None:
+def run_case(target: Target, case: Case) -> None:
     without_follow(case)
     prepare_unvaried(target, case)
     response = case.call_and_validate(base_url=target.url, checks=CHECKS, timeout=REQUEST_TIMEOUT)
@@ -336,14 +387,16 @@ def keyed_fuzz(keyed_target: Target) -> Iterator[Target]:
 def own_document() -> dict[str, Any]:
     """The document the service serves at /openapi.json (checked below), built from the app itself so
     that every route, including routes added later, becomes a test case of its own."""
-    app = create_app(Settings(_env_file=None, provider="test"))  # type: ignore[call-arg]
-    return app.openapi()
+    app = create_app(Settings(_env_file=None, provider="test"))
+    document: dict[str, Any] = app.openapi()
+    return document
 
 
 DOCUMENT = own_document()
 schema = schemathesis.openapi.from_dict(
     DOCUMENT, config=schemathesis.Config.from_dict({"seed": 20261124, "generation": {"mode": "all"}})
 )
+schema.hook(filter_case)
 schema.hook(map_case)
 schema.hook(flatmap_case)
 
@@ -355,13 +408,13 @@ FUZZ_SETTINGS = settings(
 
 @schema.parametrize()
 @FUZZ_SETTINGS
-def test_api_without_keys(case: schemathesis.Case, open_fuzz: Target) -> None:
+def test_api_without_keys(case: Case, open_fuzz: Target) -> None:
     run_case(open_fuzz, case)
 
 
 @schema.parametrize()
 @FUZZ_SETTINGS
-def test_api_with_keys(case: schemathesis.Case, keyed_fuzz: Target) -> None:
+def test_api_with_keys(case: Case, keyed_fuzz: Target) -> None:
     run_case(keyed_fuzz, case)
 
 
@@ -379,3 +432,21 @@ def test_generated_provider_cannot_start_qemu(open_target: Target) -> None:
         assert answer.status_code == 400, answer.text
         assert answer.json()["error"] == "invalid_provider"
         assert httpx.get(f"{open_target.url}/vm/fuzz-{provider}", timeout=30).status_code == 404
+
+
+# What the fuzz run found answering 500 (PostgreSQL text cannot hold U+0000), kept as plain
+# requests so that they stay covered whatever a later seed or Schemathesis version generates.
+NUL_REQUESTS = [
+    ("GET", "/vm/a%00b", {}, 404), ("DELETE", "/vm/a%00b", {}, 404), ("POST", "/vm/a%00b/token", {}, 404),
+    ("GET", "/vm/a%00b/units", {}, 404), ("GET", "/vm/a%00b/boots", {}, 404), ("GET", "/vm/a%00b/boot", {}, 404),
+    ("GET", f"/vm/{VM}/boot", {"grep": "a\x00"}, 400), ("GET", f"/vm/{VM}/boot", {"identifier": "a\x00"}, 400),
+    ("GET", f"/vm/{VM}/boot/fuzz-app", {"grep": "\x00"}, 400),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "params", "status"), NUL_REQUESTS)
+def test_nul_in_a_parameter_is_refused(open_target: Target, method: str, path: str, params: dict[str, str],
+                                       status: int) -> None:
+    answer = httpx.request(method, open_target.url + path, params=params, timeout=30)
+    assert answer.status_code == status, answer.text
+    assert answer.json()["error"] == ("vm_not_found" if status == 404 else "nul_in_text")

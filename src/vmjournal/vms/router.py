@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import PlainTextResponse
 
+from vmjournal.config import SIZES
 from vmjournal.deps import ApiKey, JobsDep, ProvidersDep, SessionDep, SettingsDep
 from vmjournal.errors import BadRequest, Conflict, NotFound, Unauthorized, responses
 from vmjournal.providers import bootstrap
@@ -72,7 +73,9 @@ async def rotate_token(name: VMName, session: SessionDep) -> TokenIssued:
 )
 async def create_vm(
     name: VMName,
-    size: Annotated[str, Path(description="small, medium or large.", examples=["small"])],
+    # Documented as an enum; checked by the service, so another size answers 400 (invalid_size), not 422.
+    size: Annotated[str, Path(description="small, medium or large.", examples=["small"],
+                              json_schema_extra={"enum": list(SIZES)})],
     session: SessionDep,
     jobs: JobsDep,
     settings: SettingsDep,
