@@ -20,6 +20,7 @@ from support.journal_files import JOURNAL_REMOTE
 from support.pgserver import PgServer
 from support.provider import ScriptedProvider
 from support.service import (
+    TEMPLATE,
     LiveService,
     Service,
     ServiceFactory,
@@ -32,8 +33,6 @@ from support.service import (
 from vmjournal import db
 from vmjournal.main import create_app
 from vmjournal.providers.external import ExternalProvider
-
-TEMPLATE = "vmjournal_test_template"
 
 
 @pytest.fixture(scope="session")

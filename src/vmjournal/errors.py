@@ -105,6 +105,17 @@ DATABASE_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+def holds_nul(exc: BaseException) -> bool:
+    """PostgreSQL refused a text value with a NUL byte (U+0000), which its text type cannot hold:
+    the request carried it (a grep, an identifier...), since what the service stores never has one."""
+    current: BaseException | None = exc
+    while current is not None:
+        if isinstance(current, asyncpg.CharacterNotInRepertoireError):
+            return True
+        current = current.orig if isinstance(current, sqlalchemy.exc.DBAPIError) else current.__cause__
+    return False
+
+
 def responses(*errors: type[AppError]) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses=`` entries for the errors a route may answer."""
     return {e.status_code: {"model": ErrorBody, "description": e.__doc__ or e.default_code} for e in errors}
@@ -147,6 +158,11 @@ def install(app: FastAPI) -> None:
         )
 
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        if holds_nul(exc):
+            # Bad input, not a bug: nothing stored can contain it, so nothing can match it either.
+            return await app_error(request, BadRequest(
+                "a parameter contains a NUL byte (\\u0000), which no stored value can contain", code="nul_in_text"
+            ))
         if outage.is_saturated(exc):
             # The pool's checkout timed out: load, not a fault; the agent backs off and resends.
             log.debug("no database connection came free in time: answered 429")

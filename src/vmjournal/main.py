@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
@@ -142,8 +142,11 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
         await session.execute(text("SELECT 1"))
         return {"status": "ok"}
 
-    @app.get("/metrics", tags=["service"], summary="Prometheus metrics", dependencies=[ApiKey],
-             response_class=PlainTextResponse)
+    # Response, not PlainTextResponse: that would document the JSON errors as text/plain too.
+    @app.get("/metrics", tags=["service"], summary="Prometheus metrics", dependencies=[ApiKey], response_class=Response,
+             responses={200: {"description": "The Prometheus text exposition format.",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}},
+                        **errors.responses(errors.Unauthorized)})
     async def prometheus(session: SessionDep) -> PlainTextResponse:
         """Ingest counters and latency (this process); VMs by status, pending jobs and undelivered alerts
         (all processes)."""

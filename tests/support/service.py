@@ -35,6 +35,10 @@ def free_port() -> int:
         return port
 
 
+# The database migrated once per session; each test's database is a copy of it.
+TEMPLATE = "vmjournal_test_template"
+
+
 def with_database(url: str, name: str) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
 from uuid import UUID
 
@@ -145,9 +145,19 @@ _QUERY_DOC = (
 )
 
 
+# The same events in the other media types a query answers (by Accept or `output`), besides JSON pages.
+_EVENT_STREAMS: dict[int | str, dict[str, Any]] = {200: {"content": {
+    render.NDJSON: {"schema": {"type": "string", "description": "One event object per line."}},
+    "text/plain": {"schema": {"type": "string", "description": "journalctl's output modes (short, cat...)."}},
+    render.EXPORT: {"schema": {"type": "string", "format": "binary", "description": "Journal Export Format."}},
+    render.SSE: {"schema": {"type": "string", "description": "Server-Sent Events: the live follow."}},
+}}}
+_QUERY_RESPONSES = {**_EVENT_STREAMS, **responses(BadRequest, NotFound, Unauthorized)}
+
+
 @router.get(
     "/{name}/boot", summary="A VM's journal", dependencies=[ApiKey], response_model=EventsPage,
-    responses=responses(BadRequest, NotFound, Unauthorized), description="Every journal event of the VM." + _QUERY_DOC,
+    responses=_QUERY_RESPONSES, description="Every journal event of the VM." + _QUERY_DOC,
 )
 async def vm_events(
     name: VMName, request: Request, session: SessionDep, sessions: SessionsDep, params: Params
@@ -157,7 +167,7 @@ async def vm_events(
 
 @router.get(
     "/{name}/boot/{unit}", summary="One unit's journal", dependencies=[ApiKey], response_model=EventsPage,
-    responses=responses(BadRequest, NotFound, Unauthorized),
+    responses=_QUERY_RESPONSES,
     description="The events `journalctl -u UNIT` selects: the unit's own output and systemd's messages about it."
     + _QUERY_DOC,
 )
@@ -173,7 +183,7 @@ async def unit_events(
 
 
 @router.get("/{name}/boots", summary="A VM's boots", dependencies=[ApiKey], response_model=list[BootPublic],
-            responses=responses(BadRequest, NotFound))
+            responses=responses(BadRequest, NotFound, Unauthorized))
 async def boots(
     name: VMName,
     session: SessionDep,
@@ -206,7 +216,8 @@ async def field_values(
     return Response(orjson.dumps([list(v) if isinstance(v, bytes) else v for v in values]), media_type=render.JSON)
 
 
-@router.get("/{name}/units", summary="A VM's units", dependencies=[ApiKey], responses=responses(NotFound))
+@router.get("/{name}/units", summary="A VM's units", dependencies=[ApiKey],
+            responses=responses(NotFound, Unauthorized))
 async def units(name: VMName, session: SessionDep) -> list[UnitPublic]:
     """Units seen in the VM's journal, with the number of events `-u UNIT` would select."""
     vm = await vms_service.get_vm(session, name)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import PlainTextResponse
 
 from vmjournal import agent_bundle
+from vmjournal.config import SIZES
 from vmjournal.deps import ApiKey, JobsDep, ProvidersDep, SessionDep, SettingsDep
 from vmjournal.errors import BadRequest, Conflict, NotFound, Unauthorized, responses
 from vmjournal.vms import orphans, service
@@ -19,11 +20,15 @@ bootstrap_router = APIRouter(tags=["vms"])
 azure_router = APIRouter(prefix="/azure", tags=["azure"], dependencies=[ApiKey])
 
 
+class ShellScriptResponse(PlainTextResponse):
+    media_type = "text/x-shellscript"
+
+
 @bootstrap_router.get("/agent/bootstrap.sh", summary="Agent installer for enrolled machines",
-                      response_class=PlainTextResponse)
-async def bootstrap_script() -> PlainTextResponse:
+                      response_class=ShellScriptResponse)
+async def bootstrap_script() -> ShellScriptResponse:
     """The script an enrolled machine's install command runs: `sh bootstrap.sh --url URL --name NAME < token`."""
-    return PlainTextResponse(agent_bundle.render_enroll_script(), media_type="text/x-shellscript")
+    return ShellScriptResponse(agent_bundle.render_enroll_script())
 
 
 @router.get("", summary="List VMs", response_model=VMsPublic, responses=responses(Unauthorized))
@@ -69,7 +74,9 @@ async def rotate_token(name: VMName, session: SessionDep) -> TokenIssued:
 )
 async def create_vm(
     name: VMName,
-    size: Annotated[str, Path(description="small, medium or large.", examples=["small"])],
+    # Documented as an enum; checked by the service, so another size answers 400 (invalid_size), not 422.
+    size: Annotated[str, Path(description="small, medium or large.", examples=["small"],
+                              json_schema_extra={"enum": list(SIZES)})],
     session: SessionDep,
     jobs: JobsDep,
     settings: SettingsDep,
@@ -87,7 +94,9 @@ async def create_vm(
     )
 
 
-@azure_router.get("/orphans", response_model=OrphansPublic, responses=responses(Conflict, orphans.AzureUnavailable))
+@azure_router.get(
+    "/orphans", response_model=OrphansPublic, responses=responses(Conflict, orphans.AzureUnavailable, Unauthorized)
+)
 async def list_orphans(session: SessionDep, providers: ProvidersDep) -> OrphansPublic:
     """Resource groups tagged `managed-by: vmjournal` whose VM is deleted or unknown here: they may still
     cost money."""

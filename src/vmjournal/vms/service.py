@@ -97,7 +97,8 @@ async def request_vm(
 
 async def get_vm(session: AsyncSession, name: str, *, for_update: bool = False) -> VM:
     """The live VM of that name; 404 (the one place that says so) if there is none."""
-    vm = await store.get_vm_by_name(session, name, for_update=for_update)
+    # No name holds a NUL (creation checks the name), and PostgreSQL would refuse to compare one.
+    vm = None if "\x00" in name else await store.get_vm_by_name(session, name, for_update=for_update)
     if vm is None:
         raise NotFound(f"no VM named {name!r}", code="vm_not_found")
     return vm
