@@ -16,7 +16,7 @@ from vmjournal.errors import BadRequest, NotFound, Unauthorized, responses
 from vmjournal.journal import answers, fleet, fleet_answers, volume
 from vmjournal.journal.fleet_store import Target
 from vmjournal.journal.render import JSON
-from vmjournal.journal.router import Params, QueryParams, filter_for
+from vmjournal.journal.router import EVENT_RESPONSES, Params, QueryParams, filter_for
 from vmjournal.journal.schemas import FleetPage, Histogram
 from vmjournal.vms import service as vms_service
 from vmjournal.vms.schemas import VMName
@@ -48,7 +48,7 @@ async def _fleet(request: Request, session: SessionDep, fp: FleetParams, p: Quer
 
 @router.get(
     "/journal", summary="The fleet's journal", dependencies=[ApiKey], response_model=FleetPage,
-    responses=responses(BadRequest, NotFound, Unauthorized),
+    responses=EVENT_RESPONSES,
 )
 async def fleet_events(
     request: Request, session: SessionDep, sessions: SessionsDep, params: Params,

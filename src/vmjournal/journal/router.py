@@ -146,18 +146,21 @@ _QUERY_DOC = (
 
 
 # The same events in the other media types a query answers (by Accept or `output`), besides JSON pages.
-_EVENT_STREAMS: dict[int | str, dict[str, Any]] = {200: {"content": {
+EVENT_STREAMS: dict[int | str, dict[str, Any]] = {200: {"content": {
     render.NDJSON: {"schema": {"type": "string", "description": "One event object per line."}},
+    render.JSON_SEQ: {"schema": {"type": "string", "description": "json-seq: RFC 7464 records."}},
     "text/plain": {"schema": {"type": "string", "description": "journalctl's output modes (short, cat...)."}},
     render.EXPORT: {"schema": {"type": "string", "format": "binary", "description": "Journal Export Format."}},
     render.SSE: {"schema": {"type": "string", "description": "Server-Sent Events: the live follow."}},
 }}}
-_QUERY_RESPONSES = {**_EVENT_STREAMS, **responses(BadRequest, NotFound, Unauthorized)}
+EVENT_RESPONSES = {**EVENT_STREAMS, **responses(BadRequest, NotFound, Unauthorized)}
+# A listing that also answers as text (journalctl's table, or one value per line).
+_ALSO_TEXT: dict[int | str, dict[str, Any]] = {200: {"content": {"text/plain": {"schema": {"type": "string"}}}}}
 
 
 @router.get(
     "/{name}/boot", summary="A VM's journal", dependencies=[ApiKey], response_model=EventsPage,
-    responses=_QUERY_RESPONSES, description="Every journal event of the VM." + _QUERY_DOC,
+    responses=EVENT_RESPONSES, description="Every journal event of the VM." + _QUERY_DOC,
 )
 async def vm_events(
     name: VMName, request: Request, session: SessionDep, sessions: SessionsDep, params: Params
@@ -167,7 +170,7 @@ async def vm_events(
 
 @router.get(
     "/{name}/boot/{unit}", summary="One unit's journal", dependencies=[ApiKey], response_model=EventsPage,
-    responses=_QUERY_RESPONSES,
+    responses=EVENT_RESPONSES,
     description="The events `journalctl -u UNIT` selects: the unit's own output and systemd's messages about it."
     + _QUERY_DOC,
 )
@@ -183,7 +186,7 @@ async def unit_events(
 
 
 @router.get("/{name}/boots", summary="A VM's boots", dependencies=[ApiKey], response_model=list[BootPublic],
-            responses=responses(BadRequest, NotFound, Unauthorized))
+            responses={**_ALSO_TEXT, **responses(BadRequest, NotFound, Unauthorized)})
 async def boots(
     name: VMName,
     session: SessionDep,
@@ -199,7 +202,8 @@ async def boots(
 
 
 @router.get("/{name}/fields/{field}", summary="A field's values", dependencies=[ApiKey],
-            response_model=list[str | list[int]], responses=responses(BadRequest, NotFound))
+            response_model=list[str | list[int]],
+            responses={**_ALSO_TEXT, **responses(BadRequest, NotFound, Unauthorized)})
 async def field_values(
     name: VMName,
     field: Annotated[str, Path(description="A journal field name, e.g. _SYSTEMD_UNIT.")],
