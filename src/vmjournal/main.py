@@ -19,6 +19,7 @@ from vmjournal.deps import ApiKey, SessionDep
 from vmjournal.jobs import store as jobs_store
 from vmjournal.jobs.worker import Worker
 from vmjournal.journal import service as journal_service
+from vmjournal.journal.fleet_router import router as fleet_router
 from vmjournal.journal.live import LiveHub
 from vmjournal.journal.router import router as journal_router
 from vmjournal.journal.upload import router as upload_router
@@ -133,6 +134,7 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
 
     # The journal router first: /vm/{name}/boot must win over /vm/{name}/{size}.
     app.include_router(journal_router)
+    app.include_router(fleet_router)
     app.include_router(upload_router)
     app.include_router(vms_router)
     app.include_router(bootstrap_router)

@@ -182,3 +182,17 @@ class JournalUnit(SQLModel, table=True):
     entries: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
     first_at: datetime = Field(sa_column=_tz(nullable=False))
     last_at: datetime = Field(sa_column=_tz(nullable=False))
+
+
+class JournalVolume(SQLModel, table=True):
+    """Events per VM, minute and priority, maintained by ingest: log volume without reading events."""
+
+    __tablename__ = "journal_volume"
+
+    vm_id: UUID = Field(
+        sa_column=sa.Column(pg.UUID, sa.ForeignKey("vm.id", ondelete="CASCADE"), primary_key=True)
+    )
+    # The minute's start (date_bin from the epoch, so independent of the session's time zone).
+    minute: datetime = Field(sa_column=_tz(primary_key=True))
+    priority: int = Field(sa_column=sa.Column(sa.SmallInteger, primary_key=True))
+    entries: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import typer
 
-from vmjournal.cli import logs, server, vm
+from vmjournal.cli import logs, server, stats, vm
 from vmjournal.cli.argv import BareFlagsTyper
 from vmjournal.cli.options import EXIT_CODES_HELP
 
@@ -37,6 +37,7 @@ vm_app.command("delete")(vm.delete)
 vm_app.command("list")(vm.list_vms)
 vm_app.command("show")(vm.show)
 app.command("logs")(logs.logs)
+app.command("stats")(stats.stats)
 
 
 def main() -> None:

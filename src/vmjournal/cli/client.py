@@ -8,7 +8,7 @@ what went wrong in words a person can act on, with an exit code the CLI hands to
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -108,6 +108,28 @@ class Client:
     def _vm_path(name: str) -> str:
         return "/vm/" + quote(name, safe="")
 
+    def _journal_path(self, names: str | Sequence[str], unit: str | None) -> tuple[str, dict[str, Any]]:
+        """One VM's route, or the fleet's (``/journal``) for several VMs or a glob."""
+        if isinstance(names, str) and not any(c in names for c in "*?["):
+            return self._boot_path(names, unit), {}
+        extra: dict[str, Any] = {"vm": [names] if isinstance(names, str) else list(names)}
+        if unit:
+            extra["unit"] = unit
+        return "/journal", extra
+
+    def histogram(self, names: str | Sequence[str], query: EventQuery, step: str | None = None) -> dict[str, Any]:
+        """Log volume per bucket and priority, of one VM or of the fleet."""
+        path, extra = self._journal_path(names, None)
+        params: dict[str, Any] = {**query.params(), **({"step": step} if step else {})}
+        if path == "/journal":
+            path, params = "/journal/histogram", {**params, **extra, **({"unit": query.unit} if query.unit else {})}
+        else:
+            path = self._vm_path(str(names)) + "/histogram"
+            if query.unit:
+                params["unit"] = query.unit
+        result: dict[str, Any] = self._request("GET", path, params=params).json()
+        return result
+
     def _boot_path(self, name: str, unit: str | None) -> str:
         path = self._vm_path(name) + "/boot"
         if unit:
@@ -148,12 +170,13 @@ class Client:
 
     # -- journal ----------------------------------------------------------------------------
 
-    def events(self, name: str, query: EventQuery) -> Iterator[dict[str, Any]]:
+    def events(self, name: str | Sequence[str], query: EventQuery) -> Iterator[dict[str, Any]]:
         """All matching events (or the first ``query.limit``) as an NDJSON stream; a ``Link: rel=next``
-        header, if the server paginates, is followed."""
-        params = query.params()
+        header, if the server paginates, is followed. Several names or a glob read the fleet."""
+        path, extra = self._journal_path(name, query.unit)
+        params: dict[str, Any] = {**query.params(), **extra}
         wanted = query.limit
-        url: str | None = self._boot_path(name, query.unit)
+        url: str | None = path
         sent = 0
         first = True
         while url:
@@ -176,7 +199,7 @@ class Client:
 
     def follow(
         self,
-        name: str,
+        name: str | Sequence[str],
         query: EventQuery,
         *,
         last_event_id: str | None = None,
@@ -187,8 +210,8 @@ class Client:
 
         The server first sends the last ``query.limit`` events (the backlog), then ``event: live``;
         ``skip_backlog`` drops the backlog (``-n 0``)."""
-        params = query.params()
-        path = self._boot_path(name, query.unit)
+        path, extra = self._journal_path(name, query.unit)
+        params: dict[str, Any] = {**query.params(), **extra}
         delay = 0.5
         while True:
             headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}

@@ -50,8 +50,8 @@ def write_events(events: Iterable[dict[str, Any]], output: str) -> int:
     else:
         boot = None
         for event in events:
-            if output != "cat":
-                # journalctl marks where one boot ends and the next begins.
+            if output != "cat" and "vm" not in event:
+                # journalctl marks where one boot ends and the next begins (not when it merges journals).
                 current = event.get("boot_id") or event.get("_BOOT_ID")
                 if boot is not None and current != boot:
                     marker = f"-- Boot {current} --"
@@ -70,8 +70,14 @@ def _flushing(events: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         sys.stdout.buffer.flush()
 
 
+def _fleet_hosts(events: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Several VMs: the text modes show each entry's VM where journalctl shows the host."""
+    for event in events:
+        yield {**event, "hostname": event["vm"]} if "vm" in event else event
+
+
 def logs(
-    name: Annotated[str, typer.Argument(help="VM name.")],
+    names: Annotated[list[str], typer.Argument(help="VM names or globs (web-*); several read the fleet merged.")],
     unit: Annotated[str | None, typer.Option("--unit", "-u", help="Only this unit (nginx = nginx.service).")] = None,
     priority: Annotated[
         str | None, typer.Option("--priority", "-p", help="This priority and more severe (number or name).")
@@ -97,7 +103,7 @@ def logs(
     ] = False,
     url: UrlOpt = DEFAULT_URL,
 ) -> None:
-    """A VM's journal, with journalctl's filters and output modes."""
+    """A VM's journal, or several VMs' merged in time order, with journalctl's filters and output modes."""
     if output not in OUTPUT_MODES:
         raise typer.BadParameter(f"must be one of {', '.join(OUTPUT_MODES)}", param_hint="'--output'")
     if lines is not None and lines != "all" and not lines.isdigit():
@@ -105,6 +111,7 @@ def logs(
     if follow and reverse:
         raise typer.BadParameter("cannot be combined with --follow", param_hint="'--reverse'")
     count = None if lines in (None, "all") else int(lines)
+    name: str | list[str] = names[0] if len(names) == 1 else names
 
     def body() -> int:
         query = EventQuery(
@@ -120,7 +127,7 @@ def logs(
                 # Like journalctl -f: the last N (default 10) entries, then new ones as they come.
                 query.limit = 10 if count is None else max(count, 1)
                 live = client.follow(name, query, skip_backlog=count == 0)
-                write_events(_flushing(live), output)
+                write_events(_flushing(_fleet_hosts(live)), output)
                 return ExitCode.OK
             if count is not None:
                 # The newest N, shown oldest first unless -r.
@@ -129,10 +136,10 @@ def logs(
                 if count == 0:
                     return ExitCode.OK
                 events = list(itertools.islice(client.events(name, query), count))
-                write_events(events if reverse else events[::-1], output)
+                write_events(_fleet_hosts(events if reverse else events[::-1]), output)
             else:
                 query.order = "desc" if reverse else "asc"
-                write_events(client.events(name, query), output)
+                write_events(_fleet_hosts(client.events(name, query)), output)
         return ExitCode.OK
 
     run(body)

@@ -24,13 +24,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmjournal import metrics
@@ -38,6 +39,7 @@ from vmjournal.db import raw_connection
 from vmjournal.journal import store
 from vmjournal.journal.entries import timestamp_from_us
 from vmjournal.journal.render import event_from_record
+from vmjournal.vms import service as vms_service
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +63,18 @@ class Follower:
     queued: int = 0
     overflowed: bool = False
     match_key: Hashable = field(init=False)
+    # A fleet stream's per-VM followers hand their events, tagged with the VM's name, to the
+    # stream's one queue (journal/fleet_live.py).
+    sink: Follower | None = None
+    label: str | None = None
 
     def __post_init__(self) -> None:
         self.match_key = self.filter.live_key()
 
     def push(self, events: list[dict[str, Any]]) -> None:
+        if self.sink is not None:
+            self.sink.push([{"vm": self.label, **event} for event in events])
+            return
         if self.overflowed or not events:
             return
         if self.queued + len(events) > QUEUE_EVENTS:
@@ -87,6 +96,16 @@ class Follower:
         return batch
 
 
+@dataclass(eq=False)
+class Watch:
+    """A fleet stream selected by globs: VMs it has not seen yet are offered to it as they first
+    log, and ``admit`` adds those whose name ``accepts``."""
+
+    accepts: Callable[[str], bool]
+    admit: Callable[[UUID, str], None]
+    known: set[UUID] = field(default_factory=set)
+
+
 class LiveHub:
     """The per-process fan-out: one LISTEN connection, one query per VM with news and followers."""
 
@@ -96,6 +115,9 @@ class LiveHub:
         self._followers: dict[UUID, set[Follower]] = {}
         # VM id -> earliest event timestamp notified since its last delivery.
         self._pending: dict[UUID, datetime] = {}
+        self._watches: set[Watch] = set()
+        # VMs with news that some watch has not seen yet: their names are looked up once.
+        self._unknown: set[UUID] = set()
         self._wake = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
         self._lost = asyncio.Event()
@@ -153,8 +175,10 @@ class LiveHub:
     def _mark(self, vm_id: UUID, first: datetime) -> None:
         followers = self._followers.get(vm_id)
         if not followers:
-            return
-        for follower in followers:
+            if not any(vm_id not in w.known for w in self._watches):
+                return
+            self._unknown.add(vm_id)
+        for follower in followers or ():
             if not follower.ready:
                 follower.missed_from = min(follower.missed_from or first, first)
         self._pending[vm_id] = min(self._pending.get(vm_id, first), first)
@@ -183,6 +207,26 @@ class LiveHub:
             if not followers:
                 del self._followers[follower.vm_id]
 
+    def watch(self, w: Watch) -> None:
+        self._watches.add(w)
+
+    def unwatch(self, w: Watch) -> None:
+        self._watches.discard(w)
+
+    async def _admit(self) -> None:
+        """Offer VMs that logged for the first time since a watch began to the watches."""
+        unknown, self._unknown = self._unknown, set()
+        async with self._sessions() as session:
+            names = await vms_service.names_by_id(session, list(unknown))
+        for w in list(self._watches):
+            for vm_id in unknown:
+                if vm_id in w.known:
+                    continue
+                w.known.add(vm_id)
+                name = names.get(vm_id)
+                if name is not None and w.accepts(name):
+                    w.admit(vm_id, name)
+
     def follower_count(self, vm_id: UUID | None = None) -> int:
         if vm_id is not None:
             return len(self._followers.get(vm_id, ()))
@@ -192,6 +236,11 @@ class LiveHub:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            if self._unknown:
+                try:
+                    await self._admit()
+                except (TimeoutError, OSError, asyncpg.PostgresError, SQLAlchemyError) as exc:
+                    log.warning("live follow could not look up new VMs: %s", exc)
             pending, self._pending = self._pending, {}
             for vm_id, first in pending.items():
                 try:

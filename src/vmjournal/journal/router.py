@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Annotated, Literal
+from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import Response
@@ -19,7 +20,7 @@ from vmjournal.errors import (
     UnsupportedMediaType,
     responses,
 )
-from vmjournal.journal import answers, bodies, service, upload
+from vmjournal.journal import answers, bodies, service, store, upload
 from vmjournal.journal.render import OUTPUT_MODES
 from vmjournal.journal.schemas import BootPublic, EventsPage, IngestResponse, UnitPublic
 from vmjournal.vms import auth as vms_auth
@@ -44,17 +45,19 @@ router = APIRouter(prefix="/vm", tags=["journal"])
 async def ingest(
     name: VMName,
     request: Request,
+    response: Response,
     sessions: SessionsDep,
     settings: SettingsDep,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> IngestResponse:
-    """A batch of `journalctl -o json` entries (array or one object, optionally gzip), with the VM's
+    """A batch of `journalctl -o json` entries (array or one object; zstd, xz, lz4 or gzip), with the VM's
     token as `Authorization: Bearer`. Atomic and idempotent by `__CURSOR`. The Journal Export Format
     (`Content-Type: application/vnd.fdo.journal`, as systemd-journal-upload sends it) is accepted too,
     stored as it streams like on `/ingest/{token}/upload`."""
     # Transactions of their own: no database connection is held while the body arrives.
     async with transaction(sessions) as session:
         vm_id = await vms_auth.authenticate_agent(session, name, authorization)
+    response.headers["Accept-Encoding"] = bodies.ACCEPT_ENCODING
     if upload.is_export(request):
         return await upload.store_export(request, sessions, settings, vm_id, name)
     # Any other content type is read as JSON: the original design's agents posted with curl -d.
@@ -93,14 +96,19 @@ class QueryParams:
 Params = Annotated[QueryParams, Depends()]
 
 
+async def filter_for(session: SessionDep, vm_id: UUID, unit: str | None, p: QueryParams) -> store.EventFilter:
+    """The query parameters as a filter: one place, shared by the VM routes and the fleet's."""
+    return await service.build_filter(
+        session, vm_id, unit=unit, priority=p.priority, since=p.since, until=p.until,
+        boot=p.boot, grep=p.grep, identifiers=p.identifier,
+    )
+
+
 async def _events(
     request: Request, session: SessionDep, sessions: SessionsDep, name: str, unit: str | None, p: QueryParams
 ) -> Response:
     vm = await vms_service.get_vm(session, name)
-    f = await service.build_filter(
-        session, vm.id, unit=unit, priority=p.priority, since=p.since, until=p.until,
-        boot=p.boot, grep=p.grep, identifiers=p.identifier,
-    )
+    f = await filter_for(session, vm.id, unit, p)
     query = answers.Query(limit=p.limit, descending=p.order == "desc", cursor=p.cursor, output=p.output,
                           follow=p.follow)
     return await answers.answer(request, session, sessions, vm_name=name, vm_id=vm.id, unit=unit, f=f, q=query)

@@ -49,3 +49,23 @@ class EventsPage(BaseModel):
         description="Journal entries with every original field, plus cursor, timestamp (ISO 8601 UTC), boot_id, "
         "unit, priority, identifier, pid, hostname, message and position."
     )
+
+
+class FleetPage(BaseModel):
+    vms: list[str] = Field(description="The VMs the query selected, by name.")
+    unit: str | None
+    count: int
+    next: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+    events: list[dict[str, Any]] = Field(description="Events as the VM routes give them, each with `vm`, its VM's "
+                                                     "name, merged in time order across VMs.")
+
+
+class VolumeBucket(BaseModel):
+    start: str = Field(description="The bucket's start, ISO 8601 UTC.")
+    total: int
+    by_priority: dict[str, int] = Field(description="Events per priority (\"3\" is err), only those with any.")
+
+
+class Histogram(BaseModel):
+    step_seconds: int
+    buckets: list[VolumeBucket]

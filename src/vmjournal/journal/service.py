@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -60,8 +60,13 @@ class Page:
 
 
 async def _resolve_boot(conn: asyncpg.Connection, vm_id: UUID, spec: str, f: store.EventFilter) -> None:
-    boot = filters.parse_boot(spec)
-    boots = await store.list_boots(conn, vm_id)
+    record = choose_boot(await store.list_boots(conn, vm_id), filters.parse_boot(spec))
+    f.boot_id = record["boot_id"]
+    f.boot_range = (record["first_at"], record["last_at"])
+
+
+def choose_boot(boots: Sequence[Mapping[str, Any]], boot: str | int) -> Mapping[str, Any]:
+    """The boot an id or offset names among a VM's boots (oldest first); 404 if none."""
     if isinstance(boot, int):
         # journalctl: 0 is the current boot, -1 the one before; 1 is the first boot, 2 the second.
         index = len(boots) - 1 + boot if boot <= 0 else boot - 1
@@ -73,8 +78,7 @@ async def _resolve_boot(conn: asyncpg.Connection, vm_id: UUID, spec: str, f: sto
         if not matching:
             raise NotFound(f"no boot {boot} in this VM's journal", code="boot_not_found")
         record = matching[0]
-    f.boot_id = record["boot_id"]
-    f.boot_range = (record["first_at"], record["last_at"])
+    return record
 
 
 async def build_filter(

@@ -26,7 +26,7 @@ CREATE TEMP TABLE IF NOT EXISTS journal_staging (
 DELETE FROM journal_staging
 """
 
-# One statement moves the batch, skips cursors already stored, keeps the boot and unit
+# One statement moves the batch, skips cursors already stored, keeps the boot, unit and volume
 # summaries and the VM's counters, and wakes live followers. Returns how many were new.
 MERGE_STAGING = """
 WITH ins AS (
@@ -36,7 +36,7 @@ WITH ins AS (
            boot_id::uuid, unit, about_unit, priority, identifier, pid, hostname, message, fields::json
     FROM journal_staging
     ON CONFLICT (vm_id, cursor) DO NOTHING
-    RETURNING boot_id, ts, unit, about_unit
+    RETURNING boot_id, ts, unit, about_unit, priority
 ), boots AS (
     INSERT INTO journal_boot AS b (vm_id, boot_id, first_at, last_at, entries)
     SELECT $1, boot_id, min(ts), max(ts), count(*) FROM ins WHERE boot_id IS NOT NULL GROUP BY boot_id
@@ -55,6 +55,10 @@ WITH ins AS (
         entries = u.entries + excluded.entries,
         first_at = least(u.first_at, excluded.first_at),
         last_at = greatest(u.last_at, excluded.last_at)
+), volume AS (
+    INSERT INTO journal_volume AS v (vm_id, minute, priority, entries)
+    SELECT $1, date_bin('1 minute', ts, timestamptz 'epoch'), coalesce(priority, 7), count(*) FROM ins GROUP BY 2, 3
+    ON CONFLICT (vm_id, minute, priority) DO UPDATE SET entries = v.entries + excluded.entries
 ), counted AS (
     SELECT count(*) AS stored, max(ts) AS last_ts, min(ts) AS first_ts FROM ins
 ), vm_update AS (
@@ -98,6 +102,7 @@ PURGE_VM = (
     "DELETE FROM journal_event WHERE vm_id = $1",
     "DELETE FROM journal_boot WHERE vm_id = $1",
     "DELETE FROM journal_unit WHERE vm_id = $1",
+    "DELETE FROM journal_volume WHERE vm_id = $1",
 )
 
 SELECT_BOOTS = """

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Request, Response
 from starlette.requests import ClientDisconnect
 
 from vmjournal.config import Settings
@@ -63,6 +63,7 @@ async def store_export(
 async def upload(
     token: Annotated[str, Path(description="The VM's ingest token.")],
     request: Request,
+    response: Response,
     sessions: SessionsDep,
     settings: SettingsDep,
 ) -> IngestResponse:
@@ -72,6 +73,8 @@ async def upload(
     cannot be stored is skipped and reported in the VM's `last_ingest_error`."""
     async with transaction(sessions) as session:
         vm_id, vm_name = await vms_auth.vm_for_token(session, token)
+    # systemd-journal-upload 258 compresses its next uploads with the first of these it supports.
+    response.headers["Accept-Encoding"] = bodies.ACCEPT_ENCODING
     if not is_export(request):
         raise UnsupportedMediaType(
             f"this route takes Content-Type: {EXPORT_MEDIA_TYPE}; JSON batches go to POST /vm/{{name}}/boot"

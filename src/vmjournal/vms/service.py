@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Collection, Sequence
+from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -104,6 +105,10 @@ async def get_vm(session: AsyncSession, name: str, *, for_update: bool = False) 
 
 async def list_vms(session: AsyncSession, *, include_deleted: bool = False) -> Sequence[VM]:
     return await store.list_vms(session, include_deleted=include_deleted)
+
+
+async def names_by_id(session: AsyncSession, vm_ids: Sequence[UUID]) -> dict[UUID, str]:
+    return await store.names_by_id(session, vm_ids)
 
 
 async def delete_vm(session: AsyncSession, jobs: JobQueue, name: str) -> VM:

@@ -72,3 +72,11 @@ async def vm_id_by_token_hash(session: AsyncSession, token_hash: str) -> tuple[U
     )
     row = result.first()
     return (row[0], row[1]) if row else None
+
+
+async def names_by_id(session: AsyncSession, vm_ids: Sequence[UUID]) -> dict[UUID, str]:
+    """Names of the live VMs among these ids."""
+    result = await session.execute(
+        sa.select(col(VM.id), col(VM.name)).where(col(VM.id).in_(vm_ids), col(VM.status) != VMStatus.deleted)
+    )
+    return {row[0]: row[1] for row in result}

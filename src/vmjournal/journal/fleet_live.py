@@ -1,0 +1,140 @@
+"""Live follow of several VMs: one stream made of one hub follower per VM (journal/live.py), all
+feeding the stream's queue. The backlog or catch-up is read under every selected VM's ingest
+lock, so each per-VM follower starts exactly where the snapshot ended. A stream whose VMs were
+chosen by glob (or every VM) also takes in VMs created after it began, from their first entry;
+one that names a boot keeps the VMs it started with (a new VM has no such boot)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from uuid import UUID
+
+import asyncpg
+from fastapi import Request
+from fastapi.responses import StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.background import BackgroundTask
+
+from vmjournal.db import raw_connection
+from vmjournal.errors import BadRequest
+from vmjournal.journal import fleet, fleet_answers, fleet_store, live, store
+from vmjournal.journal.answers import DEFAULT_BACKLOG, KEEPALIVE_SECONDS, get_hub
+from vmjournal.journal.render import parse_position
+
+
+async def snapshot(
+    sessions: async_sessionmaker[AsyncSession], fl: fleet.Fleet, *, backlog: int, after: store.Position | None
+) -> tuple[int, list[asyncpg.Record]]:
+    """Everything up to S (no batch of a selected VM in flight), and the first rows to send."""
+    async with sessions() as session:
+        conn = await raw_connection(session)
+        async with conn.transaction():
+            await fleet_store.lock_vms_ingest(conn, [t.vm_id for t in fl.targets])
+            upto = await store.last_seq(conn)
+            if after is not None:
+                rows = await fleet_store.query_fleet(conn, fl.targets, limit=live.FETCH_ROWS, after=after)
+            elif backlog > 0:
+                rows = list(reversed(await fleet_store.query_fleet(conn, fl.targets, limit=backlog,
+                                                                   descending=True)))
+            else:
+                rows = []
+        await session.commit()
+    return upto, rows
+
+
+async def catch_up(
+    sessions: async_sessionmaker[AsyncSession], fl: fleet.Fleet, rows: list[asyncpg.Record], upto: int,
+    resuming: bool,
+) -> AsyncIterator[dict[str, object]]:
+    while True:
+        for row in rows:
+            if row["seq"] <= upto:
+                yield fleet.fleet_event(fl, row)
+        if not resuming or len(rows) < live.FETCH_ROWS:
+            return
+        last = rows[-1]
+        async with sessions() as session:
+            conn = await raw_connection(session)
+            rows = await fleet_store.query_fleet(conn, fl.targets, limit=live.FETCH_ROWS,
+                                                 after=store.Position(last["ts"], last["seq"]))
+            await session.commit()
+
+
+async def follow_response(
+    request: Request,
+    sessions: async_sessionmaker[AsyncSession],
+    fl: fleet.Fleet,
+    *,
+    mode: str,
+    backlog: int | None,
+    last_event_id: str | None,
+) -> StreamingResponse:
+    after = None
+    if last_event_id:
+        parsed = parse_position(last_event_id.strip())
+        if parsed is None:
+            raise BadRequest("invalid Last-Event-ID: pass the id of an event this stream sent", code="bad_cursor")
+        after = store.Position(*parsed)
+    hub = get_hub(request)
+    # Never registered with the hub itself: only the stream's queue.
+    head = live.Follower(vm_id=UUID(int=0), filter=store.EventFilter())
+    members: list[live.Follower] = []
+
+    def join(vm_id: UUID, f: store.EventFilter, name: str) -> live.Follower:
+        follower = hub.register(vm_id, f)
+        follower.sink, follower.label = head, name
+        members.append(follower)
+        return follower
+
+    def admit(vm_id: UUID, name: str) -> None:
+        # A VM created after the stream began: everything it stores is new to the stream.
+        fl.names[vm_id] = name
+        hub.activate(join(vm_id, fl.base or store.EventFilter(), name), 0)
+
+    watch = None
+    if fl.boot in (None, "all") and (fl.patterns is None or any(fleet.is_glob(p) for p in fl.patterns)):
+        watch = live.Watch(accepts=lambda name: fleet.matches(fl.patterns, name), admit=admit, known=set(fl.names))
+        hub.watch(watch)
+
+    def close() -> None:
+        if watch is not None:
+            hub.unwatch(watch)
+        for follower in members:
+            hub.unregister(follower)
+
+    try:
+        selected = [join(t.vm_id, t.filter, fl.names[t.vm_id]) for t in fl.targets]
+        upto, rows = await snapshot(sessions, fl, backlog=DEFAULT_BACKLOG if backlog is None else backlog,
+                                    after=after)
+        for follower in selected:
+            hub.activate(follower, upto)
+    except BaseException:
+        close()
+        raise
+    media, encode, keepalive = fleet_answers.fleet_encoder(mode)
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            if mode == "sse":
+                yield b"retry: 2000\n\n"
+            async for event in catch_up(sessions, fl, rows, upto, after is not None):
+                yield encode(event)
+            if mode == "sse":
+                yield b"event: live\ndata: {}\n\n"
+            while True:
+                batch = await head.next_batch(KEEPALIVE_SECONDS)
+                if batch is None:
+                    if mode == "sse":
+                        yield b'event: overflow\ndata: {"error": "too_slow", "message": "this reader fell ' \
+                              b'too far behind; reconnect with Last-Event-ID"}\n\n'
+                    return
+                if not batch:
+                    if keepalive:
+                        yield keepalive
+                    continue
+                yield b"".join(encode(event) for event in batch)
+        finally:
+            close()
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream(), media_type=media, headers=headers, background=BackgroundTask(close))
