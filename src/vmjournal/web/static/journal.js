@@ -136,7 +136,8 @@ async function loadChoices(v, gen) {
 
 async function loadChart(v, gen) {
   try {
-    const query = histogramPath(v) + "?" + apiParams(v, false);
+    const params = apiParams(v, false).toString();
+    const query = histogramPath(v) + (params ? "?" + params : "");
     const h = await getJSON(query);
     if (stale(gen)) return;
     $("chart-box").hidden = false;
