@@ -99,6 +99,12 @@ class Settings(BaseSettings):
     job_stale_seconds: float = 30.0
     # How often running VMs are inspected (one process at a time does it).
     monitor_seconds: float = 30.0
+    # Alert webhooks: one attempt's timeout, the first retry's delay (doubling after each failure),
+    # attempts before giving up; how often quiet firings are looked for.
+    alert_delivery_timeout_seconds: float = 10.0
+    alert_retry_seconds: float = 5.0
+    alert_max_attempts: int = 12
+    alert_tick_seconds: float = 1.0
     azure: AzureSettings = Field(default_factory=AzureSettings)
     qemu: QemuSettings = Field(default_factory=QemuSettings)
 

@@ -14,6 +14,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from vmjournal import __version__, db, errors, logs, metrics, web
+from vmjournal.alerts.delivery import Deliverer
+from vmjournal.alerts.evaluation import Evaluator
+from vmjournal.alerts.router import router as alerts_router
 from vmjournal.config import Settings, get_settings
 from vmjournal.deps import ApiKey, SessionDep
 from vmjournal.jobs import store as jobs_store
@@ -86,12 +89,22 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
         worker = Worker(settings, sessions, tasks.handlers(), monitor=tasks.inspect_running)
         worker.start()
         hub = LiveHub(url, sessions)
+        deliverer = Deliverer(sessions, timeout=settings.alert_delivery_timeout_seconds,
+                              retry_base=settings.alert_retry_seconds, max_attempts=settings.alert_max_attempts)
+        evaluator = Evaluator(sessions, base_url=settings.ingest_url, tick_seconds=settings.alert_tick_seconds,
+                              on_notification=deliverer.wake)
+        # Subscribed before the hub listens: a batch stored after that is heard of, one before is caught up.
+        hub.subscribe(evaluator.notify)
         await hub.start()
+        evaluator.start()
+        deliverer.start()
         log.info("vmjournal %s ready; providers: %s", __version__, ", ".join(active))
         try:
             yield {"settings": settings, "sessions": sessions, "providers": active, "jobs": jobs,
                    "database_url": url, "live": hub}
         finally:
+            await deliverer.stop()
+            await evaluator.stop()
             await hub.stop()
             await worker.stop()
             if providers is None:
@@ -109,6 +122,7 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
         openapi_tags=[
             {"name": "vms", "description": "Create, inspect and delete VMs."},
             {"name": "journal", "description": "Ingest and query journal events."},
+            {"name": "alerts", "description": "Rules that call a webhook when a journal matches them."},
             {"name": "service", "description": "Service health."},
         ],
     )
@@ -139,6 +153,7 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
     app.include_router(vms_router)
     app.include_router(bootstrap_router)
     app.include_router(azure_router)
+    app.include_router(alerts_router)
     # Last: a mount at /ui must not shadow any route.
     web.mount(app)
     return app

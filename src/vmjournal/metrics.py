@@ -24,9 +24,23 @@ live_queries = Counter(
     "vmjournal_live_queries", "Queries the live-follow hub ran to fan new events out", registry=registry
 )
 vms = Gauge("vmjournal_vms", "VMs by provider and status", ["provider", "status"], registry=registry)
+alert_notifications = Counter(
+    "vmjournal_alert_notifications", "Alert notifications written by this process: firings and resolutions",
+    ["status"], registry=registry,
+)
+alert_deliveries = Counter(
+    "vmjournal_alert_deliveries", "Webhook delivery attempts by this process: delivered, failed (retried later), "
+    "gave_up", ["result"], registry=registry,
+)
+alert_outbox = Gauge(
+    "vmjournal_alert_outbox", "Alert notifications not delivered (yet): pending or failed, all processes",
+    ["delivery"], registry=registry,
+)
 jobs = Gauge("vmjournal_jobs", "Provisioning jobs by kind and status", ["kind", "status"], registry=registry)
 
 VM_COUNTS = text("SELECT provider, status, count(*) FROM vm GROUP BY provider, status")
+# Delivered ones are history, not backlog: left out so a scrape stays cheap as history grows.
+ALERT_OUTBOX = text("SELECT delivery, count(*) FROM alert_notification WHERE delivery <> 'delivered' GROUP BY delivery")
 JOB_COUNTS = text("SELECT kind, status, count(*) FROM job WHERE status IN ('queued', 'running') GROUP BY kind, status")
 
 
@@ -37,4 +51,7 @@ async def render(session: AsyncSession) -> bytes:
     jobs.clear()
     for kind, status, count in (await session.execute(JOB_COUNTS)).all():
         jobs.labels(kind, status).set(count)
+    alert_outbox.clear()
+    for delivery, count in (await session.execute(ALERT_OUTBOX)).all():
+        alert_outbox.labels(delivery).set(count)
     return generate_latest(registry)

@@ -196,3 +196,111 @@ class JournalVolume(SQLModel, table=True):
     minute: datetime = Field(sa_column=_tz(primary_key=True))
     priority: int = Field(sa_column=sa.Column(sa.SmallInteger, primary_key=True))
     entries: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+
+
+class AlertRule(SQLModel, table=True):
+    """A rule that calls a webhook when a VM's journal matches it often enough (alerts/)."""
+
+    __tablename__ = "alert_rule"
+    __table_args__ = (sa.Index("uq_alert_rule_name", "name", unique=True),)
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    name: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    vm_glob: str = Field(sa_column=sa.Column(sa.Text, nullable=False, server_default="*"))
+    unit: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    priority: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    grep: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    match: list[str] = Field(
+        default_factory=list, sa_column=sa.Column(pg.ARRAY(sa.Text), nullable=False, server_default="{}")
+    )
+    threshold: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
+    window_seconds: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
+    webhook_url: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    # Kept as is: every delivery signs with it. It leaves the service only in the create answer.
+    secret: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    # The last journal seq drawn when the rule was made: older entries never fire it.
+    start_seq: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    created_at: datetime | None = Field(default=None, sa_column=_tz(nullable=False, server_default=sa.func.now()))
+
+
+class AlertCursor(SQLModel, table=True):
+    """How far alert evaluation has read one VM's journal (every rule at once)."""
+
+    __tablename__ = "alert_cursor"
+
+    vm_id: UUID = Field(
+        sa_column=sa.Column(pg.UUID, sa.ForeignKey("vm.id", ondelete="CASCADE"), primary_key=True)
+    )
+    # Every entry of the VM with seq up to this one has been evaluated.
+    seq: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    # vm.event_count when that was read: unequal after a restart means entries came while no one listened.
+    event_count: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    updated_at: datetime | None = Field(default=None, sa_column=_tz(nullable=False, server_default=sa.func.now()))
+
+
+class AlertState(SQLModel, table=True):
+    """One rule on one VM: ok or firing, and the recent matches that decide it."""
+
+    __tablename__ = "alert_state"
+    __table_args__ = (
+        sa.Index("ix_alert_state_firing", "last_seen_at", postgresql_where=sa.text("status = 'firing'")),
+    )
+
+    rule_id: UUID = Field(
+        sa_column=sa.Column(pg.UUID, sa.ForeignKey("alert_rule.id", ondelete="CASCADE"), primary_key=True)
+    )
+    vm_id: UUID = Field(
+        sa_column=sa.Column(pg.UUID, sa.ForeignKey("vm.id", ondelete="CASCADE"), primary_key=True)
+    )
+    status: str = Field(sa_column=sa.Column(sa.Text, nullable=False, server_default="ok"))
+    # The latest matches (journal timestamps and seqs, oldest first), at most max(threshold, 5).
+    recent_ts: list[datetime] = Field(
+        default_factory=list,
+        sa_column=sa.Column(pg.ARRAY(sa.DateTime(timezone=True)), nullable=False, server_default="{}"),
+    )
+    recent_seq: list[int] = Field(
+        default_factory=list, sa_column=sa.Column(pg.ARRAY(sa.BigInteger), nullable=False, server_default="{}")
+    )
+    # The current (or last) firing: its first and last matching entry, and how many matched since.
+    first_at: datetime | None = Field(default=None, sa_column=_tz())
+    last_at: datetime | None = Field(default=None, sa_column=_tz())
+    episode_count: int = Field(default=0, sa_column=sa.Column(sa.BigInteger, nullable=False, server_default="0"))
+    fired_at: datetime | None = Field(default=None, sa_column=_tz())
+    # Service time of the last match seen: the quiet window is measured from it.
+    last_seen_at: datetime | None = Field(default=None, sa_column=_tz())
+    matches: int = Field(default=0, sa_column=sa.Column(sa.BigInteger, nullable=False, server_default="0"))
+    firings: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0"))
+    updated_at: datetime | None = Field(default=None, sa_column=_tz(nullable=False, server_default=sa.func.now()))
+
+
+class AlertNotification(SQLModel, table=True):
+    """A firing or a resolution: the history of a rule and the outbox its webhook is called from."""
+
+    __tablename__ = "alert_notification"
+    __table_args__ = (
+        sa.Index("ix_alert_notification_due", "next_attempt_at", postgresql_where=sa.text("delivery = 'pending'")),
+        sa.Index("ix_alert_notification_rule", "rule_id", "created_at"),
+    )
+
+    # Also the Idempotency-Key: every attempt of one notification carries it.
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    rule_id: UUID = Field(
+        sa_column=sa.Column(pg.UUID, sa.ForeignKey("alert_rule.id", ondelete="CASCADE"), nullable=False)
+    )
+    vm_id: UUID = Field(sa_column=sa.Column(pg.UUID, sa.ForeignKey("vm.id", ondelete="CASCADE"), nullable=False))
+    status: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    count: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    first_at: datetime | None = Field(default=None, sa_column=_tz())
+    last_at: datetime | None = Field(default=None, sa_column=_tz())
+    # The exact bytes every attempt sends, so the signature and the payload never change.
+    body: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    delivery: str = Field(sa_column=sa.Column(sa.Text, nullable=False, server_default="pending"))
+    attempts: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0"))
+    next_attempt_at: datetime | None = Field(
+        default=None, sa_column=_tz(nullable=False, server_default=sa.func.now())
+    )
+    # A claim: until then one process is posting it; a killed process's claim simply runs out.
+    locked_until: datetime | None = Field(default=None, sa_column=_tz())
+    last_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
+    delivered_at: datetime | None = Field(default=None, sa_column=_tz())
+    created_at: datetime | None = Field(default=None, sa_column=_tz(nullable=False, server_default=sa.func.now()))

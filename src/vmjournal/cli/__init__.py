@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import typer
 
-from vmjournal.cli import logs, server, stats, vm
+from vmjournal.cli import alert, logs, server, stats, vm
 from vmjournal.cli.argv import BareFlagsTyper
 from vmjournal.cli.options import EXIT_CODES_HELP
 
@@ -27,8 +27,11 @@ app = BareFlagsTyper(
 )
 vm_app = typer.Typer(help="Create, list, show and delete VMs.", epilog=EXIT_CODES_HELP, no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+alert_app = typer.Typer(help="Alert rules: call a webhook when a journal matches.", epilog=EXIT_CODES_HELP,
+                        no_args_is_help=True)
 app.add_typer(vm_app, name="vm")
 app.add_typer(db_app, name="db")
+app.add_typer(alert_app, name="alert")
 
 app.command("serve")(server.serve)
 db_app.command("upgrade")(server.db_upgrade)
@@ -38,6 +41,10 @@ vm_app.command("list")(vm.list_vms)
 vm_app.command("show")(vm.show)
 app.command("logs")(logs.logs)
 app.command("stats")(stats.stats)
+alert_app.command("create")(alert.create)
+alert_app.command("list")(alert.list_alerts)
+alert_app.command("show")(alert.show)
+alert_app.command("delete")(alert.delete)
 
 
 def main() -> None:

@@ -168,6 +168,29 @@ class Client:
         result: dict[str, Any] = response.json()
         return result
 
+    # -- alerts -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _alert_path(name: str) -> str:
+        return "/alerts/" + quote(name, safe="")
+
+    def create_alert(self, rule: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("POST", "/alerts", json=rule).json()
+        return result
+
+    def list_alerts(self) -> list[dict[str, Any]]:
+        return list(self._request("GET", "/alerts").json())
+
+    def get_alert(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("GET", self._alert_path(name)).json()
+        return result
+
+    def alert_events(self, name: str, limit: int) -> list[dict[str, Any]]:
+        return list(self._request("GET", self._alert_path(name) + "/events", params={"limit": limit}).json())
+
+    def delete_alert(self, name: str) -> None:
+        self._request("DELETE", self._alert_path(name))
+
     # -- journal ----------------------------------------------------------------------------
 
     def events(self, name: str | Sequence[str], query: EventQuery) -> Iterator[dict[str, Any]]:

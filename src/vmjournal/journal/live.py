@@ -48,6 +48,9 @@ QUEUE_EVENTS = 10_000
 FETCH_ROWS = 1000
 _NO_LOWER_BOUND = datetime(1, 1, 1, tzinfo=UTC)
 
+# Called with each notified VM and its batch's earliest timestamp; (None, None) when some were lost.
+Subscriber = Callable[[UUID | None, datetime | None], None]
+
 
 @dataclass(eq=False)
 class Follower:
@@ -122,7 +125,13 @@ class LiveHub:
         self._listener: asyncpg.Connection | None = None
         self._lost = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._subscribers: list[Subscriber] = []
         self.queries = 0  # deliveries run, for tests and metrics
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        """Tell ``subscriber`` of every VM with new events (and the batch's earliest timestamp),
+        followed or not; ``(None, None)`` after a lost LISTEN connection: notifications were missed."""
+        self._subscribers.append(subscriber)
 
     async def start(self) -> None:
         await self._listen()
@@ -158,6 +167,8 @@ class LiveHub:
                     break
                 except (OSError, asyncpg.PostgresError):
                     await asyncio.sleep(1.0)
+            for subscriber in self._subscribers:
+                subscriber(None, None)
             # Notifications sent while we were away are lost: look at every followed VM, unbounded.
             for vm_id in self._followers:
                 self._mark(vm_id, _NO_LOWER_BOUND)
@@ -170,6 +181,8 @@ class LiveHub:
         except ValueError:
             log.warning("ignoring malformed %s notification %r", CHANNEL, payload)
             return
+        for subscriber in self._subscribers:
+            subscriber(vm_id, first)
         self._mark(vm_id, first)
 
     def _mark(self, vm_id: UUID, first: datetime) -> None:

@@ -222,6 +222,13 @@ def _live_match(q: _Query, f: EventFilter) -> str:
     return " AND ".join(where) or "true"
 
 
+def live_conditions(vm_id: UUID, filters: Sequence[EventFilter]) -> tuple[list[str], list[Any]]:
+    """Per filter, one SQL boolean over journal_event deciding as live follow does (the page conditions,
+    unit globs matched on every row), with its arguments: ``$1`` is ``vm_id``, the rest follow in order."""
+    q = _Query(vm_id)
+    return [_live_match(q, f) for f in filters], q.args
+
+
 def _select(where: list[str], order: str, limit_arg: str) -> str:
     return (
         f"SELECT {EVENT_COLUMNS} FROM journal_event WHERE {' AND '.join(where)} "

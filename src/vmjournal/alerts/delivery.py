@@ -1,0 +1,138 @@
+"""Webhook delivery from the outbox: claimed with SKIP LOCKED, retried with backoff, durable.
+
+Every process runs one. A notification is claimed for as long as one attempt may take, posted
+with no database connection held, then marked delivered or given its next attempt time. A process
+killed mid-POST leaves a claim that runs out; the notification is posted again with the same body,
+signature and ``Idempotency-Key``, so a receiver that saw it can tell. A webhook that keeps
+failing costs its own retries and nothing else: ingest and evaluation never wait for a POST.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from typing import Any
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from vmjournal import __version__, metrics
+from vmjournal.alerts import payload, store
+
+log = logging.getLogger(__name__)
+
+RETRY_CAP_SECONDS = 600.0
+ERROR_TEXT_MAX = 300
+
+
+def backoff(attempts: int, base: float) -> float:
+    """Seconds before the next attempt after ``attempts`` failed ones: doubling, capped, jittered."""
+    delay: float = min(RETRY_CAP_SECONDS, base * 2.0 ** max(0, attempts - 1))
+    return delay * random.uniform(0.8, 1.0)
+
+
+class Deliverer:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        timeout: float,
+        retry_base: float,
+        max_attempts: int,
+        concurrency: int = 8,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self._sessions = sessions
+        self._timeout = timeout
+        self._retry_base = retry_base
+        self._max_attempts = max_attempts
+        self._slots = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
+        self._poll = poll_seconds
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._main: asyncio.Task[None] | None = None
+        self._http: httpx.AsyncClient | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        # No redirects: the webhook configured is the one that answers.
+        self._http = httpx.AsyncClient(timeout=self._timeout, follow_redirects=False,
+                                       headers={"User-Agent": f"vmjournal/{__version__}"})
+        self._main = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        tasks = [t for t in [self._main, *self._tasks] if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._http is not None:
+            await self._http.aclose()
+
+    async def _loop(self) -> None:
+        while True:
+            wait = self._poll
+            try:
+                free = self._concurrency - len(self._tasks)
+                claimed = await self._claim(free) if free > 0 else []
+                for row in claimed:
+                    task = asyncio.create_task(self._deliver(row))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._done)
+                if claimed:
+                    continue
+                wait = await self._idle_wait()
+            except Exception as exc:
+                log.warning("claiming alert notifications failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+            self._wake.clear()
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._wake.set()
+
+    async def _claim(self, limit: int) -> list[Any]:
+        async with store.transaction(self._sessions) as conn:
+            return await store.claim_due(conn, self._timeout + 5.0, limit)
+
+    async def _idle_wait(self) -> float:
+        async with store.transaction(self._sessions) as conn:
+            due = await store.seconds_to_next_due(conn)
+        return self._poll if due is None else min(self._poll, max(0.01, due))
+
+    async def _deliver(self, row: Any) -> None:
+        assert self._http is not None
+        body = row["body"].encode()
+        headers = {
+            "Content-Type": "application/json",
+            payload.IDEMPOTENCY_HEADER: str(row["id"]),
+            payload.SIGNATURE_HEADER: payload.sign(row["secret"], body),
+        }
+        error: str | None = None
+        try:
+            response = await self._http.post(row["webhook_url"], content=body, headers=headers)
+            if not response.is_success:
+                error = f"HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            error = f"{exc.__class__.__name__}: {exc}"[:ERROR_TEXT_MAX] if str(exc) else exc.__class__.__name__
+        give_up = error is not None and row["attempts"] >= self._max_attempts
+        async with store.transaction(self._sessions) as conn:
+            if error is None:
+                await store.mark_delivered(conn, row["id"])
+            else:
+                await store.mark_attempt_failed(conn, row["id"], retry_in=backoff(row["attempts"], self._retry_base),
+                                                error=error, give_up=give_up)
+        if error is None:
+            metrics.alert_deliveries.labels("delivered").inc()
+            return
+        metrics.alert_deliveries.labels("gave_up" if give_up else "failed").inc()
+        # The rule's name only: a webhook URL may carry credentials.
+        log.warning("alert %s: delivery attempt %d failed (%s)%s", row["rule"], row["attempts"], error,
+                    "; giving up" if give_up else "")

@@ -1,0 +1,245 @@
+"""Alert evaluation: a durable, checkpointed reader of every VM's new journal entries.
+
+Ingest commits a batch and NOTIFYs (journal/store.py); the live hub hears it and tells us which
+VM has news and the batch's earliest timestamp. For each such VM, one transaction locks the VM's
+``alert_cursor`` row (``SKIP LOCKED``: several service processes share the work, one per VM at a
+time), reads the entries after the cursor with one column of matching rule indexes (the journal's
+own conditions), moves each rule's ``alert_state`` on (alerts/window.py), writes the firings into
+the outbox (``alert_notification``) and advances the cursor: all or nothing. So a firing is
+written exactly once, and a process killed mid-way leaves the cursor where its last commit left it.
+
+Nothing here runs inside ingest: a slow evaluator or a failing webhook never slows a batch.
+After a restart, or a lost LISTEN connection, VMs whose entry count differs from what their
+cursor counted are read again from the cursor, without a time bound. A periodic tick resolves
+firings that have been quiet for their rule's window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from uuid import UUID, uuid4
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from vmjournal import metrics, outage
+from vmjournal.alerts import payload, store, window
+from vmjournal.alerts.rules import Rule, from_record
+from vmjournal.db import raw_connection, transaction
+from vmjournal.journal import store as journal_store
+
+log = logging.getLogger(__name__)
+
+PAGE_ROWS = 5000
+RESOLVE_BATCH = 100
+_NO_LOWER_BOUND = datetime(1, 1, 1, tzinfo=UTC)
+
+
+class Outcome(enum.Enum):
+    done = "done"
+    more = "more"  # a full page: read on
+    busy = "busy"  # another process is evaluating this VM: come back
+
+
+class Evaluator:
+    """Per process: evaluates VMs it hears of, and resolves quiet firings, in the background."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        base_url: str,
+        tick_seconds: float,
+        on_notification: Callable[[], None],
+    ) -> None:
+        self._sessions = sessions
+        self._base_url = base_url
+        self._tick_seconds = tick_seconds
+        self._on_notification = on_notification
+        self._pending: dict[UUID, datetime] = {}
+        self._catch_up = True
+        self._wake = asyncio.Event()
+        self._rules: dict[UUID, Rule] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def notify(self, vm_id: UUID | None, first: datetime | None) -> None:
+        """The live hub's subscriber: a VM has new entries from ``first`` on; (None, None): some were missed."""
+        if vm_id is None:
+            self._catch_up = True
+        else:
+            bound = first or _NO_LOWER_BOUND
+            self._pending[vm_id] = min(self._pending.get(vm_id, bound), bound)
+        self._wake.set()
+
+    def start(self) -> None:
+        self._wake.set()
+        self._tasks = [asyncio.create_task(self._evaluate_loop()), asyncio.create_task(self._resolve_loop())]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _evaluate_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.run_pending()
+            except Exception as exc:
+                _report("alert evaluation", exc)
+                self._wake.set()
+                await asyncio.sleep(1.0)
+
+    async def run_pending(self) -> None:
+        """Evaluate every VM heard of (and, after a restart or a lost LISTEN, every VM behind)."""
+        if self._catch_up:
+            async with store.transaction(self._sessions) as conn:
+                behind = await store.vms_behind(conn)
+            self._catch_up = False
+            for vm_id in behind:
+                self._pending[vm_id] = _NO_LOWER_BOUND
+        if not self._pending:
+            return
+        rules = await self.load_rules()
+        pending, self._pending = self._pending, {}
+        retry = False
+        for vm_id, first in pending.items():
+            try:
+                outcome = await self.evaluate(vm_id, first, rules)
+            except BaseException:
+                self._pending[vm_id] = min(self._pending.get(vm_id, first), first)
+                raise
+            if outcome is not Outcome.done:
+                self._pending[vm_id] = min(self._pending.get(vm_id, first), first)
+                retry = True
+        if retry:
+            # Another process holds a VM (it will read what we heard of too, but may die doing it).
+            await asyncio.sleep(0.05)
+            self._wake.set()
+
+    async def load_rules(self) -> list[Rule]:
+        """Every rule, each one's filter built once per process (rules never change, only go)."""
+        async with transaction(self._sessions) as session:
+            records = await store.list_rules(await raw_connection(session))
+            rules = {}
+            for record in records:
+                rule = self._rules.get(record["id"])
+                rules[record["id"]] = rule if rule is not None else await from_record(session, record)
+        self._rules = rules
+        return list(rules.values())
+
+    async def evaluate(self, vm_id: UUID, first: datetime, rules: list[Rule]) -> Outcome:
+        """One page of the VM's entries after its cursor (none before ``first``), in one transaction."""
+        if not rules:
+            return Outcome.done
+        fired: list[str] = []
+        async with store.transaction(self._sessions) as conn:
+            cursor = await store.lock_cursor(conn, vm_id, min(r.start_seq for r in rules))
+            if cursor is None:
+                return Outcome.busy
+            applicable = [r for r in rules if r.applies_to(cursor["name"])]
+            if not applicable:
+                # Entries no rule reads; a rule made later starts after every seq drawn by now.
+                await store.advance_cursor(conn, vm_id, await journal_store.last_seq(conn), cursor["event_count"])
+                return Outcome.done
+            rows = await store.new_matches(
+                conn, vm_id, [r.filter for r in applicable], [r.match for r in applicable],
+                ts_from=first, after_seq=cursor["seq"], limit=PAGE_ROWS,
+            )
+            full = bool(rows) and rows[0]["scanned"] >= PAGE_ROWS
+            if rows:
+                fired = await self._observe(conn, vm_id, cursor["name"], applicable, rows)
+            # A full page leaves the count as it was: a restart must not take the VM for caught up.
+            counted = cursor["counted"] if full else cursor["event_count"]
+            await store.advance_cursor(conn, vm_id, rows[0]["last"] if rows else cursor["seq"], counted)
+        if fired:
+            metrics.alert_notifications.labels("firing").inc(len(fired))
+            self._on_notification()
+        return Outcome.more if full else Outcome.done
+
+    async def _observe(
+        self, conn: asyncpg.Connection, vm_id: UUID, vm_name: str, rules: list[Rule], rows: list[asyncpg.Record]
+    ) -> list[str]:
+        new: dict[int, list[window.Match]] = {}
+        for row in rows:
+            for i in row["matched"]:
+                if row["seq"] > rules[i].start_seq:
+                    new.setdefault(i, []).append((row["ts"], row["seq"]))
+        if not new:
+            return []
+        states = {
+            r["rule_id"]: window.State.from_record(r)
+            for r in await store.states_for_update(conn, vm_id, [rules[i].id for i in new])
+        }
+        now = await store.now(conn)
+        fired = []
+        for i, matches in new.items():
+            rule = rules[i]
+            state = states.get(rule.id) or window.State(rule_id=rule.id, vm_id=vm_id)
+            firing = window.observe(state, matches, threshold=rule.threshold, window=rule.window, now=now)
+            if firing is not None:
+                entries = await store.window_entries(
+                    conn, vm_id, rule.filter, rule.match, start_seq=rule.start_seq,
+                    ts_from=firing.first_at, ts_to=firing.last_at,
+                )
+                count = entries[0]["total"] if entries else rule.threshold
+                body = payload.body(rule, status="firing", vm=vm_name, count=count, first_at=firing.first_at,
+                                    last_at=firing.last_at, sample=entries, base_url=self._base_url)
+                await store.insert_notification(
+                    conn, (uuid4(), rule.id, vm_id, "firing", count, firing.first_at, firing.last_at, body.decode())
+                )
+                fired.append(rule.name)
+            await store.save_state(conn, state.values())
+        return fired
+
+    async def _resolve_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._tick_seconds)
+            try:
+                while await self.resolve_quiet() == RESOLVE_BATCH:
+                    pass
+            except Exception as exc:
+                _report("alert resolution", exc)
+
+    async def resolve_quiet(self) -> int:
+        """Resolve firings with no match for their rule's window; how many were resolved."""
+        rules = {r.id: r for r in await self.load_rules()}
+        resolved: list[str] = []
+        async with store.transaction(self._sessions) as conn:
+            for record in await store.quiet_firings(conn, RESOLVE_BATCH):
+                state = window.State.from_record(record)
+                rule = rules.get(state.rule_id)
+                if rule is None:
+                    continue  # deleted since we read the rules; its states went with it
+                sample = await store.entries_at(conn, state.vm_id, state.recent[-window.SAMPLE:])
+                body = payload.body(rule, status="resolved", vm=record["vm_name"], count=state.episode_count,
+                                    first_at=state.first_at, last_at=state.last_at, sample=sample,
+                                    base_url=self._base_url)
+                await store.insert_notification(
+                    conn, (uuid4(), rule.id, state.vm_id, "resolved", state.episode_count, state.first_at,
+                           state.last_at, body.decode()),
+                )
+                window.resolve(state)
+                await store.save_state(conn, state.values())
+                resolved.append(rule.name)
+        if resolved:
+            metrics.alert_notifications.labels("resolved").inc(len(resolved))
+            self._on_notification()
+        return len(resolved)
+
+
+def _report(what: str, exc: Exception) -> None:
+    if outage.is_unavailable(exc):
+        outage.unavailable(exc)  # one line per outage, not a traceback per pass
+    elif outage.is_saturated(exc):
+        log.debug("%s: no database connection came free; trying again", what)
+    else:
+        log.exception("%s failed", what)

@@ -1,0 +1,60 @@
+"""A rule as evaluation uses it: its journal filter built once by the journal's own builder."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vmjournal.alerts.schemas import parse_match
+from vmjournal.journal import service as journal_service
+from vmjournal.journal import store as journal_store
+
+# Unit globs are resolved per VM for pages; live matching (which rules use) reads the pattern on
+# every row, so any VM id serves to build the filter.
+_ANY_VM = UUID(int=0)
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: UUID
+    name: str
+    vm_glob: str
+    unit: str | None
+    priority: str | None
+    grep: str | None
+    match: tuple[tuple[str, str], ...]
+    threshold: int
+    window_seconds: int
+    start_seq: int
+    created_at: datetime
+    filter: journal_store.EventFilter
+
+    @property
+    def window(self) -> timedelta:
+        return timedelta(seconds=self.window_seconds)
+
+    def applies_to(self, vm_name: str) -> bool:
+        return fnmatch.fnmatchcase(vm_name, self.vm_glob)
+
+
+async def build_filter(
+    session: AsyncSession, *, unit: str | None, priority: str | None, grep: str | None
+) -> journal_store.EventFilter:
+    """The journal's filter for these values; a bad unit, priority or grep raises as it does on a page."""
+    return await journal_service.build_filter(
+        session, _ANY_VM, unit=unit, priority=priority, since=None, until=None, boot=None, grep=grep
+    )
+
+
+async def from_record(session: AsyncSession, r: Any) -> Rule:
+    f = await build_filter(session, unit=r["unit"], priority=r["priority"], grep=r["grep"])
+    return Rule(
+        id=r["id"], name=r["name"], vm_glob=r["vm_glob"], unit=r["unit"], priority=r["priority"], grep=r["grep"],
+        match=tuple(parse_match(list(r["match"]))), threshold=r["threshold"], window_seconds=r["window_seconds"],
+        start_seq=r["start_seq"], created_at=r["created_at"], filter=f,
+    )

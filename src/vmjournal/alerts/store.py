@@ -1,0 +1,345 @@
+"""All SQL of alerts: rules, per-VM evaluation cursors, per-rule-per-VM states, the notification outbox.
+
+Functions take an asyncpg connection inside the caller's transaction and never commit. Which
+journal entries a rule matches is decided by the journal's own conditions (journal/store.py
+``live_conditions``), so a rule selects what a page with the same filters shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from vmjournal.db import raw_connection
+from vmjournal.journal import store as journal_store
+
+RULE_COLUMNS = (
+    "id, name, vm_glob, unit, priority, grep, match, threshold, window_seconds, webhook_url, start_seq, created_at"
+)
+
+INSERT_RULE = f"""
+INSERT INTO alert_rule (id, name, vm_glob, unit, priority, grep, match, threshold, window_seconds, webhook_url,
+                        secret, start_seq)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+ON CONFLICT (name) DO NOTHING
+RETURNING {RULE_COLUMNS}
+"""
+
+SELECT_RULES = f"SELECT {RULE_COLUMNS} FROM alert_rule ORDER BY name"
+SELECT_RULE = f"SELECT {RULE_COLUMNS} FROM alert_rule WHERE name = $1"
+DELETE_RULE = "DELETE FROM alert_rule WHERE name = $1 RETURNING id"
+
+SELECT_FIRING_VMS = """
+SELECT s.rule_id, v.name FROM alert_state s JOIN vm v ON v.id = s.vm_id WHERE s.status = 'firing' ORDER BY v.name
+"""
+
+SELECT_RULE_STATES = """
+SELECT v.name AS vm, s.status, s.matches, s.firings, s.fired_at, s.first_at, s.last_at, s.last_seen_at
+FROM alert_state s JOIN vm v ON v.id = s.vm_id WHERE s.rule_id = $1 ORDER BY v.name
+"""
+
+COUNT_NOTIFICATIONS = """
+SELECT status, delivery, count(*) AS n FROM alert_notification WHERE rule_id = $1 GROUP BY status, delivery
+"""
+
+SELECT_NOTIFICATIONS = """
+SELECT n.id, v.name AS vm, n.status, n.count, n.first_at, n.last_at, n.created_at, n.delivery, n.attempts,
+       n.delivered_at, n.last_error, n.body
+FROM alert_notification n JOIN vm v ON v.id = n.vm_id
+WHERE n.rule_id = $1 AND ($2::text IS NULL OR n.status = $2)
+ORDER BY n.created_at DESC, n.id LIMIT $3
+"""
+
+# VMs whose entries were stored while no evaluator listened (after a restart or a lost LISTEN):
+# no cursor yet, or a cursor that counted fewer entries than the VM holds.
+SELECT_VMS_BEHIND = """
+SELECT v.id FROM vm v LEFT JOIN alert_cursor c ON c.vm_id = v.id
+WHERE v.event_count > 0 AND (c.vm_id IS NULL OR c.event_count <> v.event_count)
+"""
+
+# A VM's cursor starts where the oldest rule starts: nothing before can fire any rule.
+ENSURE_CURSOR = """
+INSERT INTO alert_cursor (vm_id, seq, event_count) VALUES ($1, $2, 0) ON CONFLICT (vm_id) DO NOTHING
+"""
+
+# One process evaluates a VM at a time; another that finds it locked comes back later.
+LOCK_CURSOR = """
+SELECT c.seq, c.event_count AS counted, v.name, v.event_count FROM alert_cursor c JOIN vm v ON v.id = c.vm_id
+WHERE c.vm_id = $1 FOR UPDATE OF c SKIP LOCKED
+"""
+
+ADVANCE_CURSOR = """
+UPDATE alert_cursor SET seq = greatest(seq, $2), event_count = $3, updated_at = now() WHERE vm_id = $1
+"""
+
+# One page of a VM's new entries in seq order, each with the indexes of the rules it matches;
+# only matching rows come back, plus the page's last row (where the cursor moves to).
+SELECT_MATCHES = """
+SELECT seq, ts, matched, last, scanned FROM (
+    SELECT seq, ts, matched, max(seq) OVER () AS last, count(*) OVER () AS scanned FROM (
+        SELECT seq, ts, array_remove(ARRAY[{flags}]::int[], NULL) AS matched
+        FROM journal_event WHERE vm_id = $1 AND ts >= {ts_from} AND seq > {after} ORDER BY seq LIMIT {limit}
+    ) page
+) counted WHERE cardinality(matched) > 0 OR seq = last
+"""
+
+# The entries that made a rule fire: its matches from the window's first to its last, the first five in full.
+SELECT_WINDOW = f"""
+SELECT {journal_store.EVENT_COLUMNS}, count(*) OVER () AS total FROM journal_event
+WHERE vm_id = $1 AND ts BETWEEN {{ts_from}} AND {{ts_to}} AND seq > {{start}} AND {{condition}}
+ORDER BY ts, seq LIMIT 5
+"""
+
+# Entries by position: the (vm_id, ts, seq) index finds them.
+SELECT_AT = f"""
+SELECT {journal_store.EVENT_COLUMNS} FROM journal_event
+WHERE vm_id = $1 AND ts = ANY($2::timestamptz[]) AND seq = ANY($3::bigint[]) ORDER BY ts, seq
+"""
+
+STATE_COLUMNS = (
+    "rule_id, vm_id, status, recent_ts, recent_seq, first_at, last_at, episode_count, fired_at, last_seen_at, "
+    "matches, firings"
+)
+
+SELECT_STATES_FOR_UPDATE = f"""
+SELECT {STATE_COLUMNS} FROM alert_state WHERE vm_id = $1 AND rule_id = ANY($2::uuid[]) FOR UPDATE
+"""
+
+UPSERT_STATE = f"""
+INSERT INTO alert_state ({STATE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+ON CONFLICT (rule_id, vm_id) DO UPDATE SET
+    status = excluded.status, recent_ts = excluded.recent_ts, recent_seq = excluded.recent_seq,
+    first_at = excluded.first_at, last_at = excluded.last_at, episode_count = excluded.episode_count,
+    fired_at = excluded.fired_at, last_seen_at = excluded.last_seen_at, matches = excluded.matches,
+    firings = excluded.firings, updated_at = now()
+"""
+
+# Firings quiet for their rule's window. SKIP LOCKED: a state being evaluated right now is not
+# quiet, and another process may be resolving it.
+SELECT_QUIET = f"""
+SELECT {", ".join("s." + c for c in STATE_COLUMNS.split(", "))}, v.name AS vm_name
+FROM alert_state s JOIN alert_rule r ON r.id = s.rule_id JOIN vm v ON v.id = s.vm_id
+WHERE s.status = 'firing' AND s.last_seen_at < now() - make_interval(secs => r.window_seconds)
+ORDER BY s.last_seen_at LIMIT $1
+FOR UPDATE OF s SKIP LOCKED
+"""
+
+INSERT_NOTIFICATION = """
+INSERT INTO alert_notification (id, rule_id, vm_id, status, count, first_at, last_at, body)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+"""
+
+# Due notifications, claimed for as long as one attempt may take: a process killed mid-POST
+# leaves a claim that runs out, and the notification is posted again (same Idempotency-Key).
+CLAIM_DUE = """
+UPDATE alert_notification n SET locked_until = now() + make_interval(secs => $1), attempts = n.attempts + 1
+FROM alert_rule r
+WHERE n.id IN (
+    SELECT id FROM alert_notification
+    WHERE delivery = 'pending' AND next_attempt_at <= now() AND (locked_until IS NULL OR locked_until < now())
+    ORDER BY next_attempt_at LIMIT $2
+    FOR UPDATE SKIP LOCKED
+) AND r.id = n.rule_id
+RETURNING n.id, n.body, n.attempts, r.name AS rule, r.webhook_url, r.secret
+"""
+
+MARK_DELIVERED = """
+UPDATE alert_notification SET delivery = 'delivered', delivered_at = now(), locked_until = NULL, last_error = NULL
+WHERE id = $1
+"""
+
+MARK_ATTEMPT_FAILED = """
+UPDATE alert_notification
+SET delivery = CASE WHEN $4 THEN 'failed' ELSE 'pending' END, last_error = $3, locked_until = NULL,
+    next_attempt_at = now() + make_interval(secs => $2)
+WHERE id = $1
+"""
+
+SELECT_NEXT_DUE = """
+SELECT min(greatest(next_attempt_at, coalesce(locked_until, next_attempt_at))) - now()
+FROM alert_notification WHERE delivery = 'pending'
+"""
+
+
+@asynccontextmanager
+async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[asyncpg.Connection]:
+    """A connection inside a transaction of its own, committed on success.
+
+    Begun on the driver connection: a session that has run no statement of its own has not begun
+    one yet, and row locks taken outside a transaction end with their statement."""
+    async with sessions() as session:
+        conn = await raw_connection(session)
+        async with conn.transaction():
+            yield conn
+        await session.commit()
+
+
+async def insert_rule(conn: asyncpg.Connection, values: Sequence[Any]) -> asyncpg.Record | None:
+    """None if a rule of that name exists."""
+    row: asyncpg.Record | None = await conn.fetchrow(INSERT_RULE, *values)
+    return row
+
+
+async def list_rules(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return list(await conn.fetch(SELECT_RULES))
+
+
+async def get_rule(conn: asyncpg.Connection, name: str) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(SELECT_RULE, name)
+    return row
+
+
+async def delete_rule(conn: asyncpg.Connection, name: str) -> bool:
+    return await conn.fetchval(DELETE_RULE, name) is not None
+
+
+async def firing_vms(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return list(await conn.fetch(SELECT_FIRING_VMS))
+
+
+async def rule_states(conn: asyncpg.Connection, rule_id: UUID) -> list[asyncpg.Record]:
+    return list(await conn.fetch(SELECT_RULE_STATES, rule_id))
+
+
+async def notification_counts(conn: asyncpg.Connection, rule_id: UUID) -> list[asyncpg.Record]:
+    return list(await conn.fetch(COUNT_NOTIFICATIONS, rule_id))
+
+
+async def notifications(
+    conn: asyncpg.Connection, rule_id: UUID, *, status: str | None, limit: int
+) -> list[asyncpg.Record]:
+    return list(await conn.fetch(SELECT_NOTIFICATIONS, rule_id, status, limit))
+
+
+async def vms_behind(conn: asyncpg.Connection) -> list[UUID]:
+    return [r["id"] for r in await conn.fetch(SELECT_VMS_BEHIND)]
+
+
+async def lock_cursor(conn: asyncpg.Connection, vm_id: UUID, start_seq: int) -> asyncpg.Record | None:
+    """The VM's cursor, its name and entry count, locked; None while another process evaluates it."""
+    await conn.execute(ENSURE_CURSOR, vm_id, start_seq)
+    row: asyncpg.Record | None = await conn.fetchrow(LOCK_CURSOR, vm_id)
+    return row
+
+
+async def advance_cursor(conn: asyncpg.Connection, vm_id: UUID, seq: int, event_count: int) -> None:
+    await conn.execute(ADVANCE_CURSOR, vm_id, seq, event_count)
+
+
+def _rule_conditions(
+    vm_id: UUID, filters: Sequence[journal_store.EventFilter], matches: Sequence[Sequence[tuple[str, str]]]
+) -> tuple[list[str], list[Any]]:
+    conditions, args = journal_store.live_conditions(vm_id, filters)
+    return [_with_matches(c, m, args) for c, m in zip(conditions, matches, strict=True)], args
+
+
+def _with_matches(condition: str, matches: Sequence[tuple[str, str]], args: list[Any]) -> str:
+    """``match`` as journalctl reads it: values of one field OR, different fields AND.
+
+    Until the journal's filter builder takes ``match`` itself; then it moves into the filter."""
+    by_field: dict[str, list[str]] = {}
+    for name, value in matches:
+        by_field.setdefault(name, []).append(value)
+    parts = [condition]
+    for name, values in by_field.items():
+        args.append(name)
+        args.append(values)
+        parts.append(f"(fields->>${len(args) - 1}) = ANY(${len(args)}::text[])")
+    return " AND ".join(parts)
+
+
+async def new_matches(
+    conn: asyncpg.Connection,
+    vm_id: UUID,
+    filters: Sequence[journal_store.EventFilter],
+    matches: Sequence[Sequence[tuple[str, str]]],
+    *,
+    ts_from: datetime,
+    after_seq: int,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """Up to ``limit`` entries of the VM after ``after_seq`` (none before ``ts_from``): the matching
+    ones with ``matched`` (indexes into ``filters``), and the last one (``seq == last``); every row
+    carries ``scanned``, how many entries the page read."""
+    conditions, args = _rule_conditions(vm_id, filters, matches)
+    flags = ", ".join(f"CASE WHEN {c} THEN {i} END" for i, c in enumerate(conditions)) or "NULL"
+    args += [ts_from, after_seq, limit]
+    n = len(args)
+    sql = SELECT_MATCHES.format(flags=flags, ts_from=f"${n - 2}", after=f"${n - 1}", limit=f"${n}")
+    return list(await conn.fetch(sql, *args))
+
+
+async def window_entries(
+    conn: asyncpg.Connection,
+    vm_id: UUID,
+    f: journal_store.EventFilter,
+    matches: Sequence[tuple[str, str]],
+    *,
+    start_seq: int,
+    ts_from: datetime,
+    ts_to: datetime,
+) -> list[asyncpg.Record]:
+    """The first five matches between the two instants, each row carrying the ``total``."""
+    conditions, args = _rule_conditions(vm_id, [f], [matches])
+    args += [ts_from, ts_to, start_seq]
+    n = len(args)
+    sql = SELECT_WINDOW.format(ts_from=f"${n - 2}", ts_to=f"${n - 1}", start=f"${n}", condition=conditions[0])
+    return list(await conn.fetch(sql, *args))
+
+
+async def entries_at(
+    conn: asyncpg.Connection, vm_id: UUID, positions: Sequence[tuple[datetime, int]]
+) -> list[asyncpg.Record]:
+    if not positions:
+        return []
+    wanted = set(positions)
+    rows = await conn.fetch(SELECT_AT, vm_id, [p[0] for p in positions], [p[1] for p in positions])
+    return [r for r in rows if (r["ts"], r["seq"]) in wanted]
+
+
+async def states_for_update(conn: asyncpg.Connection, vm_id: UUID, rule_ids: Sequence[UUID]) -> list[asyncpg.Record]:
+    return list(await conn.fetch(SELECT_STATES_FOR_UPDATE, vm_id, list(rule_ids)))
+
+
+async def save_state(conn: asyncpg.Connection, values: Sequence[Any]) -> None:
+    await conn.execute(UPSERT_STATE, *values)
+
+
+async def quiet_firings(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    return list(await conn.fetch(SELECT_QUIET, limit))
+
+
+async def insert_notification(conn: asyncpg.Connection, values: Sequence[Any]) -> None:
+    await conn.execute(INSERT_NOTIFICATION, *values)
+
+
+async def claim_due(conn: asyncpg.Connection, lease_seconds: float, limit: int) -> list[asyncpg.Record]:
+    return list(await conn.fetch(CLAIM_DUE, lease_seconds, limit))
+
+
+async def mark_delivered(conn: asyncpg.Connection, notification_id: UUID) -> None:
+    await conn.execute(MARK_DELIVERED, notification_id)
+
+
+async def mark_attempt_failed(
+    conn: asyncpg.Connection, notification_id: UUID, *, retry_in: float, error: str, give_up: bool
+) -> None:
+    await conn.execute(MARK_ATTEMPT_FAILED, notification_id, retry_in, error, give_up)
+
+
+async def seconds_to_next_due(conn: asyncpg.Connection) -> float | None:
+    """How long until a pending notification is due (negative: overdue); None if none is pending."""
+    delta = await conn.fetchval(SELECT_NEXT_DUE)
+    return None if delta is None else float(delta.total_seconds())
+
+
+async def now(conn: asyncpg.Connection) -> datetime:
+    """The database's clock: quiet windows are measured against it, whichever process looks."""
+    value: datetime = await conn.fetchval("SELECT now()")
+    return value

@@ -1,0 +1,132 @@
+"""Rules evaluated as entries are stored, with a real webhook receiver on loopback and real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from conftest import Service
+from support.alerts import create_rule, entry, ingest, wait_for_matches
+from support.api import enroll
+from support.receiver import Receiver
+
+
+class TestFiring:
+    async def test_one_matching_entry_fires_one_signed_delivery(self, service_factory: Any) -> None:
+        async with service_factory(alert_tick_seconds=0.2) as svc:
+            token = await enroll(svc.client, "web-1")
+            with Receiver() as hook:
+                rule = await create_rule(svc.client, name="nginx-errs", vm="web-*", unit="nginx", priority="err",
+                                         grep="upstream", webhook_url=hook.url)
+                await ingest(svc.client, "web-1", token,
+                             entry("upstream timed out", unit="nginx.service", priority=3),
+                             entry("upstream fine", unit="nginx.service", priority=6),
+                             entry("upstream timed out", unit="ssh.service", priority=3))
+                [got] = await hook.wait_for(1)
+                await wait_for_matches(svc.client, "nginx-errs", "web-1", 1)
+                await asyncio.sleep(0.5)  # nothing else comes
+                assert len(hook.received) == 1
+            assert got.signed_with(rule["secret"])
+            assert got.headers["content-type"] == "application/json"
+            body = got.json
+            assert (body["alert"], body["status"], body["vm"], body["count"], body["window_seconds"]) == (
+                "nginx-errs", "firing", "web-1", 1, 60)
+            assert [e["message"] for e in body["sample"]] == ["upstream timed out"]
+            assert body["sample"][0]["unit"] == "nginx.service"
+            assert body["first_at"] == body["last_at"]
+            assert body["url"].startswith(f"{svc.url}/ui/#")
+            for part in ("vm=web-1", "unit=nginx", "priority=err", "grep=upstream", "since="):
+                assert part in body["url"], body["url"]
+            shown = (await svc.client.get("/alerts/nginx-errs")).json()
+            assert shown["status"] == "firing" and shown["firing_vms"] == ["web-1"]
+            assert shown["last_firing"]["id"] == got.key and shown["last_firing"]["delivery"] == "delivered"
+            assert shown["counts"]["firings"] == 1 and shown["counts"]["delivered"] == 1
+            metrics = (await svc.client.get("/metrics")).text
+            assert 'vmjournal_alert_notifications_total{status="firing"} ' in metrics
+            assert 'vmjournal_alert_deliveries_total{result="delivered"} ' in metrics
+
+    async def test_entries_before_the_rule_and_other_vms_do_not_fire(self, service: Service) -> None:
+        web = await enroll(service.client, "web-1")
+        db = await enroll(service.client, "db-1")
+        await ingest(service.client, "web-1", web, entry("before the rule"))
+        with Receiver() as hook:
+            await create_rule(service.client, name="web", vm="web-*", webhook_url=hook.url)
+            await ingest(service.client, "db-1", db, entry("not a web VM"))
+            await ingest(service.client, "web-1", web, entry("after the rule"))
+            [got] = await hook.wait_for(1)
+            await asyncio.sleep(0.5)
+            assert len(hook.received) == 1
+        assert [e["message"] for e in got.json["sample"]] == ["after the rule"]
+
+    async def test_match_fields(self, service: Service) -> None:
+        token = await enroll(service.client, "web-1")
+        with Receiver() as hook:
+            await create_rule(service.client, name="oom", match=["_TRANSPORT=kernel", "_TRANSPORT=audit", "SEV=x"],
+                              webhook_url=hook.url)
+            await ingest(service.client, "web-1", token, entry("journal", _TRANSPORT="journal", SEV="x"),
+                         entry("kernel but no SEV", _TRANSPORT="kernel"), entry("audit", _TRANSPORT="audit", SEV="x"))
+            [got] = await hook.wait_for(1)
+        assert [e["message"] for e in got.json["sample"]] == ["audit"]
+
+
+class TestThresholdAndWindow:
+    async def test_threshold_within_the_window(self, service: Service) -> None:
+        token = await enroll(service.client, "web-1")
+        with Receiver() as hook:
+            await create_rule(service.client, name="burst", threshold=3, window_seconds=60, webhook_url=hook.url)
+            now = time.time()
+            await ingest(service.client, "web-1", token, entry("one", at=now - 30), entry("two", at=now - 20))
+            await wait_for_matches(service.client, "burst", "web-1", 2)
+            assert hook.received == []
+            await ingest(service.client, "web-1", token, entry("three", at=now - 10), entry("four", at=now - 5))
+            [got] = await hook.wait_for(1)
+            await wait_for_matches(service.client, "burst", "web-1", 4)
+            await asyncio.sleep(0.3)
+            assert len(hook.received) == 1
+        body = got.json
+        assert body["count"] == 3  # the window from the first to the third match
+        assert [e["message"] for e in body["sample"]] == ["one", "two", "three"]
+
+    async def test_matches_further_apart_than_the_window_do_not_fire(self, service: Service) -> None:
+        token = await enroll(service.client, "web-1")
+        with Receiver() as hook:
+            await create_rule(service.client, name="pair", threshold=2, window_seconds=10, webhook_url=hook.url)
+            now = time.time()
+            await ingest(service.client, "web-1", token, entry("a", at=now - 300), entry("b", at=now - 200),
+                         entry("c", at=now - 100))
+            await wait_for_matches(service.client, "pair", "web-1", 3)
+            await asyncio.sleep(0.3)
+            assert hook.received == []
+            # Out of order: one 5 s after "b" completes a pair with it.
+            await ingest(service.client, "web-1", token, entry("d", at=now - 195))
+            [got] = await hook.wait_for(1)
+        assert [e["message"] for e in got.json["sample"]] == ["b", "d"]
+
+
+class TestResolution:
+    async def test_resolved_after_a_quiet_window(self, service_factory: Any) -> None:
+        async with service_factory(alert_tick_seconds=0.2) as svc:
+            token = await enroll(svc.client, "web-1")
+            with Receiver() as hook:
+                await create_rule(svc.client, name="flap", window_seconds=2, webhook_url=hook.url)
+                await ingest(svc.client, "web-1", token, entry("first"))
+                await hook.wait_for(1)
+                fired = time.monotonic()
+                await asyncio.sleep(1.0)
+                await ingest(svc.client, "web-1", token, entry("still failing"))  # extends the firing
+                await wait_for_matches(svc.client, "flap", "web-1", 2)
+                firing, resolved = await hook.wait_for(2, timeout=10)
+                quiet = time.monotonic() - fired
+                assert firing.json["status"] == "firing" and resolved.json["status"] == "resolved"
+                assert quiet >= 3.0  # 1 s to the second match, then 2 s without one
+                assert resolved.json["count"] == 2
+                assert [e["message"] for e in resolved.json["sample"]] == ["first", "still failing"]
+                assert resolved.key != firing.key
+                # Fires again with a new match after resolving.
+                await ingest(svc.client, "web-1", token, entry("again"))
+                again = (await hook.wait_for(3))[2]
+            assert again.json["status"] == "firing"
+            history = (await svc.client.get("/alerts/flap/events")).json()
+            assert [h["status"] for h in history] == ["firing", "resolved", "firing"]
+            assert all(h["delivery"] == "delivered" for h in history)
