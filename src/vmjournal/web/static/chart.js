@@ -81,8 +81,10 @@ export function drawChart(box, histogram, onZoom) {
   const ticks = Math.min(6, buckets.length);
   for (let t = 0; t < ticks; t++) {
     const i = Math.round(t * (buckets.length - 1) / Math.max(ticks - 1, 1));
-    const label = el("text", { x: LEFT + i * barW + barW / 2, y: HEIGHT - 5, class: "axis-label",
-                               "text-anchor": "middle" }, svg);
+    // The outer labels align to the plot's edges, so none is cut off.
+    const anchor = ticks > 1 && t === 0 ? "start" : ticks > 1 && t === ticks - 1 ? "end" : "middle";
+    const x = anchor === "start" ? LEFT + i * barW : anchor === "end" ? LEFT + (i + 1) * barW : LEFT + i * barW + barW / 2;
+    const label = el("text", { x, y: HEIGHT - 5, class: "axis-label", "text-anchor": anchor }, svg);
     label.textContent = tickLabel(new Date(buckets[i].start), spanMs);
   }
   const selection = el("rect", { y: TOP, height: plotH, class: "selection", visibility: "hidden" }, svg);

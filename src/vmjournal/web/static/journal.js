@@ -127,7 +127,7 @@ async function loadChoices(v, gen) {
   const boots = asList(bootList, "boots", "data", "items");
   if (boots.length) {
     boot.replaceChildren(new Option("all boots", ""), ...boots.slice().reverse().map((b) => new Option(
-      b.offset + " " + b.boot_id.slice(0, 8) + " " + new Date(b.first_at).toLocaleString(), String(b.offset))));
+      b.offset + " (" + b.boot_id.slice(0, 8) + ", " + new Date(b.first_at).toLocaleDateString() + ")", String(b.offset))));
   } else {
     boot.replaceChildren(...bootOptions);
   }
