@@ -1,8 +1,10 @@
-"""The small web page at ``/ui``: VMs and their status, and a live journal tail.
+"""The console at ``/ui``: VMs (create, delete, status), a journal view over one VM or the fleet
+with every filter, a volume chart, pages and a live tail, and the alert rules.
 
-Plain HTML, CSS and JavaScript files served as they are: nothing to build. The page talks to
-the same HTTP API as everyone else, and follows a journal over Server-Sent Events read with
-``fetch`` (EventSource cannot send the API key header).
+Plain HTML, CSS and JavaScript modules served as they are: nothing to build, nothing fetched from
+elsewhere. The page talks to the same HTTP API as everyone else, and follows a journal over
+Server-Sent Events read with ``fetch`` (EventSource cannot send the API key header). Its URL
+fragment holds the view (format at the top of ``static/app.js``), so a link opens the same view.
 """
 
 from __future__ import annotations
