@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     job_stale_seconds: float = 30.0
     # How often running VMs are inspected (one process at a time does it).
     monitor_seconds: float = 30.0
+    # Journal retention: whole days older than this go (0 keeps everything), and the oldest days go
+    # while the journal is larger than max_bytes (unset: no cap). One process prunes at a time.
+    retention_days: int = Field(default=30, ge=0)
+    retention_max_bytes: int | None = Field(default=None, gt=0)
+    retention_check_seconds: float = 300.0
     azure: AzureSettings = Field(default_factory=AzureSettings)
     qemu: QemuSettings = Field(default_factory=QemuSettings)
 

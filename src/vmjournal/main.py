@@ -21,6 +21,7 @@ from vmjournal.jobs.worker import Worker
 from vmjournal.journal import service as journal_service
 from vmjournal.journal.fleet_router import router as fleet_router
 from vmjournal.journal.live import LiveHub
+from vmjournal.journal.retention import Pruner
 from vmjournal.journal.router import router as journal_router
 from vmjournal.journal.upload import router as upload_router
 from vmjournal.providers.base import VMProvider
@@ -88,11 +89,14 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
         worker.start()
         hub = LiveHub(url, sessions)
         await hub.start()
+        pruner = Pruner(sessions, settings)
+        pruner.start()
         log.info("vmjournal %s ready; providers: %s", __version__, ", ".join(active))
         try:
             yield {"settings": settings, "sessions": sessions, "providers": active, "jobs": jobs,
                    "database_url": url, "live": hub}
         finally:
+            await pruner.stop()
             await hub.stop()
             await worker.stop()
             if providers is None:
@@ -130,9 +134,11 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
     @app.get("/metrics", tags=["service"], summary="Prometheus metrics", dependencies=[ApiKey],
              response_class=PlainTextResponse)
     async def prometheus(session: SessionDep) -> PlainTextResponse:
-        """Ingest counters and latency (this process), VMs by status and pending jobs (all processes)."""
+        """Ingest counters and latency (this process), VMs by status and pending jobs (all processes),
+        the journal's bytes on disk and its oldest entry's time."""
         exposition = metrics.render(
-            await vms_store.count_by_provider_status(session), await jobs_store.count_unfinished(session)
+            await vms_store.count_by_provider_status(session), await jobs_store.count_unfinished(session),
+            journal=await journal_service.storage(session),
         )
         return PlainTextResponse(exposition, media_type=CONTENT_TYPE_LATEST)
 
