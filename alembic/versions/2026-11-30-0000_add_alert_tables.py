@@ -1,7 +1,7 @@
 """add alert tables
 
 Revision ID: 5dc5281c8ab3
-Revises: 7a41c9d2e5f3
+Revises: 5e8b2d7c4a19
 Create Date: 2026-11-30 00:00:43.315231
 """
 
@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql
 from alembic import op
 
 revision: str = '5dc5281c8ab3'
-down_revision: str | None = '7a41c9d2e5f3'
+down_revision: str | None = '5e8b2d7c4a19'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

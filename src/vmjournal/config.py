@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     alert_retry_seconds: float = 5.0
     alert_max_attempts: int = 12
     alert_tick_seconds: float = 1.0
+    # Journal retention: whole days older than this go (0 keeps everything), and the oldest days go
+    # while the journal is larger than max_bytes (unset: no cap). One process prunes at a time.
+    retention_days: int = Field(default=30, ge=0)
+    retention_max_bytes: int | None = Field(default=None, gt=0)
+    retention_check_seconds: float = 300.0
     azure: AzureSettings = Field(default_factory=AzureSettings)
     qemu: QemuSettings = Field(default_factory=QemuSettings)
 

@@ -25,6 +25,7 @@ from vmjournal.jobs.worker import Worker
 from vmjournal.journal import service as journal_service
 from vmjournal.journal.fleet_router import router as fleet_router
 from vmjournal.journal.live import LiveHub
+from vmjournal.journal.retention import Pruner
 from vmjournal.journal.router import router as journal_router
 from vmjournal.journal.upload import router as upload_router
 from vmjournal.providers.base import VMProvider
@@ -100,6 +101,8 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
         await hub.start()
         evaluator.start()
         deliverer.start()
+        pruner = Pruner(sessions, settings)
+        pruner.start()
         log.info("vmjournal %s ready; providers: %s", __version__, ", ".join(active))
         try:
             yield {"settings": settings, "sessions": sessions, "providers": active, "jobs": jobs,
@@ -107,6 +110,7 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
         finally:
             await deliverer.stop()
             await evaluator.stop()
+            await pruner.stop()
             await hub.stop()
             await worker.stop()
             if providers is None:
@@ -148,12 +152,13 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
                               "content": {"text/plain": {"schema": {"type": "string"}}}},
                         **errors.responses(errors.Unauthorized)})
     async def prometheus(session: SessionDep) -> PlainTextResponse:
-        """Ingest counters and latency (this process); VMs by status, pending jobs and undelivered alerts
-        (all processes)."""
+        """Ingest counters and latency (this process); VMs by status, pending jobs, undelivered alerts,
+        the journal's bytes on disk and its oldest entry's time (all processes)."""
         exposition = metrics.render(
             await vms_store.count_by_provider_status(session),
             await jobs_store.count_unfinished(session),
             await alerts_store.count_undelivered(await db.raw_connection(session)),
+            journal=await journal_service.storage(session),
         )
         return PlainTextResponse(exposition, media_type=CONTENT_TYPE_LATEST)
 

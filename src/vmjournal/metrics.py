@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -39,13 +40,26 @@ alert_outbox = Gauge(
 jobs = Gauge("vmjournal_jobs", "Provisioning jobs by kind and status", ["kind", "status"], registry=registry)
 
 
+journal_bytes = Gauge(
+    "vmjournal_journal_bytes", "Bytes on disk of the journal: every partition, summary and index", registry=registry
+)
+journal_oldest = Gauge(
+    "vmjournal_journal_oldest_entry_timestamp_seconds", "Time of the oldest stored journal entry (0: none)",
+    registry=registry,
+)
+
+
 def render(
     vm_counts: Iterable[tuple[str, str, int]],
     job_counts: Iterable[tuple[str, str, int]],
     outbox_counts: Iterable[tuple[str, int]],
+    journal: tuple[int, datetime | None] = (0, None),
 ) -> bytes:
     """The exposition text, with the gauges set from counts the caller read: (provider, status, n)
-    for VMs, (kind, status, n) for unfinished jobs and (delivery, n) for undelivered alerts."""
+    for VMs, (kind, status, n) for unfinished jobs, (delivery, n) for undelivered alerts, and the
+    journal's (bytes, oldest entry time)."""
+    journal_bytes.set(journal[0])
+    journal_oldest.set(journal[1].timestamp() if journal[1] is not None else 0)
     vms.clear()
     for provider, status, count in vm_counts:
         vms.labels(provider, status).set(count)

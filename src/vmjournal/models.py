@@ -116,7 +116,11 @@ class Job(SQLModel, table=True):
 
 
 class JournalEvent(SQLModel, table=True):
-    """One journal entry: every original field in ``fields``, plus the columns filters need."""
+    """One journal entry: every original field in ``fields``, plus the columns filters need.
+
+    Range-partitioned by ``ts``, one partition per UTC day (journal/partition_store.py creates them
+    and retention drops them); Alembic's env leaves the partitions themselves alone.
+    """
 
     __tablename__ = "journal_event"
     __table_args__ = (
@@ -130,14 +134,18 @@ class JournalEvent(SQLModel, table=True):
             "seq",
             postgresql_where=sa.text("about_unit IS NOT NULL"),
         ),
+        sa.PrimaryKeyConstraint("vm_id", "ts", "cursor", name="pk_journal_event"),
+        {"postgresql_partition_by": "RANGE (ts)"},
     )
 
-    # The journal cursor identifies an entry: a resent batch conflicts here and stores nothing twice.
-    vm_id: UUID = Field(
-        sa_column=sa.Column(pg.UUID, sa.ForeignKey("vm.id", ondelete="CASCADE"), primary_key=True)
-    )
+    # The journal cursor identifies an entry, and the partition key is in every unique key: an
+    # entry's partition comes from its own timestamp, so a resent entry meets its first copy.
+    # No foreign key to vm: attaching a day partition would then lock vm against every in-flight
+    # ingest's counter update, and each row would pay the check. Ingest writes only the VM it
+    # authenticated; purge removes a VM's events.
+    vm_id: UUID = Field(sa_column=sa.Column(pg.UUID, nullable=False))
     # Byte-order collation: cursors are opaque, and locale-aware comparison slows every insert.
-    cursor: str = Field(sa_column=sa.Column(sa.Text(collation="C"), primary_key=True))
+    cursor: str = Field(sa_column=sa.Column(sa.Text(collation="C"), nullable=False))
     # Insertion order: the tie-breaker that makes keyset pagination stable (not indexed on its own).
     seq: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), nullable=False))
     ts: datetime = Field(sa_column=_tz(nullable=False))

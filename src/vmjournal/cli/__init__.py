@@ -35,6 +35,7 @@ app.add_typer(alert_app, name="alert")
 
 app.command("serve")(server.serve)
 db_app.command("upgrade")(server.db_upgrade)
+db_app.command("prune")(server.db_prune)
 vm_app.command("create")(vm.create)
 vm_app.command("delete")(vm.delete)
 vm_app.command("list")(vm.list_vms)

@@ -1,4 +1,4 @@
-"""The commands that run the server side: ``serve`` and ``db upgrade``.
+"""The commands that run the server side: ``serve``, ``db upgrade`` and ``db prune``.
 
 They import the service (FastAPI, SQLAlchemy, the providers) inside the command, so that every other
 command starts without loading it.
@@ -57,3 +57,35 @@ def db_upgrade() -> None:
     url, _ = db.resolve_database_url(Settings())
     asyncio.run(db.upgrade(url))
     typer.echo("database is up to date")
+
+
+def db_prune() -> None:
+    """Apply journal retention now (VMJOURNAL_RETENTION_DAYS, VMJOURNAL_RETENTION_MAX_BYTES): drop
+    the day partitions it says go, and print each."""
+    import asyncio
+
+    from vmjournal import db
+    from vmjournal.config import Settings
+    from vmjournal.journal import retention
+
+    settings = Settings()
+    url, embedded = db.resolve_database_url(settings)
+
+    async def run() -> list[retention.Dropped] | None:
+        await db.upgrade(url)
+        engine = db.create_engine(url, pool_size=2, max_overflow=0)
+        try:
+            return await retention.prune_pass(db.session_factory(engine), settings)
+        finally:
+            await engine.dispose()
+
+    try:
+        dropped = asyncio.run(run())
+    finally:
+        if embedded is not None:
+            db.release(embedded)
+    if dropped is None:
+        raise fail("another process is pruning now; try again later", ExitCode.ERROR)
+    for d in dropped:
+        typer.echo(f"dropped {d.partition.day} ({d.entries} entries, {d.partition.bytes} bytes): {d.reason}")
+    typer.echo(f"{len(dropped)} day(s) dropped" if dropped else "nothing to prune")

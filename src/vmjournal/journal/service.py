@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from vmjournal import metrics
 from vmjournal.db import raw_connection
 from vmjournal.errors import BadRequest, NotFound, PayloadTooLarge
-from vmjournal.journal import entries, field_store, filters, matches, store
+from vmjournal.journal import entries, field_store, filters, matches, partition_store, store
 from vmjournal.journal.render import event_from_record, parse_position, position_token
 
 
@@ -183,3 +184,9 @@ async def field_values(session: AsyncSession, vm_id: UUID, field: str) -> list[s
 async def purge(session: AsyncSession, vm_id: UUID) -> None:
     """Remove every event of a VM and its summaries."""
     await store.purge(await raw_connection(session), vm_id)
+
+
+async def storage(session: AsyncSession) -> tuple[int, datetime | None]:
+    """The journal's bytes on disk (every partition, summary and index) and its oldest entry's time."""
+    conn = await raw_connection(session)
+    return await partition_store.journal_bytes(conn), await partition_store.oldest_entry(conn)

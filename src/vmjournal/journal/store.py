@@ -14,7 +14,7 @@ from uuid import UUID
 import asyncpg
 import orjson
 
-from vmjournal.journal import field_store
+from vmjournal.journal import field_store, partition_store
 from vmjournal.journal.entries import ROW_COLUMNS, Row
 
 # Session-local and emptied at commit, so concurrent batches on other connections never mix.
@@ -36,7 +36,7 @@ WITH ins AS (
     SELECT $1, cursor, timestamptz 'epoch' + ts_us * interval '1 microsecond', monotonic_us,
            boot_id::uuid, unit, about_unit, priority, identifier, pid, hostname, message, fields::json
     FROM journal_staging
-    ON CONFLICT (vm_id, cursor) DO NOTHING
+    ON CONFLICT (vm_id, ts, cursor) DO NOTHING
     RETURNING boot_id, ts, unit, about_unit, priority
 ), boots AS (
     INSERT INTO journal_boot AS b (vm_id, boot_id, first_at, last_at, entries)
@@ -132,7 +132,8 @@ async def ingest(conn: asyncpg.Connection, vm_id: UUID, rows: Sequence[Row]) -> 
 
 
 async def _ingest(conn: asyncpg.Connection, vm_id: UUID, rows: Sequence[Row]) -> int:
-    await conn.execute(LOCK_VM_INGEST, vm_id)
+    # Each entry's partition is its own day: the batch's days exist before the insert.
+    await partition_store.lock_ingest(conn, vm_id, {row[1] // partition_store.DAY_US for row in rows})
     await conn.execute(CREATE_STAGING)
     await conn.copy_records_to_table("journal_staging", records=rows, columns=ROW_COLUMNS)
     stored: int = await conn.fetchval(MERGE_STAGING, vm_id)

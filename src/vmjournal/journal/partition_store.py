@@ -1,0 +1,227 @@
+"""SQL of the journal's day partitions: creating them before entries need them, and dropping the
+oldest for retention with the boot, unit and volume summaries and the VM counters kept true.
+
+``journal_event`` is range-partitioned on ``ts``, one partition per UTC day named
+``journal_event_pYYYYMMDD``. Days are numbered from the epoch (ts_us // DAY_US), as ingest sees them.
+
+Locks: every ingest holds PARTITIONS_LOCK shared for its transaction; a drop holds it exclusively,
+so no batch is between "its day's partition exists" and its insert while one goes, and what a
+partition held is counted with nothing arriving. Creating a partition is serialized by its own lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import asyncpg
+
+DAY_US = 86_400 * 1_000_000
+_EPOCH_DAY = date(1970, 1, 1)
+PREFIX = "journal_event_p"
+
+PARTITIONS_LOCK = 0x766D6A7061727473
+CREATE_LOCK = 0x766D6A63726561
+# One process at a time runs the retention pass (across replicas).
+PRUNE_LOCK = 0x766D6A7072756E
+
+# Of the given day numbers, those without a partition; the VM's ingest lock and the shared
+# partitions lock are taken first (a materialized CTE runs before the select list).
+LOCK_INGEST_MISSING_DAYS = f"""
+WITH locked AS MATERIALIZED (
+    SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 0)),
+           pg_advisory_xact_lock_shared({PARTITIONS_LOCK})
+)
+SELECT ARRAY(SELECT d FROM unnest($2::int[]) d
+             WHERE to_regclass('{PREFIX}' || to_char(date '1970-01-01' + d, 'YYYYMMDD')) IS NULL)
+FROM locked
+"""
+
+LOCK_CREATE = f"SELECT pg_advisory_xact_lock({CREATE_LOCK})"
+EXISTS = "SELECT to_regclass($1) IS NOT NULL"
+# Created apart and attached: ATTACH takes SHARE UPDATE EXCLUSIVE on journal_event, so reads and
+# other batches go on, where CREATE TABLE ... PARTITION OF would wait for and block them all.
+CREATE_DAY = """
+CREATE TABLE {name} (LIKE journal_event INCLUDING DEFAULTS);
+ALTER TABLE journal_event ATTACH PARTITION {name} FOR VALUES FROM ('{lo}') TO ('{hi}')
+"""
+
+TRY_PRUNE_LOCK = f"SELECT pg_try_advisory_xact_lock({PRUNE_LOCK})"
+LOCK_PARTITIONS = f"SELECT pg_advisory_xact_lock({PARTITIONS_LOCK})"
+# A drop waits this long for queries reading the journal, then gives up until the next pass.
+DROP_LOCK_TIMEOUT = "SET LOCAL lock_timeout = '10s'"
+
+SELECT_PARTITIONS = f"""
+SELECT c.relname AS name, pg_total_relation_size(c.oid) AS bytes
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = 'journal_event'::regclass AND c.relname LIKE '{PREFIX}%'
+ORDER BY c.relname
+"""
+
+# Every journal table and index: the partitions (with their indexes and TOAST) and the summaries.
+SELECT_JOURNAL_BYTES = """
+SELECT coalesce(sum(pg_total_relation_size(i.inhrelid)), 0)::bigint
+     + pg_total_relation_size('journal_boot') + pg_total_relation_size('journal_unit')
+     + pg_total_relation_size('journal_volume')
+FROM pg_inherits i WHERE i.inhparent = 'journal_event'::regclass
+"""
+
+# Every entry journald writes carries _BOOT_ID, so the boots' summary knows the oldest one.
+SELECT_OLDEST = "SELECT min(first_at) FROM journal_boot"
+
+# What a partition holds, counted under the exclusive lock just before it is dropped.
+COUNT_BOOTS = "SELECT vm_id, boot_id, count(*) AS n FROM {name} WHERE boot_id IS NOT NULL GROUP BY 1, 2"
+COUNT_UNITS = """
+SELECT vm_id, name AS unit, count(*) AS n FROM (
+    SELECT vm_id, unit AS name FROM {name} WHERE unit IS NOT NULL
+    UNION ALL
+    SELECT vm_id, about_unit FROM {name} WHERE about_unit IS NOT NULL AND about_unit IS DISTINCT FROM unit
+) u GROUP BY 1, 2
+"""
+COUNT_VMS = "SELECT vm_id, count(*) AS n FROM {name} GROUP BY 1"
+DROP_TABLE = "DROP TABLE {name}"
+
+# After the drop: subtract, forget what is empty, and move first/last to what remains (an index
+# walk each, from the remaining end; a summary's bound outside the dropped day stays as it is).
+SUBTRACT_BOOTS = """
+UPDATE journal_boot b SET entries = b.entries - g.n
+FROM unnest($1::uuid[], $2::uuid[], $3::bigint[]) g(vm_id, boot_id, n)
+WHERE b.vm_id = g.vm_id AND b.boot_id = g.boot_id
+"""
+# A summary row counts at least one entry; none other is ever at zero.
+DELETE_EMPTY_BOOTS = "DELETE FROM journal_boot WHERE entries <= 0"
+_BOOT_EDGE = """(SELECT e.ts FROM journal_event e WHERE e.vm_id = b.vm_id AND e.boot_id = b.boot_id
+               ORDER BY e.ts {o} LIMIT 1)"""
+RESET_BOOT_BOUNDS = f"""
+UPDATE journal_boot b SET
+    first_at = CASE WHEN b.first_at < $3 THEN {_BOOT_EDGE.format(o="ASC")} ELSE b.first_at END,
+    last_at = CASE WHEN b.last_at < $3 THEN {_BOOT_EDGE.format(o="DESC")} ELSE b.last_at END
+FROM unnest($1::uuid[], $2::uuid[]) g(vm_id, boot_id)
+WHERE b.vm_id = g.vm_id AND b.boot_id = g.boot_id
+"""
+SUBTRACT_UNITS = """
+UPDATE journal_unit u SET entries = u.entries - g.n
+FROM unnest($1::uuid[], $2::text[], $3::bigint[]) g(vm_id, unit, n)
+WHERE u.vm_id = g.vm_id AND u.unit = g.unit
+"""
+DELETE_EMPTY_UNITS = "DELETE FROM journal_unit WHERE entries <= 0"
+_UNIT_EDGE = """{f}(
+    (SELECT e.ts FROM journal_event e WHERE e.vm_id = u.vm_id AND e.unit = u.unit ORDER BY e.ts {o} LIMIT 1),
+    (SELECT e.ts FROM journal_event e WHERE e.vm_id = u.vm_id AND e.about_unit = u.unit
+     ORDER BY e.ts {o} LIMIT 1))"""
+RESET_UNIT_BOUNDS = f"""
+UPDATE journal_unit u SET
+    first_at = CASE WHEN u.first_at < $3 THEN {_UNIT_EDGE.format(f="least", o="ASC")} ELSE u.first_at END,
+    last_at = CASE WHEN u.last_at < $3 THEN {_UNIT_EDGE.format(f="greatest", o="DESC")} ELSE u.last_at END
+FROM unnest($1::uuid[], $2::text[]) g(vm_id, unit)
+WHERE u.vm_id = g.vm_id AND u.unit = g.unit
+"""
+# Minutes bin from the epoch, so a day's minutes all fall inside that day.
+DELETE_VOLUME = "DELETE FROM journal_volume WHERE minute >= $1 AND minute < $2"
+SUBTRACT_VMS = """
+UPDATE vm SET event_count = greatest(vm.event_count - g.n, 0)
+FROM unnest($1::uuid[], $2::bigint[]) g(vm_id, n) WHERE vm.id = g.vm_id
+"""
+
+
+@dataclass(frozen=True)
+class Partition:
+    name: str
+    day: date
+    bytes: int
+
+    @property
+    def start(self) -> datetime:
+        return datetime(self.day.year, self.day.month, self.day.day, tzinfo=UTC)
+
+    @property
+    def end(self) -> datetime:
+        return self.start + timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Dropped:
+    partition: Partition
+    entries: int
+    reason: str
+
+
+def day_name(day: int) -> str:
+    return f"{PREFIX}{(_EPOCH_DAY + timedelta(days=day)):%Y%m%d}"
+
+
+async def lock_ingest(conn: asyncpg.Connection, vm_id: object, days: Iterable[int]) -> None:
+    """Take the VM's ingest lock and the shared partitions lock, and create the days still missing."""
+    missing: list[int] = await conn.fetchval(LOCK_INGEST_MISSING_DAYS, vm_id, list(days))
+    if missing:
+        await create_days(conn, missing)
+
+
+async def create_days(conn: asyncpg.Connection, days: Iterable[int]) -> list[str]:
+    """Create the partitions of these days (epoch day numbers) that do not exist; returns their names."""
+    created = []
+    await conn.execute(LOCK_CREATE)
+    for day in sorted(set(days)):
+        name = day_name(day)
+        if await conn.fetchval(EXISTS, name):
+            continue
+        lo = _EPOCH_DAY + timedelta(days=day)
+        # The last day Python and journald entries reach ends in year 10000, which only SQL spells.
+        hi = "10000-01-01" if lo == date.max else f"{lo + timedelta(days=1)}"
+        await conn.execute(CREATE_DAY.format(name=name, lo=f"{lo} 00:00+00", hi=f"{hi} 00:00+00"))
+        created.append(name)
+    return created
+
+
+async def partitions(conn: asyncpg.Connection) -> list[Partition]:
+    """The day partitions, oldest first, with their bytes on disk."""
+    found = []
+    for r in await conn.fetch(SELECT_PARTITIONS):
+        stamp = r["name"][len(PREFIX):]
+        day = date(int(stamp[:4]), int(stamp[4:6]), int(stamp[6:8]))
+        found.append(Partition(r["name"], day, r["bytes"]))
+    return found
+
+
+async def try_lock_prune(conn: asyncpg.Connection) -> bool:
+    locked: bool = await conn.fetchval(TRY_PRUNE_LOCK)
+    return locked
+
+
+async def journal_bytes(conn: asyncpg.Connection) -> int:
+    value: int = await conn.fetchval(SELECT_JOURNAL_BYTES)
+    return value
+
+
+async def oldest_entry(conn: asyncpg.Connection) -> datetime | None:
+    value: datetime | None = await conn.fetchval(SELECT_OLDEST)
+    return value
+
+
+async def drop(conn: asyncpg.Connection, partition: Partition) -> int:
+    """Drop one day's partition and take what it held out of the summaries; returns its entry count.
+    Runs in the caller's transaction, which should hold nothing else: it blocks ingest until it ends."""
+    await conn.execute(DROP_LOCK_TIMEOUT)
+    await conn.execute(LOCK_PARTITIONS)
+    name = partition.name
+    if not await conn.fetchval(EXISTS, name):
+        return 0
+    boots = await conn.fetch(COUNT_BOOTS.format(name=name))
+    units = await conn.fetch(COUNT_UNITS.format(name=name))
+    vms = await conn.fetch(COUNT_VMS.format(name=name))
+    await conn.execute(DROP_TABLE.format(name=name))
+    lo, hi = partition.start, partition.end
+    if boots:
+        vm_ids, boot_ids, counts = ([r[k] for r in boots] for k in ("vm_id", "boot_id", "n"))
+        await conn.execute(SUBTRACT_BOOTS, vm_ids, boot_ids, counts)
+        await conn.execute(DELETE_EMPTY_BOOTS)
+        await conn.execute(RESET_BOOT_BOUNDS, vm_ids, boot_ids, hi)
+    if units:
+        vm_ids, names, counts = ([r[k] for r in units] for k in ("vm_id", "unit", "n"))
+        await conn.execute(SUBTRACT_UNITS, vm_ids, names, counts)
+        await conn.execute(DELETE_EMPTY_UNITS)
+        await conn.execute(RESET_UNIT_BOUNDS, vm_ids, names, hi)
+    await conn.execute(DELETE_VOLUME, lo, hi)
+    await conn.execute(SUBTRACT_VMS, [r["vm_id"] for r in vms], [r["n"] for r in vms])
+    return sum(r["n"] for r in vms)

@@ -1,0 +1,102 @@
+"""Journal retention: which day partitions go, dropped one at a time; and the partitions made ahead.
+
+A pass runs in one process at a time (a transaction-level advisory lock held by a session that
+does nothing else); each drop is its own short transaction, so ingest waits for one day's drop at
+most, never for the whole pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from vmjournal.config import Settings
+from vmjournal.db import raw_connection, transaction
+from vmjournal.journal import partition_store
+from vmjournal.journal.partition_store import Dropped, Partition
+
+__all__ = ["Dropped", "Pruner", "choose", "prune_pass"]
+
+log = logging.getLogger(__name__)
+
+# Today's and the next days' partitions exist before their first entry arrives.
+DAYS_AHEAD = 2
+
+
+def choose(
+    partitions: Sequence[Partition], *, now: datetime, days: int, max_bytes: int | None, other_bytes: int = 0
+) -> list[tuple[Partition, str]]:
+    """The partitions to drop, oldest first, each with why: whole days older than ``days``, then the
+    oldest days while the journal is over ``max_bytes``. Today's and later days never go."""
+    today = now.astimezone(UTC).date()
+    chosen: list[tuple[Partition, str]] = []
+    kept = []
+    for p in partitions:
+        if days and p.day < today - timedelta(days=days):
+            chosen.append((p, "age"))
+        else:
+            kept.append(p)
+    if max_bytes is not None:
+        total = other_bytes + sum(p.bytes for p in kept)
+        for p in kept:
+            if total <= max_bytes or p.day >= today:
+                break
+            chosen.append((p, "size"))
+            total -= p.bytes
+    return chosen
+
+
+async def prune_pass(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings, *, now: datetime | None = None
+) -> list[Dropped] | None:
+    """Create the coming days' partitions and drop what retention says; None if another process is
+    running a pass now."""
+    now = now or datetime.now(UTC)
+    async with transaction(sessions) as holder:
+        if not await partition_store.try_lock_prune(await raw_connection(holder)):
+            return None
+        async with transaction(sessions) as session:
+            conn = await raw_connection(session)
+            first = int(now.timestamp()) // 86_400
+            await partition_store.create_days(conn, range(first, first + DAYS_AHEAD + 1))
+            parts = await partition_store.partitions(conn)
+            total = await partition_store.journal_bytes(conn)
+        other = total - sum(p.bytes for p in parts)
+        dropped = []
+        for partition, reason in choose(parts, now=now, days=settings.retention_days,
+                                        max_bytes=settings.retention_max_bytes, other_bytes=other):
+            async with transaction(sessions) as session:
+                entries = await partition_store.drop(await raw_connection(session), partition)
+            log.info("retention dropped %s (%d entries, %d bytes): %s",
+                     partition.name, entries, partition.bytes, reason)
+            dropped.append(Dropped(partition, entries, reason))
+        return dropped
+
+
+class Pruner:
+    """Runs a retention pass every ``retention_check_seconds`` in the service."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await prune_pass(self.sessions, self.settings)
+            except Exception as exc:
+                log.warning("retention pass failed: %s", exc)
+            await asyncio.sleep(self.settings.retention_check_seconds)

@@ -1,0 +1,121 @@
+"""The partitioning migration moves a database with events: every query answers as before, seq goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from support.journal_files import wide_entries
+from support.service import with_database
+
+from vmjournal.db import alembic_config
+from vmjournal.journal import entries, field_store, store, volume_store
+
+BEFORE = "7a41c9d2e5f3"
+# The previous revision's ingest: the same statement with the old identity.
+OLD_MERGE = store.MERGE_STAGING.replace("ON CONFLICT (vm_id, ts, cursor)", "ON CONFLICT (vm_id, cursor)")
+FILTERS = [
+    store.EventFilter(),
+    store.EventFilter(units=["a.service"]),
+    store.EventFilter(units=["b.service"], priority_max=3),
+    store.EventFilter(identifiers=["systemd"]),
+    store.EventFilter(grep="entry 1[0-9]+7"),
+]
+
+
+@pytest.fixture
+def old_database(pg_url: str) -> Iterator[str]:
+    name = f"vmjournal_part_{uuid.uuid4().hex[:10]}"
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(pg_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    yield with_database(pg_url, name)
+    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def answers(conn: asyncpg.Connection, vm_ids: list[uuid.UUID]) -> list[Any]:
+    out: list[Any] = []
+    for vm_id in vm_ids:
+        for f in FILTERS:
+            for descending in (False, True):
+                page = await store.query_events(conn, vm_id, f, limit=100, descending=descending)
+                out.append([tuple(r) for r in page])
+                if page:
+                    after = store.Position(page[-1]["ts"], page[-1]["seq"])
+                    out.append([tuple(r) for r in await store.query_events(
+                        conn, vm_id, f, limit=100, after=after, descending=descending)])
+        out.append([tuple(r) for r in await store.list_boots(conn, vm_id)])
+        out.append([tuple(r) for r in await store.list_units(conn, vm_id)])
+        out.append(await field_store.field_values(conn, vm_id, "_SYSTEMD_UNIT"))
+        out.append([tuple(r) for r in await store.live_batch(
+            conn, vm_id, FILTERS, after_seq=0, ts_from=datetime.fromtimestamp(0).astimezone(), limit=500)])
+    first, last = await volume_store.volume_range(conn, vm_ids)
+    assert first is not None and last is not None
+    out.append([tuple(r) for r in await volume_store.summary_counts(
+        conn, vm_ids, step=timedelta(minutes=5), start=first, end=last, priorities=(0, 7))])
+    out.append(sorted(tuple(r) for r in await volume_store.count_events(
+        conn, vm_ids, store.EventFilter(units=["a.service"]), step=timedelta(minutes=5))))
+    return out
+
+
+def test_upgrade_keeps_every_answer(old_database: str) -> None:
+    from alembic import command
+
+    config = alembic_config(old_database)
+    command.upgrade(config, BEFORE)  # type: ignore[arg-type]
+
+    async def load() -> tuple[list[uuid.UUID], list[Any], int, list[dict[str, str]]]:
+        conn = await asyncpg.connect(old_database)
+        try:
+            ids = [uuid.uuid4(), uuid.uuid4()]
+            sent = []
+            for n, vm_id in enumerate(ids):
+                await conn.execute("INSERT INTO vm (id, name, size, provider, status) VALUES ($1, $2, 'small', "
+                                   "'external', 'running')", vm_id, f"old-{n}")
+                for b, start in enumerate(range(n * 90_000_000, n * 90_000_000 + 90_000_000, 30_000_000)):
+                    # Batches far apart in time: three boots on three days.
+                    batch = wide_entries(start, 2000, boot=uuid.uuid4().hex, units=["a.service", "b.service"])
+                    sent.append(batch)
+                    async with conn.transaction():
+                        await conn.execute(store.CREATE_STAGING)
+                        await conn.copy_records_to_table("journal_staging", records=entries.to_rows(batch),
+                                                         columns=entries.ROW_COLUMNS)
+                        assert await conn.fetchval(OLD_MERGE, vm_id) == 2000, b
+            return ids, await answers(conn, ids), await store.last_seq(conn), sent[0]
+        finally:
+            await conn.close()
+
+    ids, before, seq_before, first_batch = asyncio.run(load())
+    command.upgrade(config, "head")  # type: ignore[arg-type]
+
+    async def check() -> None:
+        conn = await asyncpg.connect(old_database)
+        try:
+            assert await conn.fetchval("SELECT relkind FROM pg_class WHERE relname = 'journal_event'") == b"p"
+            parts = "SELECT count(*) FROM pg_inherits WHERE inhparent = 'journal_event'::regclass"
+            assert await conn.fetchval(parts) >= 3
+            assert await answers(conn, ids) == before
+            assert await store.last_seq(conn) == seq_before
+            # Ingest goes on: resent entries are still known, new ones get seq above every old one.
+            async with conn.transaction():
+                assert await store.ingest(conn, ids[0], entries.to_rows(first_batch)) == 0
+            fresh = wide_entries(500_000_000, 100, boot=uuid.uuid4().hex, units=["a.service"])
+            async with conn.transaction():
+                assert await store.ingest(conn, ids[0], entries.to_rows(fresh)) == 100
+            assert await conn.fetchval("SELECT min(seq) FROM journal_event WHERE ts >= $1",
+                                       entries.timestamp_from_us(int(fresh[0]["__REALTIME_TIMESTAMP"]))) > seq_before
+        finally:
+            await conn.close()
+
+    asyncio.run(check())
