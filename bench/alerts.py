@@ -30,26 +30,44 @@ def entries(vm: str, count: int, start: float) -> list[dict[str, str]]:
     out = []
     for i in range(count):
         unit = UNITS[i % len(UNITS)]
-        out.append({
-            "__CURSOR": f"s=bench-{vm};i={i:x};b=0f;m={i:x};t={i:x};x=0", "__REALTIME_TIMESTAMP":
-            str(int((start + i / 1000) * 1e6)), "__MONOTONIC_TIMESTAMP": str(i * 1000),
-            "_BOOT_ID": "0f5e3c4b8a6d4e2f9b1c7d8e6f5a4b3c", "_MACHINE_ID": "8d2e6e0bb5f94a4c9b3ef2d1a0c9b8e7",
-            "_HOSTNAME": vm, "_TRANSPORT": "stdout", "_SYSTEMD_UNIT": f"{unit}.service",
-            "_SYSTEMD_CGROUP": f"/system.slice/{unit}.service", "_SYSTEMD_SLICE": "system.slice",
-            "SYSLOG_IDENTIFIER": unit, "SYSLOG_FACILITY": "3", "_PID": str(1000 + i % 50), "_UID": "0", "_GID": "0",
-            "_COMM": unit, "_EXE": f"/usr/sbin/{unit}", "_CMDLINE": f"/usr/sbin/{unit} --foreground",
-            "_CAP_EFFECTIVE": "1ffffffffff", "PRIORITY": str(3 if i % 500 == 0 else 6),
-            "MESSAGE": f"request {i} served in {i % 97} ms from 10.0.{i % 256}.{i % 200}"
-                       + (" after a timeout" if i % 5000 == 0 else ""),
-        })
+        out.append(
+            {
+                "__CURSOR": f"s=bench-{vm};i={i:x};b=0f;m={i:x};t={i:x};x=0",
+                "__REALTIME_TIMESTAMP": str(int((start + i / 1000) * 1e6)),
+                "__MONOTONIC_TIMESTAMP": str(i * 1000),
+                "_BOOT_ID": "0f5e3c4b8a6d4e2f9b1c7d8e6f5a4b3c",
+                "_MACHINE_ID": "8d2e6e0bb5f94a4c9b3ef2d1a0c9b8e7",
+                "_HOSTNAME": vm,
+                "_TRANSPORT": "stdout",
+                "_SYSTEMD_UNIT": f"{unit}.service",
+                "_SYSTEMD_CGROUP": f"/system.slice/{unit}.service",
+                "_SYSTEMD_SLICE": "system.slice",
+                "SYSLOG_IDENTIFIER": unit,
+                "SYSLOG_FACILITY": "3",
+                "_PID": str(1000 + i % 50),
+                "_UID": "0",
+                "_GID": "0",
+                "_COMM": unit,
+                "_EXE": f"/usr/sbin/{unit}",
+                "_CMDLINE": f"/usr/sbin/{unit} --foreground",
+                "_CAP_EFFECTIVE": "1ffffffffff",
+                "PRIORITY": str(3 if i % 500 == 0 else 6),
+                "MESSAGE": f"request {i} served in {i % 97} ms from 10.0.{i % 256}.{i % 200}"
+                + (" after a timeout" if i % 5000 == 0 else ""),
+            }
+        )
     return out
 
 
 def rules(url: str) -> list[dict[str, object]]:
     made: list[dict[str, object]] = []
     for i in range(100):
-        rule: dict[str, object] = {"name": f"rule-{i}", "webhook_url": url, "threshold": 1 + i % 5,
-                                   "window_seconds": 60}
+        rule: dict[str, object] = {
+            "name": f"rule-{i}",
+            "webhook_url": url,
+            "threshold": 1 + i % 5,
+            "window_seconds": 60,
+        }
         kind = i % 4
         if kind == 0:
             rule |= {"unit": UNITS[i % len(UNITS)], "priority": "err"}
@@ -66,8 +84,15 @@ def rules(url: str) -> list[dict[str, object]]:
 async def agent(url: str, vm: str, token: str, batches: list[bytes]) -> None:
     async with httpx.AsyncClient(timeout=120) as http:
         for body in batches:
-            response = await http.post(f"{url}/vm/{vm}/boot", content=body, headers={
-                "Authorization": f"Bearer {token}", "Content-Type": "application/json", "Content-Encoding": "gzip"})
+            response = await http.post(
+                f"{url}/vm/{vm}/boot",
+                content=body,
+                headers={
+                    "Authorization": f"Bearer {token}",
+                    "Content-Type": "application/json",
+                    "Content-Encoding": "gzip",
+                },
+            )
             response.raise_for_status()
 
 
@@ -76,7 +101,7 @@ async def ingest_round(url: str, tokens: dict[str, str], per_vm: int, batch: int
     work = {}
     for vm in tokens:
         rows = entries(vm, per_vm, start - 3600)
-        work[vm] = [gzip.compress(orjson.dumps(rows[i:i + batch]), 1) for i in range(0, len(rows), batch)]
+        work[vm] = [gzip.compress(orjson.dumps(rows[i : i + batch]), 1) for i in range(0, len(rows), batch)]
     began = time.perf_counter()
     await asyncio.gather(*(agent(url, vm, tokens[vm], work[vm]) for vm in tokens))
     return per_vm * len(tokens) / (time.perf_counter() - began)
@@ -89,7 +114,8 @@ async def caught_up(database_url: str, vms: list[str]) -> float:
     try:
         while await conn.fetchval(
             "SELECT count(*) FROM vm v LEFT JOIN alert_cursor c ON c.vm_id = v.id "
-            "WHERE v.name = ANY($1::text[]) AND coalesce(c.event_count, -1) <> v.event_count", vms
+            "WHERE v.name = ANY($1::text[]) AND coalesce(c.event_count, -1) <> v.event_count",
+            vms,
         ):
             await asyncio.sleep(0.02)
     finally:
@@ -98,8 +124,9 @@ async def caught_up(database_url: str, vms: list[str]) -> float:
 
 
 def latency(url: str, hook: Receiver, samples: int) -> list[float]:
-    httpx.post(f"{url}/alerts", json={"name": "latency", "vm": "lat-*", "grep": "latency probe",
-                                      "webhook_url": hook.url}).raise_for_status()
+    httpx.post(
+        f"{url}/alerts", json={"name": "latency", "vm": "lat-*", "grep": "latency probe", "webhook_url": hook.url}
+    ).raise_for_status()
     seconds = []
     for i in range(samples):
         vm = f"lat-{i}"
@@ -148,14 +175,20 @@ def main() -> None:
                     lags.append(asyncio.run(caught_up(svc.database_url, list(tokens))))
                 print(f"round {r + 1}, {label}: {rate:,.0f} entries/s", flush=True)
         none, with_rules = statistics.mean(results["none"]), statistics.mean(results["100 rules"])
-        print(f"ingest, {args.vms} VMs at once: no rule {none:,.0f}/s, 100 rules {with_rules:,.0f}/s "
-              f"({(with_rules / none - 1) * 100:+.1f} %)")
-        print(f"evaluation caught up {', '.join(f'{s:.2f}' for s in lags)} s after the last batch; "
-              f"{len(hook.received)} notifications received")
+        print(
+            f"ingest, {args.vms} VMs at once: no rule {none:,.0f}/s, 100 rules {with_rules:,.0f}/s "
+            f"({(with_rules / none - 1) * 100:+.1f} %)"
+        )
+        print(
+            f"evaluation caught up {', '.join(f'{s:.2f}' for s in lags)} s after the last batch; "
+            f"{len(hook.received)} notifications received"
+        )
         seconds = sorted(latency(svc.url, hook, args.samples))
         p99 = seconds[min(len(seconds) - 1, int(len(seconds) * 0.99))]
-        print(f"ingest to webhook, {len(seconds)} firings with 100 rules defined: median "
-              f"{statistics.median(seconds) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms")
+        print(
+            f"ingest to webhook, {len(seconds)} firings with 100 rules defined: median "
+            f"{statistics.median(seconds) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms"
+        )
 
 
 if __name__ == "__main__":

@@ -50,8 +50,9 @@ def running_service(**env: str) -> Iterator[RunningService]:
         values |= {"VMJOURNAL_DATA_DIR": str(data), "VMJOURNAL_PORT": str(port), "VMJOURNAL_PROVIDER": "external"}
         values |= env
         log = open(data / "service.log", "wb")
-        proc = subprocess.Popen([sys.executable, "-m", "vmjournal", "serve"], env=values, stdout=log,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vmjournal", "serve"], env=values, stdout=log, stderr=subprocess.STDOUT
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 60
@@ -71,4 +72,3 @@ def running_service(**env: str) -> Iterator[RunningService]:
             proc.wait(30)
             log.close()
             _server(data).cleanup()
-

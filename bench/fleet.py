@@ -49,7 +49,7 @@ async def load(database_url: str, vms: int, per_vm: int, big: int) -> float:
         rows = shifted(0, per_vm, boot, now_us - span_us + n * 997, span_us // max(per_vm, 1))
         for offset in range(0, per_vm, 5000):
             async with conn.transaction():
-                await store.ingest(conn, ids[f"vm-{n:03}"], entries.to_rows(rows[offset:offset + 5000]))
+                await store.ingest(conn, ids[f"vm-{n:03}"], entries.to_rows(rows[offset : offset + 5000]))
     # The big VM: spread over about three hours, as 10 M events at 1 kHz would be.
     boot = uuid.uuid4().hex
     for offset in range(0, big, 5000):
@@ -99,8 +99,10 @@ def main() -> None:
             for label, path, params, target in cases:
                 timed(client, path, params, 5)
                 p50, p99, size = timed(client, path, params, args.runs)
-                print(f"{label:45} p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  (target p99 < {target} ms at 10 M events; "
-                      f"{size} events in the answer)")
+                print(
+                    f"{label:45} p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  (target p99 < {target} ms at 10 M events; "
+                    f"{size} events in the answer)"
+                )
 
 
 if __name__ == "__main__":

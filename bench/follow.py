@@ -25,8 +25,13 @@ from support.api import enroll_sync
 def batch(start: int, size: int) -> list[dict[str, str]]:
     now = int(time.time() * 1e6)
     return [
-        {"__CURSOR": f"bench;{start + i}", "__REALTIME_TIMESTAMP": str(now + i), "_SYSTEMD_UNIT": "app.service",
-         "PRIORITY": "6", "MESSAGE": f"entry {start + i}"}
+        {
+            "__CURSOR": f"bench;{start + i}",
+            "__REALTIME_TIMESTAMP": str(now + i),
+            "_SYSTEMD_UNIT": "app.service",
+            "PRIORITY": "6",
+            "MESSAGE": f"entry {start + i}",
+        }
         for i in range(size)
     ]
 
@@ -41,11 +46,13 @@ FILTERS: list[tuple[str, dict[str, str]]] = [
 ]
 
 
-async def follower(client: httpx.AsyncClient, index: int, ready: asyncio.Event, arrivals: dict[str, float],
-                   started: list[int]) -> None:
+async def follower(
+    client: httpx.AsyncClient, index: int, ready: asyncio.Event, arrivals: dict[str, float], started: list[int]
+) -> None:
     path, params = FILTERS[index % len(FILTERS)]
-    async with client.stream("GET", path, params={"limit": "1", **params},
-                             headers={"Accept": "text/event-stream"}) as response:
+    async with client.stream(
+        "GET", path, params={"limit": "1", **params}, headers={"Accept": "text/event-stream"}
+    ) as response:
         event = ""
         async for line in response.aiter_lines():
             if line.startswith("event: "):
@@ -83,8 +90,9 @@ async def run(url: str, token: str, followers: int, batches: int, size: int, fir
         for b in range(batches):
             entries = batch(first + b * size, size)
             sent[entries[-1]["MESSAGE"]] = time.perf_counter()
-            response = await client.post("/vm/bench/boot", content=orjson.dumps(entries),
-                                         headers={"Authorization": f"Bearer {token}"})
+            response = await client.post(
+                "/vm/bench/boot", content=orjson.dumps(entries), headers={"Authorization": f"Bearer {token}"}
+            )
             response.raise_for_status()
             await asyncio.sleep(0.05)
         await asyncio.sleep(2.0)
@@ -99,9 +107,11 @@ async def run(url: str, token: str, followers: int, batches: int, size: int, fir
     latencies.sort()
     p95 = latencies[int(len(latencies) * 0.95) - 1] if latencies else float("nan")
     per_batch = (after - before) / batches
-    print(f"followers={followers:4d} batches={batches} size={size}: delivery latency ms "
-          f"median={statistics.median(latencies):.1f} p95={p95:.1f} max={latencies[-1]:.1f} missing={missing}; "
-          f"fan-out queries per batch={per_batch:.2f}")
+    print(
+        f"followers={followers:4d} batches={batches} size={size}: delivery latency ms "
+        f"median={statistics.median(latencies):.1f} p95={p95:.1f} max={latencies[-1]:.1f} missing={missing}; "
+        f"fan-out queries per batch={per_batch:.2f}"
+    )
 
 
 def main() -> None:

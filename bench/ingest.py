@@ -28,8 +28,15 @@ async def post_all(url: str, name: str, token: str, batches: list[bytes]) -> int
     stored = 0
     async with httpx.AsyncClient(timeout=120) as http:
         for body in batches:
-            response = await http.post(f"{url}/vm/{name}/boot", content=body, headers={
-                "Authorization": f"Bearer {token}", "Content-Type": "application/json", "Content-Encoding": "gzip"})
+            response = await http.post(
+                f"{url}/vm/{name}/boot",
+                content=body,
+                headers={
+                    "Authorization": f"Bearer {token}",
+                    "Content-Type": "application/json",
+                    "Content-Encoding": "gzip",
+                },
+            )
             response.raise_for_status()
             stored += response.json()["stored"]
     return stored
@@ -52,14 +59,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         export = export_format(raw)
         start = time.perf_counter()
-        subprocess.run([JOURNAL_REMOTE, f"--output={tmp}/bench.journal", "--split-mode=none", "-"],
-                       input=export, check=True, capture_output=True)
+        subprocess.run(
+            [JOURNAL_REMOTE, f"--output={tmp}/bench.journal", "--split-mode=none", "-"],
+            input=export,
+            check=True,
+            capture_output=True,
+        )
         remote_s = time.perf_counter() - start
         entries = journal_json(write_journal(raw, Path(tmp) / "j"))
     # The agent sends gzip; compress ahead so the figure is the service's, not this client's.
-    batches = [gzip.compress(orjson.dumps(entries[i:i + args.batch]), 1) for i in range(0, len(entries), args.batch)]
-    print(f"{len(entries)} entries, {len(batches)} batches of {args.batch}, "
-          f"{sum(map(len, batches)) / 1e6:.1f} MB gzip")
+    batches = [gzip.compress(orjson.dumps(entries[i : i + args.batch]), 1) for i in range(0, len(entries), args.batch)]
+    print(f"{len(entries)} entries, {len(batches)} batches of {args.batch}, {sum(map(len, batches)) / 1e6:.1f} MB gzip")
     print(f"systemd-journal-remote (export format -> journal file): {len(entries) / remote_s:,.0f} entries/s")
     with running_service() as svc:
         for vms in (1, 2, 4):
@@ -67,8 +77,11 @@ def main() -> None:
             seconds, stored = asyncio.run(agents(svc.url, tokens, batches))
             print(f"HTTP ingest, {vms} VM(s) at once: {stored / seconds:,.0f} entries/s ({stored} stored)")
         seconds, stored = asyncio.run(agents(svc.url, tokens, batches))
-        print(f"resend of everything by 4 VMs (all duplicates): {len(entries) * 4 / seconds:,.0f} entries/s "
-              f"({stored} stored)")
+        print(
+            f"resend of everything by 4 VMs (all duplicates): {len(entries) * 4 / seconds:,.0f} entries/s "
+            f"({stored} stored)"
+        )
+
 
 if __name__ == "__main__":
     main()

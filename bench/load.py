@@ -62,8 +62,9 @@ class Results:
     stored: int = 0
 
 
-async def agent(url: str, name: str, token: str, tails: list[bytes], rate: float, until: float,
-                results: Results) -> None:
+async def agent(
+    url: str, name: str, token: str, tails: list[bytes], rate: float, until: float, results: Results
+) -> None:
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json", "Content-Encoding": "gzip"}
     start = time.monotonic()
     seq = 0
@@ -106,21 +107,24 @@ async def sample(pid: int, database_url: str, until: float, rss: list[int], conn
     try:
         while time.monotonic() < until:
             rss.append(rss_kib(pid))
-            conns.append(await watcher.fetchval(
-                "SELECT count(*) - 1 FROM pg_stat_activity WHERE datname = current_database() "
-                "AND backend_type = 'client backend'"))
+            conns.append(
+                await watcher.fetchval(
+                    "SELECT count(*) - 1 FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND backend_type = 'client backend'"
+                )
+            )
             await asyncio.sleep(1.0)
     finally:
         await watcher.close()
 
 
-async def run(url: str, pid: int, database_url: str, tokens: dict[str, str], tails: list[bytes],
-              args: argparse.Namespace) -> tuple[Results, list[int], list[int]]:
+async def run(
+    url: str, pid: int, database_url: str, tokens: dict[str, str], tails: list[bytes], args: argparse.Namespace
+) -> tuple[Results, list[int], list[int]]:
     results, rss, conns = Results(), [rss_kib(pid)], list[int]()
     until = time.monotonic() + args.seconds
     sampler = asyncio.create_task(sample(pid, database_url, until + 5, rss, conns))
-    await asyncio.gather(*(agent(url, name, token, tails, args.rate, until, results)
-                           for name, token in tokens.items()))
+    await asyncio.gather(*(agent(url, name, token, tails, args.rate, until, results) for name, token in tokens.items()))
     await asyncio.sleep(3)  # let the service settle before the end figures
     await sampler
     return results, rss, conns
@@ -136,8 +140,10 @@ def main() -> None:
     tails = templates(2000)
     with running_service() as svc:
         tokens = {f"load-{i}": enroll_sync(svc.url, f"load-{i}") for i in range(args.agents)}
-        print(f"{args.agents} agents, {args.rate:.0f} entries/s each, {args.seconds:.0f} s, "
-              f"against one service process (pid {svc.pid})")
+        print(
+            f"{args.agents} agents, {args.rate:.0f} entries/s each, {args.seconds:.0f} s, "
+            f"against one service process (pid {svc.pid})"
+        )
         results, rss, conns = asyncio.run(run(svc.url, svc.pid, svc.database_url, tokens, tails, args))
         counts = [httpx.get(f"{svc.url}/vm/{name}", timeout=30).json()["event_count"] for name in tokens]
 
@@ -148,14 +154,20 @@ def main() -> None:
     saturated = results.statuses.get(429, 0)
     other = sum(n for status, n in results.statuses.items() if not 200 <= status < 300 and status != 429)
     third = len(rss) // 3
-    print(f"requests: {len(lat)} answered, {ok} 2xx, {saturated} 429 (saturated), {other} other non-2xx "
-          f"{dict(results.statuses)}, transport errors {dict(results.errors) or 0}")
-    print(f"entries: {results.sent} sent ({results.sent / args.seconds:,.0f}/s), {results.stored} stored, "
-          f"{sum(counts)} in the database (once each: {sum(counts) == results.sent})")
+    print(
+        f"requests: {len(lat)} answered, {ok} 2xx, {saturated} 429 (saturated), {other} other non-2xx "
+        f"{dict(results.statuses)}, transport errors {dict(results.errors) or 0}"
+    )
+    print(
+        f"entries: {results.sent} sent ({results.sent / args.seconds:,.0f}/s), {results.stored} stored, "
+        f"{sum(counts)} in the database (once each: {sum(counts) == results.sent})"
+    )
     print(f"ingest latency: p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {lat[-1] * 1000:.0f} ms")
-    print(f"service RSS: start {rss[0] / 1024:.0f} MiB, peak {max(rss) / 1024:.0f} MiB, end {rss[-1] / 1024:.0f} MiB "
-          f"(mean of first third {statistics.mean(rss[:third]) / 1024:.0f} MiB, "
-          f"last third {statistics.mean(rss[-third:]) / 1024:.0f} MiB)")
+    print(
+        f"service RSS: start {rss[0] / 1024:.0f} MiB, peak {max(rss) / 1024:.0f} MiB, end {rss[-1] / 1024:.0f} MiB "
+        f"(mean of first third {statistics.mean(rss[:third]) / 1024:.0f} MiB, "
+        f"last third {statistics.mean(rss[-third:]) / 1024:.0f} MiB)"
+    )
     print(f"database connections (client backends): peak {max(conns)}, end {conns[-1]}")
 
 

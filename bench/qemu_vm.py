@@ -96,13 +96,17 @@ async def run(args: argparse.Namespace) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VMJOURNAL_")}
     env |= {
-        "VMJOURNAL_DATA_DIR": str(data), "VMJOURNAL_PORT": str(port), "VMJOURNAL_PROVIDER": "qemu",
+        "VMJOURNAL_DATA_DIR": str(data),
+        "VMJOURNAL_PORT": str(port),
+        "VMJOURNAL_PROVIDER": "qemu",
         "VMJOURNAL_QEMU_IMAGES_DIR": str(images),
         "VMJOURNAL_QEMU_AFTER_INSTALL": MARKERS.format(count=args.markers, interval=args.interval),
     }
     log = (data / "service.log").open("ab")
-    serve = ("import logging, sys; logging.basicConfig(level=logging.INFO, format='%(asctime)s %(name)s %(message)s');"
-             "from vmjournal.cli import app; sys.argv = ['vmjournal', 'serve']; app()")
+    serve = (
+        "import logging, sys; logging.basicConfig(level=logging.INFO, format='%(asctime)s %(name)s %(message)s');"
+        "from vmjournal.cli import app; sys.argv = ['vmjournal', 'serve']; app()"
+    )
     service = subprocess.Popen([sys.executable, "-c", serve], env=env, stdout=log, stderr=log, start_new_session=True)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
@@ -133,8 +137,9 @@ async def run(args: argparse.Namespace) -> None:
             latencies: list[float] = []
             deadline = time.monotonic() + 120 + args.markers * args.interval * 3
             while len(seen) < args.markers and time.monotonic() < deadline:
-                page = (await client.get(f"/vm/{name}/boot", params={"grep": "vmjournal-bench marker",
-                                                                     "limit": 1000})).json()
+                page = (
+                    await client.get(f"/vm/{name}/boot", params={"grep": "vmjournal-bench marker", "limit": 1000})
+                ).json()
                 now = time.time()
                 for event in page["events"]:
                     message = event["message"]
@@ -150,8 +155,10 @@ async def run(args: argparse.Namespace) -> None:
             if latencies:
                 latencies.sort()
                 p90 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.9))]
-                print(f"entry -> visible latency over {len(latencies)} markers: median "
-                      f"{statistics.median(latencies):.2f} s, p90 {p90:.2f} s, max {latencies[-1]:.2f} s")
+                print(
+                    f"entry -> visible latency over {len(latencies)} markers: median "
+                    f"{statistics.median(latencies):.2f} s, p90 {p90:.2f} s, max {latencies[-1]:.2f} s"
+                )
             else:
                 print("entry -> visible latency: no marker arrived")
             t = time.monotonic()

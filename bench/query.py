@@ -111,8 +111,9 @@ def main() -> None:
         print(f"first page of 100, ms ({args.rounds} requests each; cold = no statistics, warm = after ANALYZE)")
         print(f"{'':26s} {'cold first':>10s} {'p50':>7s} {'p99':>7s}   {'warm first':>10s} {'p50':>7s} {'p99':>7s}")
         for label, by_phase in results.items():
-            cells = "   ".join(" ".join(f"{v:{w}.2f}" for v, w in zip(by_phase[p], (10, 7, 7), strict=True))
-                               for p in ("cold", "warm"))
+            cells = "   ".join(
+                " ".join(f"{v:{w}.2f}" for v, w in zip(by_phase[p], (10, 7, 7), strict=True)) for p in ("cold", "warm")
+            )
             print(f"{label:26s} {cells}")
 
 

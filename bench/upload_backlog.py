@@ -37,15 +37,25 @@ def realistic(n: int) -> list[dict[str, str | bytes]]:
     entries = []
     for i, e in enumerate(sample_entries(n, boots=3)):
         comm = str(e.get("SYSLOG_IDENTIFIER", "daemon"))
-        entries.append({
-            **e, "_COMM": comm, "_EXE": f"/usr/sbin/{comm}",
-            "_CMDLINE": f"/usr/sbin/{comm} --foreground -c /etc/{comm}",
-            "_GID": "0", "_CAP_EFFECTIVE": "1ffffffffff", "_SYSTEMD_CGROUP": f"/system.slice/{comm}.service",
-            "_SYSTEMD_SLICE": "system.slice", "_SYSTEMD_INVOCATION_ID": f"{i % 50:032x}",
-            "_SOURCE_REALTIME_TIMESTAMP": str(e["__REALTIME_TIMESTAMP"]), "SYSLOG_FACILITY": "3",
-            "CODE_FILE": f"src/{comm}/main.c", "CODE_LINE": str(100 + i % 900), "CODE_FUNC": "handle_request",
-            "_STREAM_ID": f"{i % 97:032x}",
-        })
+        entries.append(
+            {
+                **e,
+                "_COMM": comm,
+                "_EXE": f"/usr/sbin/{comm}",
+                "_CMDLINE": f"/usr/sbin/{comm} --foreground -c /etc/{comm}",
+                "_GID": "0",
+                "_CAP_EFFECTIVE": "1ffffffffff",
+                "_SYSTEMD_CGROUP": f"/system.slice/{comm}.service",
+                "_SYSTEMD_SLICE": "system.slice",
+                "_SYSTEMD_INVOCATION_ID": f"{i % 50:032x}",
+                "_SOURCE_REALTIME_TIMESTAMP": str(e["__REALTIME_TIMESTAMP"]),
+                "SYSLOG_FACILITY": "3",
+                "CODE_FILE": f"src/{comm}/main.c",
+                "CODE_LINE": str(100 + i % 900),
+                "CODE_FUNC": "handle_request",
+                "_STREAM_ID": f"{i % 97:032x}",
+            }
+        )
     return entries
 
 
@@ -57,22 +67,38 @@ def main() -> None:
         started = time.monotonic()
         # journal-remote rotates into several files as the journal grows: ship the directory.
         files = write_journal(realistic(args.n), Path(tmp) / "journal", "backlog").parent
-        body = len(subprocess.run(["journalctl", f"--directory={files}", "-o", "export", "--no-pager"],
-                                  check=True, capture_output=True).stdout)
+        body = len(
+            subprocess.run(
+                ["journalctl", f"--directory={files}", "-o", "export", "--no-pager"], check=True, capture_output=True
+            ).stdout
+        )
         disk = sum(f.stat().st_size for f in files.iterdir())
-        print(f"journal: {args.n:,} entries, {disk / 2**20:.0f} MiB on disk, "
-              f"{body / 2**20:.0f} MiB of export format (written in {time.monotonic() - started:.1f} s)")
+        print(
+            f"journal: {args.n:,} entries, {disk / 2**20:.0f} MiB on disk, "
+            f"{body / 2**20:.0f} MiB of export format (written in {time.monotonic() - started:.1f} s)"
+        )
         with running_service() as svc:
             token = enroll_sync(svc.url, "backlog")
             before = vm_hwm_mib(svc.pid)
             t0 = time.monotonic()
-            subprocess.run([JOURNAL_UPLOAD, f"--directory={files}", f"--url={svc.url}/ingest/{token}", "--follow=no",
-                            f"--save-state={tmp}/state"], check=True, capture_output=True)
+            subprocess.run(
+                [
+                    JOURNAL_UPLOAD,
+                    f"--directory={files}",
+                    f"--url={svc.url}/ingest/{token}",
+                    "--follow=no",
+                    f"--save-state={tmp}/state",
+                ],
+                check=True,
+                capture_output=True,
+            )
             elapsed = time.monotonic() - t0
             count = httpx.get(f"{svc.url}/vm/backlog", timeout=30).json()["event_count"]
             assert count == args.n, f"{count} of {args.n} stored"
-            print(f"systemd-journal-upload -> service: {args.n / elapsed:,.0f} entries/s "
-                  f"({elapsed:.1f} s, {body / elapsed / 2**20:.1f} MiB/s of export format)")
+            print(
+                f"systemd-journal-upload -> service: {args.n / elapsed:,.0f} entries/s "
+                f"({elapsed:.1f} s, {body / elapsed / 2**20:.1f} MiB/s of export format)"
+            )
             print(f"service peak RSS: {before:.0f} MiB before, {vm_hwm_mib(svc.pid):.0f} MiB after the upload")
 
 

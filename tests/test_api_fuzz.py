@@ -92,9 +92,15 @@ schemathesis.serializer(EXPORT)(export_format)
 def entries(boot: str, count: int) -> list[dict[str, str]]:
     return [
         {
-            "__CURSOR": f"s=fuzz;i={boot}{i};b={boot}", "__REALTIME_TIMESTAMP": str(1_764_000_000_000_000 + i),
-            "__MONOTONIC_TIMESTAMP": str(i), "_BOOT_ID": boot, "_SYSTEMD_UNIT": "fuzz-app.service",
-            "PRIORITY": str(i % 8), "SYSLOG_IDENTIFIER": "fuzz-app", "_PID": "42", "_HOSTNAME": VM,
+            "__CURSOR": f"s=fuzz;i={boot}{i};b={boot}",
+            "__REALTIME_TIMESTAMP": str(1_764_000_000_000_000 + i),
+            "__MONOTONIC_TIMESTAMP": str(i),
+            "_BOOT_ID": boot,
+            "_SYSTEMD_UNIT": "fuzz-app.service",
+            "PRIORITY": str(i % 8),
+            "SYSLOG_IDENTIFIER": "fuzz-app",
+            "_PID": "42",
+            "_HOSTNAME": VM,
             "MESSAGE": f"fuzz message {i}",
         }
         for i in range(count)
@@ -108,8 +114,9 @@ def enroll(url: str, api_key: str | None) -> str:
     assert created.status_code == 202, created.text
     token: str = created.json()["token"]
     for boot in ("a" * 32, "b" * 32):
-        sent = httpx.post(f"{url}/vm/{VM}/boot", json=entries(boot, 30), headers={"Authorization": f"Bearer {token}"},
-                          timeout=30)
+        sent = httpx.post(
+            f"{url}/vm/{VM}/boot", json=entries(boot, 30), headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
         assert sent.status_code == 200, sent.text
     return token
 
@@ -310,13 +317,17 @@ def variants(target: Target) -> Callable[[schemathesis.HookContext, Case], Any]:
                     derived.headers[header] = choice[header]
             return derived
 
-        return st.fixed_dictionaries({
-            "aim": st.sampled_from([True, False]), "unit": st.sampled_from(UNITS),
-            "query": st.fixed_dictionaries({n: keep_or(REALISTIC_QUERY[n]) for n in query_names(case)}),
-            "Authorization": st.sampled_from(bearers), "X-API-Key": st.sampled_from(keys),
-            "Accept": keep_or(ACCEPTS),
-            "body": keep_or([REALISTIC_BODY[label]] if (label := case.operation.label) in REALISTIC_BODY else []),
-        }).map(build)
+        return st.fixed_dictionaries(
+            {
+                "aim": st.sampled_from([True, False]),
+                "unit": st.sampled_from(UNITS),
+                "query": st.fixed_dictionaries({n: keep_or(REALISTIC_QUERY[n]) for n in query_names(case)}),
+                "Authorization": st.sampled_from(bearers),
+                "X-API-Key": st.sampled_from(keys),
+                "Accept": keep_or(ACCEPTS),
+                "body": keep_or([REALISTIC_BODY[label]] if (label := case.operation.label) in REALISTIC_BODY else []),
+            }
+        ).map(build)
 
     return flatmap_case
 
@@ -377,8 +388,10 @@ def run_case(target: Target, case: Case) -> None:
 def report(request: pytest.FixtureRequest, title: str, target: Target) -> None:
     """The figures on the terminal, also when the run passes (pytest would capture a print)."""
     total = sum((c for c in target.cases.values()), Counter[int]())
-    lines = [f"{title}: {len(target.cases) - ('other methods' in target.cases)} operations, {total.total()} cases "
-             f"sent and checked in {target.seconds:.1f} s; statuses {dict(sorted(total.items()))}"]
+    lines = [
+        f"{title}: {len(target.cases) - ('other methods' in target.cases)} operations, {total.total()} cases "
+        f"sent and checked in {target.seconds:.1f} s; statuses {dict(sorted(total.items()))}"
+    ]
     lines += [f"  {c.total():5d}  {op:28s} {dict(sorted(c.items()))}" for op, c in sorted(target.cases.items())]
     writer = request.config.pluginmanager.get_plugin("terminalreporter")
     capture = request.config.pluginmanager.get_plugin("capturemanager")
@@ -406,22 +419,25 @@ def aimed_at(target: Target) -> Iterator[Target]:
 
 
 @pytest.fixture(scope="module")
-def open_target(request: pytest.FixtureRequest, pg_url: str, template_url: str,
-                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+def open_target(
+    request: pytest.FixtureRequest, pg_url: str, template_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Target]:
     with fuzzing(request, pg_url, tmp_path_factory.mktemp("fuzz-open"), None, "API fuzz without API keys") as target:
         yield target
 
 
 @pytest.fixture(scope="module")
-def keyed_target(request: pytest.FixtureRequest, pg_url: str, template_url: str,
-                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+def keyed_target(
+    request: pytest.FixtureRequest, pg_url: str, template_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Target]:
     with fuzzing(request, pg_url, tmp_path_factory.mktemp("fuzz-keyed"), API_KEY, "API fuzz with API keys") as target:
         yield target
 
 
 @pytest.fixture(scope="module")
-def ingest_target(request: pytest.FixtureRequest, pg_url: str, template_url: str,
-                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+def ingest_target(
+    request: pytest.FixtureRequest, pg_url: str, template_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Target]:
     with fuzzing(request, pg_url, tmp_path_factory.mktemp("fuzz-ingest"), None, "Ingest bodies") as target:
         yield target
 
@@ -461,7 +477,10 @@ schema.hook(map_case)
 schema.hook(flatmap_case)
 
 FUZZ_SETTINGS = settings(
-    max_examples=MAX_EXAMPLES, derandomize=True, deadline=None, database=None,
+    max_examples=MAX_EXAMPLES,
+    derandomize=True,
+    deadline=None,
+    database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture],
 )
 
@@ -509,16 +528,22 @@ def test_generated_provider_cannot_start_qemu(open_target: Target) -> None:
 # What the fuzz run found answering 500 (PostgreSQL text cannot hold U+0000), kept as plain
 # requests so that they stay covered whatever a later seed or Schemathesis version generates.
 NUL_REQUESTS = [
-    ("GET", "/vm/a%00b", {}, 404), ("DELETE", "/vm/a%00b", {}, 404), ("POST", "/vm/a%00b/token", {}, 404),
-    ("GET", "/vm/a%00b/units", {}, 404), ("GET", "/vm/a%00b/boots", {}, 404), ("GET", "/vm/a%00b/boot", {}, 404),
-    ("GET", f"/vm/{VM}/boot", {"grep": "a\x00"}, 400), ("GET", f"/vm/{VM}/boot", {"identifier": "a\x00"}, 400),
+    ("GET", "/vm/a%00b", {}, 404),
+    ("DELETE", "/vm/a%00b", {}, 404),
+    ("POST", "/vm/a%00b/token", {}, 404),
+    ("GET", "/vm/a%00b/units", {}, 404),
+    ("GET", "/vm/a%00b/boots", {}, 404),
+    ("GET", "/vm/a%00b/boot", {}, 404),
+    ("GET", f"/vm/{VM}/boot", {"grep": "a\x00"}, 400),
+    ("GET", f"/vm/{VM}/boot", {"identifier": "a\x00"}, 400),
     ("GET", f"/vm/{VM}/boot/fuzz-app", {"grep": "\x00"}, 400),
 ]
 
 
 @pytest.mark.parametrize(("method", "path", "params", "status"), NUL_REQUESTS)
-def test_nul_in_a_parameter_is_refused(open_target: Target, method: str, path: str, params: dict[str, str],
-                                       status: int) -> None:
+def test_nul_in_a_parameter_is_refused(
+    open_target: Target, method: str, path: str, params: dict[str, str], status: int
+) -> None:
     answer = httpx.request(method, open_target.url + path, params=params, timeout=30)
     assert answer.status_code == status, answer.text
     assert answer.json()["error"] == ("vm_not_found" if status == 404 else "nul_in_text")

@@ -16,8 +16,9 @@ from support.service import LiveService
 
 
 def vmjournal(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vmjournal", *args], env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "vmjournal", *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 class TestEmbedded:
@@ -26,7 +27,8 @@ class TestEmbedded:
         # its own user and must be able to reach its data directory.
         data = Path(tempfile.mkdtemp(prefix="vmjournal-test-embedded-"))
         env = {k: v for k, v in os.environ.items() if not k.startswith("VMJOURNAL_")} | {
-            "VMJOURNAL_DATA_DIR": str(data)}
+            "VMJOURNAL_DATA_DIR": str(data)
+        }
         try:
             done = vmjournal("db", "upgrade", env=env)
             assert done.returncode == 0, done.stderr
@@ -56,8 +58,7 @@ class TestConfiguredURL:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         await conn.close()
         url = pg_url.replace("/postgres?", f"/{name}?")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VMJOURNAL_")} | {
-            "VMJOURNAL_DATABASE_URL": url}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VMJOURNAL_")} | {"VMJOURNAL_DATABASE_URL": url}
         done = vmjournal("db", "upgrade", env=env)
         assert done.returncode == 0, done.stderr
         conn = await asyncpg.connect(url)

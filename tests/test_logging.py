@@ -29,11 +29,17 @@ class Serve:
         self.log_path = log_path
         port = free_port()
         values = {k: v for k, v in os.environ.items() if not k.startswith("VMJOURNAL_")}
-        values |= {"VMJOURNAL_DATABASE_URL": database_url, "VMJOURNAL_DATA_DIR": str(data_dir),
-                   "VMJOURNAL_PORT": str(port), "VMJOURNAL_PROVIDER": "external", **env}
+        values |= {
+            "VMJOURNAL_DATABASE_URL": database_url,
+            "VMJOURNAL_DATA_DIR": str(data_dir),
+            "VMJOURNAL_PORT": str(port),
+            "VMJOURNAL_PROVIDER": "external",
+            **env,
+        }
         with open(log_path, "wb") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "vmjournal", "serve"], env=values, stdout=out,
-                                         stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "vmjournal", "serve"], env=values, stdout=out, stderr=subprocess.STDOUT
+            )
         self.url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while True:

@@ -99,8 +99,15 @@ async def serving_external(database_url: str, tmp_path: Path, **overrides: objec
 
 
 def entries(start: int, count: int) -> list[dict[str, str]]:
-    return [{"__CURSOR": f"s=x;i={i}", "__REALTIME_TIMESTAMP": str(1_764_000_000_000_000 + i), "MESSAGE": f"m{i}",
-             "_BOOT_ID": "0f5e3c4b8a6d4e2f9b1c7d8e6f5a4b3c"} for i in range(start, start + count)]
+    return [
+        {
+            "__CURSOR": f"s=x;i={i}",
+            "__REALTIME_TIMESTAMP": str(1_764_000_000_000_000 + i),
+            "MESSAGE": f"m{i}",
+            "_BOOT_ID": "0f5e3c4b8a6d4e2f9b1c7d8e6f5a4b3c",
+        }
+        for i in range(start, start + count)
+    ]
 
 
 def assert_unavailable(response: httpx.Response) -> None:

@@ -87,17 +87,17 @@ def render_enroll_script() -> str:
     """
     config_step = (
         'url=""; name=""\n'
-        'while [ $# -gt 0 ]; do\n'
+        "while [ $# -gt 0 ]; do\n"
         '    case "$1" in\n'
-        '        --url) url=$2; shift 2 ;;\n'
-        '        --name) name=$2; shift 2 ;;\n'
+        "        --url) url=$2; shift 2 ;;\n"
+        "        --name) name=$2; shift 2 ;;\n"
         '        *) echo "usage: sh $0 --url URL --name NAME < token" >&2; exit 2 ;;\n'
-        '    esac\n'
-        'done\n'
+        "    esac\n"
+        "done\n"
         '[ -n "$url" ] && [ -n "$name" ] || { echo "usage: sh $0 --url URL --name NAME < token" >&2; exit 2; }\n'
-        'IFS= read -r token || true\n'
+        "IFS= read -r token || true\n"
         '[ -n "$token" ] || { echo "the VM token is read from standard input" >&2; exit 2; }\n'
-        'printf \'# vmjournal agent configuration. Secret: holds the ingest token.\\n'
+        "printf '# vmjournal agent configuration. Secret: holds the ingest token.\\n"
         'url = %s\\nname = %s\\ntoken = %s\\n\' "$url" "$name" "$token" > "$dir/agent.conf"\n'
     )
     return _script(agent_files(), config_step)

@@ -93,7 +93,10 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, pool
     """The engine with its pool. Each checkout pings its connection first, so connections that a
     database restart broke are replaced instead of failing a request each."""
     engine = create_async_engine(
-        sqlalchemy_url(url), pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout,
+        sqlalchemy_url(url),
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=pool_timeout,
         pool_pre_ping=True,
     )
     # A checkout happens only after the ping succeeded: the database answers again.

@@ -101,7 +101,10 @@ class Saturated(AppError):
 
 # Errors that may mean an outage: classified by ``outage.is_unavailable``; the rest are bugs (500).
 DATABASE_ERRORS: tuple[type[Exception], ...] = (
-    sqlalchemy.exc.SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError,
+    sqlalchemy.exc.SQLAlchemyError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
 )
 
 
@@ -160,9 +163,12 @@ def install(app: FastAPI) -> None:
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
         if holds_nul(exc):
             # Bad input, not a bug: nothing stored can contain it, so nothing can match it either.
-            return await app_error(request, BadRequest(
-                "a parameter contains a NUL byte (\\u0000), which no stored value can contain", code="nul_in_text"
-            ))
+            return await app_error(
+                request,
+                BadRequest(
+                    "a parameter contains a NUL byte (\\u0000), which no stored value can contain", code="nul_in_text"
+                ),
+            )
         if outage.is_saturated(exc):
             # The pool's checkout timed out: load, not a fault; the agent backs off and resends.
             log.debug("no database connection came free in time: answered 429")

@@ -83,8 +83,12 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
             if embedded is not None:
                 await asyncio.to_thread(db.release, embedded)
             raise
-        engine = db.create_engine(url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow,
-                                  pool_timeout=settings.db_pool_timeout)
+        engine = db.create_engine(
+            url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_timeout=settings.db_pool_timeout,
+        )
         sessions = db.session_factory(engine)
         # The queue and the VM domain meet only here: jobs run the VM's tasks, the VM routes enqueue.
         jobs: JobQueue = jobs_store
@@ -92,10 +96,18 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
         worker = Worker(settings, sessions, tasks.handlers(), monitor=tasks.inspect_running)
         worker.start()
         hub = LiveHub(url, sessions)
-        deliverer = Deliverer(sessions, timeout=settings.alert_delivery_timeout_seconds,
-                              retry_base=settings.alert_retry_seconds, max_attempts=settings.alert_max_attempts)
-        evaluator = Evaluator(sessions, base_url=settings.ingest_url, tick_seconds=settings.alert_tick_seconds,
-                              on_notification=deliverer.wake)
+        deliverer = Deliverer(
+            sessions,
+            timeout=settings.alert_delivery_timeout_seconds,
+            retry_base=settings.alert_retry_seconds,
+            max_attempts=settings.alert_max_attempts,
+        )
+        evaluator = Evaluator(
+            sessions,
+            base_url=settings.ingest_url,
+            tick_seconds=settings.alert_tick_seconds,
+            on_notification=deliverer.wake,
+        )
         # Subscribed before the hub listens: a batch stored after that is heard of, one before is caught up.
         hub.subscribe(evaluator.notify)
         await hub.start()
@@ -105,8 +117,14 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
         pruner.start()
         log.info("vmjournal %s ready; providers: %s", __version__, ", ".join(active))
         try:
-            yield {"settings": settings, "sessions": sessions, "providers": active, "jobs": jobs,
-                   "database_url": url, "live": hub}
+            yield {
+                "settings": settings,
+                "sessions": sessions,
+                "providers": active,
+                "jobs": jobs,
+                "database_url": url,
+                "live": hub,
+            }
         finally:
             await deliverer.stop()
             await evaluator.stop()
@@ -139,18 +157,29 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
         """The application's name and version."""
         return {"application": "vmjournal", "version": __version__}
 
-    @app.get("/healthz", tags=["service"], summary="Health check",
-             responses=errors.responses(errors.DatabaseUnavailable))
+    @app.get(
+        "/healthz", tags=["service"], summary="Health check", responses=errors.responses(errors.DatabaseUnavailable)
+    )
     async def healthz(session: SessionDep) -> dict[str, str]:
         """OK when the service can reach its database; 503 while it cannot."""
         await session.execute(text("SELECT 1"))
         return {"status": "ok"}
 
     # Response, not PlainTextResponse: that would document the JSON errors as text/plain too.
-    @app.get("/metrics", tags=["service"], summary="Prometheus metrics", dependencies=[ApiKey], response_class=Response,
-             responses={200: {"description": "The Prometheus text exposition format.",
-                              "content": {"text/plain": {"schema": {"type": "string"}}}},
-                        **errors.responses(errors.Unauthorized)})
+    @app.get(
+        "/metrics",
+        tags=["service"],
+        summary="Prometheus metrics",
+        dependencies=[ApiKey],
+        response_class=Response,
+        responses={
+            200: {
+                "description": "The Prometheus text exposition format.",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
+            **errors.responses(errors.Unauthorized),
+        },
+    )
     async def prometheus(session: SessionDep) -> PlainTextResponse:
         """Ingest counters and latency (this process); VMs by status, pending jobs, undelivered alerts,
         the journal's bytes on disk and its oldest entry's time (all processes)."""

@@ -14,10 +14,13 @@ ingest_skipped = Counter(
     "vmjournal_ingest_skipped_entries",
     "Entries skipped inside an export-format stream because they could not be stored (too_large, bad_entry, "
     "database); each is logged with its VM and cursor",
-    ["reason"], registry=registry,
+    ["reason"],
+    registry=registry,
 )
 ingest_seconds = Histogram(
-    "vmjournal_ingest_batch_seconds", "Time to store one ingest batch", registry=registry,
+    "vmjournal_ingest_batch_seconds",
+    "Time to store one ingest batch",
+    registry=registry,
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 live_followers = Gauge("vmjournal_live_followers", "Open live follow streams", registry=registry)
@@ -26,16 +29,22 @@ live_queries = Counter(
 )
 vms = Gauge("vmjournal_vms", "VMs by provider and status", ["provider", "status"], registry=registry)
 alert_notifications = Counter(
-    "vmjournal_alert_notifications", "Alert notifications written by this process: firings and resolutions",
-    ["status"], registry=registry,
+    "vmjournal_alert_notifications",
+    "Alert notifications written by this process: firings and resolutions",
+    ["status"],
+    registry=registry,
 )
 alert_deliveries = Counter(
-    "vmjournal_alert_deliveries", "Webhook delivery attempts by this process: delivered, failed (retried later), "
-    "gave_up", ["result"], registry=registry,
+    "vmjournal_alert_deliveries",
+    "Webhook delivery attempts by this process: delivered, failed (retried later), gave_up",
+    ["result"],
+    registry=registry,
 )
 alert_outbox = Gauge(
-    "vmjournal_alert_outbox", "Alert notifications not delivered (yet): pending or failed, all processes",
-    ["delivery"], registry=registry,
+    "vmjournal_alert_outbox",
+    "Alert notifications not delivered (yet): pending or failed, all processes",
+    ["delivery"],
+    registry=registry,
 )
 jobs = Gauge("vmjournal_jobs", "Provisioning jobs by kind and status", ["kind", "status"], registry=registry)
 
@@ -44,7 +53,8 @@ journal_bytes = Gauge(
     "vmjournal_journal_bytes", "Bytes on disk of the journal: every partition, summary and index", registry=registry
 )
 journal_oldest = Gauge(
-    "vmjournal_journal_oldest_entry_timestamp_seconds", "Time of the oldest stored journal entry (0: none)",
+    "vmjournal_journal_oldest_entry_timestamp_seconds",
+    "Time of the oldest stored journal entry (0: none)",
     registry=registry,
 )
 

@@ -169,9 +169,7 @@ class JournalBoot(SQLModel, table=True):
 
     __tablename__ = "journal_boot"
 
-    vm_id: UUID = Field(
-        sa_column=sa.Column(pg.UUID, sa.ForeignKey("vm.id", ondelete="CASCADE"), primary_key=True)
-    )
+    vm_id: UUID = Field(sa_column=sa.Column(pg.UUID, sa.ForeignKey("vm.id", ondelete="CASCADE"), primary_key=True))
     boot_id: UUID = Field(sa_column=sa.Column(pg.UUID, primary_key=True))
     first_at: datetime = Field(sa_column=_tz(nullable=False))
     last_at: datetime = Field(sa_column=_tz(nullable=False))
@@ -183,9 +181,7 @@ class JournalUnit(SQLModel, table=True):
 
     __tablename__ = "journal_unit"
 
-    vm_id: UUID = Field(
-        sa_column=sa.Column(pg.UUID, sa.ForeignKey("vm.id", ondelete="CASCADE"), primary_key=True)
-    )
+    vm_id: UUID = Field(sa_column=sa.Column(pg.UUID, sa.ForeignKey("vm.id", ondelete="CASCADE"), primary_key=True))
     unit: str = Field(sa_column=sa.Column(sa.Text, primary_key=True))
     entries: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
     first_at: datetime = Field(sa_column=_tz(nullable=False))
@@ -197,9 +193,7 @@ class JournalVolume(SQLModel, table=True):
 
     __tablename__ = "journal_volume"
 
-    vm_id: UUID = Field(
-        sa_column=sa.Column(pg.UUID, sa.ForeignKey("vm.id", ondelete="CASCADE"), primary_key=True)
-    )
+    vm_id: UUID = Field(sa_column=sa.Column(pg.UUID, sa.ForeignKey("vm.id", ondelete="CASCADE"), primary_key=True))
     # The minute's start (date_bin from the epoch, so independent of the session's time zone).
     minute: datetime = Field(sa_column=_tz(primary_key=True))
     priority: int = Field(sa_column=sa.Column(sa.SmallInteger, primary_key=True))
@@ -236,9 +230,7 @@ class AlertCursor(SQLModel, table=True):
 
     __tablename__ = "alert_cursor"
 
-    vm_id: UUID = Field(
-        sa_column=sa.Column(pg.UUID, sa.ForeignKey("vm.id", ondelete="CASCADE"), primary_key=True)
-    )
+    vm_id: UUID = Field(sa_column=sa.Column(pg.UUID, sa.ForeignKey("vm.id", ondelete="CASCADE"), primary_key=True))
     # Every entry of the VM with seq up to this one has been evaluated.
     seq: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
     # vm.event_count when that was read: unequal after a restart means entries came while no one listened.
@@ -250,16 +242,12 @@ class AlertState(SQLModel, table=True):
     """One rule on one VM: ok or firing, and the recent matches that decide it."""
 
     __tablename__ = "alert_state"
-    __table_args__ = (
-        sa.Index("ix_alert_state_firing", "last_seen_at", postgresql_where=sa.text("status = 'firing'")),
-    )
+    __table_args__ = (sa.Index("ix_alert_state_firing", "last_seen_at", postgresql_where=sa.text("status = 'firing'")),)
 
     rule_id: UUID = Field(
         sa_column=sa.Column(pg.UUID, sa.ForeignKey("alert_rule.id", ondelete="CASCADE"), primary_key=True)
     )
-    vm_id: UUID = Field(
-        sa_column=sa.Column(pg.UUID, sa.ForeignKey("vm.id", ondelete="CASCADE"), primary_key=True)
-    )
+    vm_id: UUID = Field(sa_column=sa.Column(pg.UUID, sa.ForeignKey("vm.id", ondelete="CASCADE"), primary_key=True))
     status: str = Field(sa_column=sa.Column(sa.Text, nullable=False, server_default="ok"))
     # The latest matches (journal timestamps and seqs, oldest first), at most max(threshold, 5).
     recent_ts: list[datetime] = Field(
@@ -304,9 +292,7 @@ class AlertNotification(SQLModel, table=True):
     body: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     delivery: str = Field(sa_column=sa.Column(sa.Text, nullable=False, server_default="pending"))
     attempts: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0"))
-    next_attempt_at: datetime | None = Field(
-        default=None, sa_column=_tz(nullable=False, server_default=sa.func.now())
-    )
+    next_attempt_at: datetime | None = Field(default=None, sa_column=_tz(nullable=False, server_default=sa.func.now()))
     # A claim: until then one process is posting it; a killed process's claim simply runs out.
     locked_until: datetime | None = Field(default=None, sa_column=_tz())
     last_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text))

@@ -28,12 +28,30 @@ class TestAlertCommands:
         svc = live_service(VMJOURNAL_ALERT_TICK_SECONDS="0.3")
         token = httpx.post(f"{svc.url}/vm/web-1/small", params={"provider": "external"}).json()["token"]
         with Receiver() as hook:
-            created = cli(svc, "create", "nginx-errs", "--webhook", hook.url, "--vm", "web-*", "-u", "nginx",
-                          "-p", "err", "-m", "_TRANSPORT=stdout", "--threshold", "1", "--window", "30")
+            created = cli(
+                svc,
+                "create",
+                "nginx-errs",
+                "--webhook",
+                hook.url,
+                "--vm",
+                "web-*",
+                "-u",
+                "nginx",
+                "-p",
+                "err",
+                "-m",
+                "_TRANSPORT=stdout",
+                "--threshold",
+                "1",
+                "--window",
+                "30",
+            )
             assert created.returncode == 0, created.stderr
             secret = created.stdout.rsplit(": ", 1)[1].strip()
-            response = httpx.post(f"{svc.url}/vm/web-1/boot", headers=bearer(token),
-                                  json=[entry("upstream down", _TRANSPORT="stdout")])
+            response = httpx.post(
+                f"{svc.url}/vm/web-1/boot", headers=bearer(token), json=[entry("upstream down", _TRANSPORT="stdout")]
+            )
             assert response.status_code == 200
             [got] = hook.wait_for_sync(1)
         assert got.signed_with(secret)

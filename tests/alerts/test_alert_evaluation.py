@@ -17,12 +17,23 @@ class TestFiring:
         async with service_factory(alert_tick_seconds=0.2) as svc:
             token = await enroll(svc.client, "web-1")
             with Receiver() as hook:
-                rule = await create_rule(svc.client, name="nginx-errs", vm="web-*", unit="nginx", priority="err",
-                                         grep="upstream", webhook_url=hook.url)
-                await ingest(svc.client, "web-1", token,
-                             entry("upstream timed out", unit="nginx.service", priority=3),
-                             entry("upstream fine", unit="nginx.service", priority=6),
-                             entry("upstream timed out", unit="ssh.service", priority=3))
+                rule = await create_rule(
+                    svc.client,
+                    name="nginx-errs",
+                    vm="web-*",
+                    unit="nginx",
+                    priority="err",
+                    grep="upstream",
+                    webhook_url=hook.url,
+                )
+                await ingest(
+                    svc.client,
+                    "web-1",
+                    token,
+                    entry("upstream timed out", unit="nginx.service", priority=3),
+                    entry("upstream fine", unit="nginx.service", priority=6),
+                    entry("upstream timed out", unit="ssh.service", priority=3),
+                )
                 [got] = await hook.wait_for(1)
                 await wait_for_matches(svc.client, "nginx-errs", "web-1", 1)
                 await asyncio.sleep(0.5)  # nothing else comes
@@ -31,7 +42,12 @@ class TestFiring:
             assert got.headers["content-type"] == "application/json"
             body = got.json
             assert (body["alert"], body["status"], body["vm"], body["count"], body["window_seconds"]) == (
-                "nginx-errs", "firing", "web-1", 1, 60)
+                "nginx-errs",
+                "firing",
+                "web-1",
+                1,
+                60,
+            )
             assert [e["message"] for e in body["sample"]] == ["upstream timed out"]
             assert body["sample"][0]["unit"] == "nginx.service"
             assert body["first_at"] == body["last_at"]
@@ -62,10 +78,20 @@ class TestFiring:
     async def test_match_fields(self, service: Service) -> None:
         token = await enroll(service.client, "web-1")
         with Receiver() as hook:
-            await create_rule(service.client, name="oom", match=["_TRANSPORT=kernel", "_TRANSPORT=audit", "SEV=x"],
-                              webhook_url=hook.url)
-            await ingest(service.client, "web-1", token, entry("journal", _TRANSPORT="journal", SEV="x"),
-                         entry("kernel but no SEV", _TRANSPORT="kernel"), entry("audit", _TRANSPORT="audit", SEV="x"))
+            await create_rule(
+                service.client,
+                name="oom",
+                match=["_TRANSPORT=kernel", "_TRANSPORT=audit", "SEV=x"],
+                webhook_url=hook.url,
+            )
+            await ingest(
+                service.client,
+                "web-1",
+                token,
+                entry("journal", _TRANSPORT="journal", SEV="x"),
+                entry("kernel but no SEV", _TRANSPORT="kernel"),
+                entry("audit", _TRANSPORT="audit", SEV="x"),
+            )
             [got] = await hook.wait_for(1)
         assert [e["message"] for e in got.json["sample"]] == ["audit"]
 
@@ -93,8 +119,14 @@ class TestThresholdAndWindow:
         with Receiver() as hook:
             await create_rule(service.client, name="pair", threshold=2, window_seconds=10, webhook_url=hook.url)
             now = time.time()
-            await ingest(service.client, "web-1", token, entry("a", at=now - 300), entry("b", at=now - 200),
-                         entry("c", at=now - 100))
+            await ingest(
+                service.client,
+                "web-1",
+                token,
+                entry("a", at=now - 300),
+                entry("b", at=now - 200),
+                entry("c", at=now - 100),
+            )
             await wait_for_matches(service.client, "pair", "web-1", 3)
             await asyncio.sleep(0.3)
             assert hook.received == []

@@ -17,8 +17,11 @@ from support.service import LiveService, free_port
 from vmjournal.journal import entries as journal_entries
 from vmjournal.journal import store as journal_store
 
-FAST = {"VMJOURNAL_ALERT_RETRY_SECONDS": "0.3", "VMJOURNAL_ALERT_TICK_SECONDS": "0.3",
-        "VMJOURNAL_ALERT_DELIVERY_TIMEOUT_SECONDS": "2"}
+FAST = {
+    "VMJOURNAL_ALERT_RETRY_SECONDS": "0.3",
+    "VMJOURNAL_ALERT_TICK_SECONDS": "0.3",
+    "VMJOURNAL_ALERT_DELIVERY_TIMEOUT_SECONDS": "2",
+}
 
 
 def rule(svc: LiveService, name: str, url: str, **extra: object) -> dict[str, object]:
@@ -41,8 +44,9 @@ async def rows(database_url: str, sql: str) -> list[asyncpg.Record]:
         await conn.close()
 
 
-async def wait_rows(database_url: str, sql: str, predicate: Callable[[list[asyncpg.Record]], bool],
-                    timeout: float = 20) -> list[asyncpg.Record]:
+async def wait_rows(
+    database_url: str, sql: str, predicate: Callable[[list[asyncpg.Record]], bool], timeout: float = 20
+) -> list[asyncpg.Record]:
     deadline = time.monotonic() + timeout
     found: list[asyncpg.Record] = []
     while time.monotonic() < deadline:

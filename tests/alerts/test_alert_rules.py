@@ -41,22 +41,25 @@ class TestCreate:
 
 
 class TestValidation:
-    @pytest.mark.parametrize(("change", "field"), [
-        ({"grep": "([a-z"}, "grep"),
-        ({"priority": "loud"}, "priority"),
-        ({"webhook_url": "ftp://example.com/x"}, "webhook_url"),
-        ({"webhook_url": "not a url"}, "webhook_url"),
-        ({"unit": "bad unit!"}, "unit"),
-        ({"vm": "web 1"}, "vm"),
-        ({"match": ["no-equals"]}, "match"),
-        ({"match": ["lower=case"]}, "match"),
-        ({"threshold": 0}, "threshold"),
-        ({"window_seconds": 0}, "window_seconds"),
-        ({"threshold": "many"}, "threshold"),
-        ({"name": "-bad-"}, "name"),
-        ({"name": None}, "name"),
-        ({"surprise": 1}, "surprise"),
-    ])
+    @pytest.mark.parametrize(
+        ("change", "field"),
+        [
+            ({"grep": "([a-z"}, "grep"),
+            ({"priority": "loud"}, "priority"),
+            ({"webhook_url": "ftp://example.com/x"}, "webhook_url"),
+            ({"webhook_url": "not a url"}, "webhook_url"),
+            ({"unit": "bad unit!"}, "unit"),
+            ({"vm": "web 1"}, "vm"),
+            ({"match": ["no-equals"]}, "match"),
+            ({"match": ["lower=case"]}, "match"),
+            ({"threshold": 0}, "threshold"),
+            ({"window_seconds": 0}, "window_seconds"),
+            ({"threshold": "many"}, "threshold"),
+            ({"name": "-bad-"}, "name"),
+            ({"name": None}, "name"),
+            ({"surprise": 1}, "surprise"),
+        ],
+    )
     async def test_bad_field_is_400_naming_it(
         self, service: Service, database_url: str, change: dict[str, Any], field: str
     ) -> None:
@@ -83,7 +86,10 @@ class TestDelete:
     async def test_delete_then_404(self, service: Service) -> None:
         await create_rule(service.client, name="errs", webhook_url=HOOK)
         assert (await service.client.delete("/alerts/errs")).status_code == 204
-        for response in (await service.client.get("/alerts/errs"), await service.client.delete("/alerts/errs"),
-                         await service.client.get("/alerts/errs/events")):
+        for response in (
+            await service.client.get("/alerts/errs"),
+            await service.client.delete("/alerts/errs"),
+            await service.client.get("/alerts/errs/events"),
+        ):
             assert response.status_code == 404 and response.json()["error"] == "alert_not_found"
         assert (await service.client.get("/alerts")).json() == []

@@ -67,7 +67,19 @@ class TestObserve:
     def test_round_trips_through_its_row(self) -> None:
         state = fresh()
         window.observe(state, at(0, 3), threshold=5, window=W, now=NOW)
-        names = ("rule_id", "vm_id", "status", "recent_ts", "recent_seq", "first_at", "last_at", "episode_count",
-                 "fired_at", "last_seen_at", "matches", "firings")
+        names = (
+            "rule_id",
+            "vm_id",
+            "status",
+            "recent_ts",
+            "recent_seq",
+            "first_at",
+            "last_at",
+            "episode_count",
+            "fired_at",
+            "last_seen_at",
+            "matches",
+            "firings",
+        )
         again = window.State.from_record(dict(zip(names, state.values(), strict=True)))
         assert again == state

@@ -36,17 +36,21 @@ def run(svc: LiveService | None, *args: str, timeout: float = 60, **env: str) ->
 
 
 def ingest(svc: LiveService, name: str, token: str, entries: Sequence[Mapping[str, Any]]) -> None:
-    response = httpx.post(
-        f"{svc.url}/vm/{name}/boot", json=list(entries), headers=bearer(token), timeout=30
-    )
+    response = httpx.post(f"{svc.url}/vm/{name}/boot", json=list(entries), headers=bearer(token), timeout=30)
     assert response.status_code == 200, response.text
 
 
 def entry(i: int, message: str, unit: str = "ssh.service", priority: int = 6) -> dict[str, str]:
     return {
-        "__CURSOR": f"s=cli;i={i}", "__REALTIME_TIMESTAMP": str(int(time.time() * 1e6) + i),
-        "_BOOT_ID": "0f5e3c4b8a6d4e2f9b1c7d8e6f5a4b3c", "_SYSTEMD_UNIT": unit, "PRIORITY": str(priority),
-        "SYSLOG_IDENTIFIER": unit.split(".")[0], "_PID": "42", "_HOSTNAME": "guest", "MESSAGE": message,
+        "__CURSOR": f"s=cli;i={i}",
+        "__REALTIME_TIMESTAMP": str(int(time.time() * 1e6) + i),
+        "_BOOT_ID": "0f5e3c4b8a6d4e2f9b1c7d8e6f5a4b3c",
+        "_SYSTEMD_UNIT": unit,
+        "PRIORITY": str(priority),
+        "SYSLOG_IDENTIFIER": unit.split(".")[0],
+        "_PID": "42",
+        "_HOSTNAME": "guest",
+        "MESSAGE": message,
     }
 
 
@@ -93,7 +97,9 @@ class TestVMCommands:
     def test_create_shows_progress_and_first_lines_then_list_show_delete(self, svc: LiveService) -> None:
         create = subprocess.Popen(
             [str(VMJOURNAL), "vm", "create", "slow-web", "--size", "small", "--poll", "0.2", "--lines-wait", "30"],
-            env=cli_env(svc), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=cli_env(svc),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         # The test provider hands the agent its token at its last step, as a config drive would.
         token_file = svc.provider.token_file("slow-web")
@@ -105,9 +111,15 @@ class TestVMCommands:
         assert create.returncode == 0, err
         text = out.decode()
         assert ANSI not in out
-        order = ["slow-web: requested (small, test)", "slow-web: provisioning (allocate)",
-                 "slow-web: provisioning (boot)", "slow-web: provisioning (install-agent)", "slow-web: running",
-                 "guest ssh[42]: Server listening on 0.0.0.0 port 22.", "slow-web is running (loopback 127.0.0.1)"]
+        order = [
+            "slow-web: requested (small, test)",
+            "slow-web: provisioning (allocate)",
+            "slow-web: provisioning (boot)",
+            "slow-web: provisioning (install-agent)",
+            "slow-web: running",
+            "guest ssh[42]: Server listening on 0.0.0.0 port 22.",
+            "slow-web is running (loopback 127.0.0.1)",
+        ]
         positions = [text.find(s) for s in order]
         assert all(p >= 0 for p in positions) and positions == sorted(positions), text
 
@@ -123,9 +135,7 @@ class TestVMCommands:
         assert shown.returncode == 0 and ANSI not in shown.stdout
         fields = dict(line.split(": ", 1) for line in shown.stdout.decode().splitlines())
         assert fields["status"] == "running" and fields["event_count"] == "1" and fields["provider"] == "test"
-        assert json.loads(run(svc, "vm", "show", "slow-web", "--json").stdout)["addresses"] == {
-            "loopback": "127.0.0.1"
-        }
+        assert json.loads(run(svc, "vm", "show", "slow-web", "--json").stdout)["addresses"] == {"loopback": "127.0.0.1"}
 
         deleted = run(svc, "vm", "delete", "slow-web", "--poll", "0.2")
         assert deleted.returncode == 0, deleted.stderr
@@ -202,7 +212,9 @@ class TestLogs:
         ingest(svc, "guest", enroll_sync(svc.url, "guest"), journal_json(journal))
         for args in JOURNALCTL_CASES:
             expected = subprocess.run(
-                ["journalctl", f"--file={journal}", "--no-pager", *args], env=cli_env(None), capture_output=True,
+                ["journalctl", f"--file={journal}", "--no-pager", *args],
+                env=cli_env(None),
+                capture_output=True,
                 check=True,
             ).stdout
             got = run(svc, "logs", "guest", *args)
@@ -212,12 +224,14 @@ class TestLogs:
 
         # journalctl's own field order changes from run to run, so entries are compared as mappings.
         for args in (["-u", "nginx"], ["-p", "err"]):
-            want = subprocess.run(["journalctl", f"--file={journal}", "-o", "json", *args],
-                                  capture_output=True, check=True).stdout
+            want = subprocess.run(
+                ["journalctl", f"--file={journal}", "-o", "json", *args], capture_output=True, check=True
+            ).stdout
             got = run(svc, "logs", "guest", "-o", "json", *args)
             assert [json.loads(x) for x in got.stdout.splitlines()] == [json.loads(x) for x in want.splitlines()]
-            want_export = subprocess.run(["journalctl", f"--file={journal}", "-o", "export", *args],
-                                         capture_output=True, check=True).stdout
+            want_export = subprocess.run(
+                ["journalctl", f"--file={journal}", "-o", "export", *args], capture_output=True, check=True
+            ).stdout
             got_export = run(svc, "logs", "guest", "-o", "export", *args).stdout
             assert got_export.startswith(b"__CURSOR=")
             assert parse_export(got_export) == parse_export(want_export)
@@ -239,8 +253,12 @@ class TestLogs:
         # On a terminal the same command colours by priority, as journalctl does.
         ingest(svc, "tail", token, [entry(12, "broken", priority=3)])
         primary, secondary = pty.openpty()
-        proc = subprocess.Popen([str(VMJOURNAL), "logs", "tail", "-n", "1"], env=cli_env(svc, TERM="xterm"),
-                                stdout=secondary, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [str(VMJOURNAL), "logs", "tail", "-n", "1"],
+            env=cli_env(svc, TERM="xterm"),
+            stdout=secondary,
+            stderr=subprocess.PIPE,
+        )
         os.close(secondary)
         out = b""
         while True:

@@ -19,8 +19,10 @@ def svc(live_service: Callable[..., LiveService]) -> Iterator[LiveService]:
 
 
 def hosted(name: str, offset_us: int) -> list[dict[str, str | bytes]]:
-    return [{**e, "_HOSTNAME": name, "__REALTIME_TIMESTAMP": str(1_764_000_000_000_000 + offset_us + i * 40_000)}
-            for i, e in enumerate(sample_entries(400, boots=1, seed=len(name)))]
+    return [
+        {**e, "_HOSTNAME": name, "__REALTIME_TIMESTAMP": str(1_764_000_000_000_000 + offset_us + i * 40_000)}
+        for i, e in enumerate(sample_entries(400, boots=1, seed=len(name)))
+    ]
 
 
 class TestFleetCommands:
@@ -32,7 +34,9 @@ class TestFleetCommands:
             paths.append(path)
         expected = subprocess.run(
             ["journalctl", f"--file={paths[0]}", f"--file={paths[1]}", "--no-pager", "-q", "-p", "err"],
-            env=cli_env(None), capture_output=True, check=True,
+            env=cli_env(None),
+            capture_output=True,
+            check=True,
         ).stdout
         got = run(svc, "logs", "web-*", "-p", "err")
         assert got.returncode == 0, got.stderr
@@ -45,8 +49,18 @@ class TestFleetCommands:
         piped = run(svc, "stats", "web-*", "--step", "1m")
         assert piped.returncode == 0, piped.stderr
         lines = piped.stdout.decode().splitlines()
-        assert lines[0].split("\t") == ["start", "total", "emerg", "alert", "crit", "err", "warning", "notice",
-                                        "info", "debug"]
+        assert lines[0].split("\t") == [
+            "start",
+            "total",
+            "emerg",
+            "alert",
+            "crit",
+            "err",
+            "warning",
+            "notice",
+            "info",
+            "debug",
+        ]
         rows = [line.split("\t") for line in lines[1:]]
         assert sum(int(r[1]) for r in rows) == 800
         assert all(int(r[1]) == sum(int(c) for c in r[2:]) for r in rows)

@@ -50,8 +50,9 @@ class TestLogsHabits:
         for args in CASES:
             expected = journalctl(path, *args)
             assert expected.count(b"\n") > 1, args
-            got = subprocess.run([str(VMJOURNAL), "logs", "guest", *args], env=cli_env(svc), capture_output=True,
-                                 timeout=60)
+            got = subprocess.run(
+                [str(VMJOURNAL), "logs", "guest", *args], env=cli_env(svc), capture_output=True, timeout=60
+            )
             assert got.returncode == 0, (args, got.stderr)
             assert got.stdout == expected, args
         # Both boots in one listing: journalctl's boot line between them.
@@ -63,7 +64,7 @@ class TestLogsHabits:
         got = run(svc, "logs", "guest", "-o", "json-seq", "-u", "nginx").stdout
         assert [json.loads(r) for r in got.split(b"\x1e")[1:]] == [json.loads(r) for r in want.split(b"\x1e")[1:]]
         pretty = run(svc, "logs", "guest", "-o", "json-pretty", "-n", "2").stdout
-        assert pretty.startswith(b"{\n\t\"") and pretty.count(b"\n}\n") == 2
+        assert pretty.startswith(b'{\n\t"') and pretty.count(b"\n}\n") == 2
         verbose = run(svc, "logs", "guest", "-o", "verbose", "-n", "1").stdout.decode()
         assert verbose.splitlines()[0] == journalctl(path, "-o", "verbose", "-n", "1").decode().splitlines()[0]
 
@@ -78,9 +79,15 @@ class TestLogsHabits:
         # In another time zone too, as journalctl prints it there.
         berlin = run(svc, "logs", "guest", "--list-boots", TZ="Europe/Berlin")
         assert b" CET " in berlin.stdout
-        assert berlin.stdout == subprocess.run(
-            ["journalctl", f"--file={path}", "--no-pager", "--list-boots"], capture_output=True,
-            env=cli_env(None, TZ="Europe/Berlin"), check=True).stdout
+        assert (
+            berlin.stdout
+            == subprocess.run(
+                ["journalctl", f"--file={path}", "--no-pager", "--list-boots"],
+                capture_output=True,
+                env=cli_env(None, TZ="Europe/Berlin"),
+                check=True,
+            ).stdout
+        )
 
     def test_bad_match(self, loaded: tuple[LiveService, Path]) -> None:
         svc, _ = loaded
@@ -97,14 +104,23 @@ class TestWait:
         ingest(svc, "ci", token, [entry(1, "nginx ready (old)", unit="nginx.service")])
         waiter = subprocess.Popen(
             [str(VMJOURNAL), "wait", "ci", "-u", "nginx", "SYSLOG_IDENTIFIER=nginx", "-g", "ready", "--timeout", "60"],
-            env=cli_env(svc), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=cli_env(svc),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         try:
             # The old entry matches but was stored before; the waiter must not take it.
             time.sleep(2)
             assert waiter.poll() is None
-            ingest(svc, "ci", token, [entry(2, "nginx ready (other unit)", unit="ssh.service"),
-                                      entry(3, "nginx ready", unit="nginx.service")])
+            ingest(
+                svc,
+                "ci",
+                token,
+                [
+                    entry(2, "nginx ready (other unit)", unit="ssh.service"),
+                    entry(3, "nginx ready", unit="nginx.service"),
+                ],
+            )
             out, err = waiter.communicate(timeout=30)
         finally:
             if waiter.poll() is None:
@@ -131,5 +147,6 @@ class TestWait:
 
 
 def test_help_lists_wait() -> None:
-    assert b"wait" in subprocess.run([str(VMJOURNAL), "--help"], capture_output=True, check=True,
-                                     env=cli_env(None)).stdout
+    assert (
+        b"wait" in subprocess.run([str(VMJOURNAL), "--help"], capture_output=True, check=True, env=cli_env(None)).stdout
+    )

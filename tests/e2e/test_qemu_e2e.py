@@ -54,7 +54,10 @@ async def events(client: httpx.AsyncClient, path: str, **params: Any) -> list[di
 
 
 async def wait_for(
-    client: httpx.AsyncClient, path: str, check: Callable[[list[dict[str, Any]]], bool], timeout: float,
+    client: httpx.AsyncClient,
+    path: str,
+    check: Callable[[list[dict[str, Any]]], bool],
+    timeout: float,
     **params: Any,
 ) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
@@ -99,8 +102,10 @@ async def no_leftover_guests(tmp_path: Path) -> AsyncIterator[None]:
 async def test_qemu_vm_end_to_end(live_service: Callable[..., Any], tmp_path_factory: pytest.TempPathFactory) -> None:
     images, _ = await build_session_image(tmp_path_factory)
     env = {
-        "VMJOURNAL_PROVIDER": "qemu", "VMJOURNAL_QEMU_IMAGES_DIR": str(images),
-        "VMJOURNAL_QEMU_AFTER_INSTALL": AFTER_INSTALL, "VMJOURNAL_QEMU_BOOT_TIMEOUT_SECONDS": "600",
+        "VMJOURNAL_PROVIDER": "qemu",
+        "VMJOURNAL_QEMU_IMAGES_DIR": str(images),
+        "VMJOURNAL_QEMU_AFTER_INSTALL": AFTER_INSTALL,
+        "VMJOURNAL_QEMU_BOOT_TIMEOUT_SECONDS": "600",
     }
     svc = live_service(**env)
     async with httpx.AsyncClient(base_url=svc.url, timeout=30) as client:
@@ -118,10 +123,12 @@ async def test_qemu_vm_end_to_end(live_service: Callable[..., Any], tmp_path_fac
         assert not (vm_dir / "config.img").exists(), "the config drive (it holds the token) must be gone"
 
         journald = await wait_for(client, f"/vm/{VM}/boot/systemd-journald", lambda ev: len(ev) > 0, 300)
-        assert all(e["unit"] == "systemd-journald.service" or e.get("UNIT") == "systemd-journald.service"
-                   for e in journald)
-        firstboot = await wait_for(client, f"/vm/{VM}/boot/vmjournal-firstboot",
-                                   lambda ev: guest.JOURNAL_MARKER in messages(ev), 300)
+        assert all(
+            e["unit"] == "systemd-journald.service" or e.get("UNIT") == "systemd-journald.service" for e in journald
+        )
+        firstboot = await wait_for(
+            client, f"/vm/{VM}/boot/vmjournal-firstboot", lambda ev: guest.JOURNAL_MARKER in messages(ev), 300
+        )
         assert any(e.get("_SYSTEMD_UNIT") == "vmjournal-firstboot.service" for e in firstboot)
 
         # The after-install commands reboot the guest once; wait for events of the second boot.
@@ -134,8 +141,7 @@ async def test_qemu_vm_end_to_end(live_service: Callable[..., Any], tmp_path_fac
             await asyncio.sleep(2)
         assert len(boots) == 2, boots
         first, second = sorted(boots, key=lambda b: b["index"])
-        await wait_for(client, f"/vm/{VM}/boot/systemd-journald", lambda ev: len(ev) > 0, 300,
-                       boot=second["boot_id"])
+        await wait_for(client, f"/vm/{VM}/boot/systemd-journald", lambda ev: len(ev) > 0, 300, boot=second["boot_id"])
 
         everything = await events(client, f"/vm/{VM}/boot")
         cursors = [e["cursor"] for e in everything]
@@ -145,12 +151,17 @@ async def test_qemu_vm_end_to_end(live_service: Callable[..., Any], tmp_path_fac
         # The VM's name is the hostname from the first entry on (the image's own name never shows).
         assert {e.get("_HOSTNAME") for e in by_boot[first["boot_id"]]} == {guest_hostname(VM)}
         # Logged just before the reboot: it arrived only because the agent resumed from its cursor.
-        agent_log = [f'{e["boot_id"][:8]} {e["message"]}' for e in everything
-                     if e.get("_SYSTEMD_UNIT") == "vmjournal-agent.service"]
+        agent_log = [
+            f"{e['boot_id'][:8]} {e['message']}"
+            for e in everything
+            if e.get("_SYSTEMD_UNIT") == "vmjournal-agent.service"
+        ]
         for b, evs in by_boot.items():
             nums = sorted(seqnum(e)[1] for e in evs)
-            agent_log.append(f"boot {b[:8]}: {len(evs)} entries, seqnum {hex(nums[0])}..{hex(nums[-1])}, "
-                             f"ids {sorted({seqnum(e)[0][:8] for e in evs})}")
+            agent_log.append(
+                f"boot {b[:8]}: {len(evs)} entries, seqnum {hex(nums[0])}..{hex(nums[-1])}, "
+                f"ids {sorted({seqnum(e)[0][:8] for e in evs})}"
+            )
         assert "vmjournal-e2e: rebooting now" in messages(by_boot[first["boot_id"]]), "\n".join(agent_log)
         # Nothing lost: within one journal file the sequence numbers of what we stored have no gaps.
         seqnums: dict[str, list[int]] = {}

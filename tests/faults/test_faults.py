@@ -84,14 +84,20 @@ def assert_clean_log(log: str) -> None:
 
 
 def expected_cursors(directory: Path) -> set[str]:
-    out = subprocess.run(["journalctl", "-D", str(directory), "-o", "json", "--all", "--output-fields=__CURSOR"],
-                         capture_output=True, check=True).stdout
+    out = subprocess.run(
+        ["journalctl", "-D", str(directory), "-o", "json", "--all", "--output-fields=__CURSOR"],
+        capture_output=True,
+        check=True,
+    ).stdout
     return {json.loads(line)["__CURSOR"] for line in out.splitlines()}
 
 
 class TestDatabaseFaults:
     def test_postgres_crash_mid_stream(
-        self, own_pg: PgServer, live_service: Callable[..., LiveService], agent_factory: Callable[..., Agent],
+        self,
+        own_pg: PgServer,
+        live_service: Callable[..., LiveService],
+        agent_factory: Callable[..., Agent],
         tmp_path: Path,
     ) -> None:
         started = time.monotonic()
@@ -124,7 +130,10 @@ class TestDatabaseFaults:
         print(f"\nfault: PostgreSQL crash mid-stream: {time.monotonic() - started:.1f} s", file=sys.stderr)  # noqa: T201 - the duration goes in the report
 
     def test_postgres_down_20s_under_a_running_agent(
-        self, own_pg: PgServer, live_service: Callable[..., LiveService], agent_factory: Callable[..., Agent],
+        self,
+        own_pg: PgServer,
+        live_service: Callable[..., LiveService],
+        agent_factory: Callable[..., Agent],
         tmp_path: Path,
     ) -> None:
         started = time.monotonic()
@@ -142,8 +151,10 @@ class TestDatabaseFaults:
         prober = Prober(svc.url)
         # Written while the database is down: the agent must keep them until it gets a 2xx.
         boot = entries[-1]["_BOOT_ID"]
-        later = [{**e, "_BOOT_ID": boot, "__MONOTONIC_TIMESTAMP": str(90_000_000 + i)}
-                 for i, e in enumerate(sample_entries(500, boots=1, seed=9, start_us=1_765_000_000_000_000))]
+        later = [
+            {**e, "_BOOT_ID": boot, "__MONOTONIC_TIMESTAMP": str(90_000_000 + i)}
+            for i, e in enumerate(sample_entries(500, boots=1, seed=9, start_us=1_765_000_000_000_000))
+        ]
         write_journal(later, directory, "later")
         time.sleep(20)
         during = list(prober.answers)
@@ -163,7 +174,10 @@ class TestDatabaseFaults:
 
 class TestServiceFaults:
     def test_service_sigkilled_mid_batch_then_restarted(
-        self, database_url: str, live_service: Callable[..., LiveService], agent_factory: Callable[..., Agent],
+        self,
+        database_url: str,
+        live_service: Callable[..., LiveService],
+        agent_factory: Callable[..., Agent],
         tmp_path: Path,
     ) -> None:
         started = time.monotonic()

@@ -47,8 +47,11 @@ async def start_worker(database_url: str, tmp_path: Path) -> AsyncIterator[Start
 
 async def enqueue(conn: asyncpg.Connection, kind: str) -> int:
     vm_id = uuid.uuid4()
-    await conn.execute("INSERT INTO vm (id, name, size, provider, status) VALUES ($1, $2, 'small', 'test', 'pending')",
-                       vm_id, f"vm-{vm_id.hex[:8]}")
+    await conn.execute(
+        "INSERT INTO vm (id, name, size, provider, status) VALUES ($1, $2, 'small', 'test', 'pending')",
+        vm_id,
+        f"vm-{vm_id.hex[:8]}",
+    )
     job_id: int = await conn.fetchval("INSERT INTO job (vm_id, kind) VALUES ($1, $2) RETURNING id", vm_id, kind)
     return job_id
 

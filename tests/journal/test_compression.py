@@ -33,13 +33,14 @@ COMPRESS: dict[str, Callable[[bytes], bytes]] = {
 
 
 def export_of(path: Path) -> bytes:
-    return subprocess.run(["journalctl", f"--file={path}", "-o", "export", "--all"], capture_output=True,
-                          check=True).stdout
+    return subprocess.run(
+        ["journalctl", f"--file={path}", "-o", "export", "--all"], capture_output=True, check=True
+    ).stdout
 
 
 async def _chunks(data: bytes, size: int) -> AsyncIterator[bytes]:
     for i in range(0, len(data), size):
-        yield data[i:i + size]
+        yield data[i : i + size]
 
 
 @pytest.fixture
@@ -72,13 +73,16 @@ class TestCompressedUploads:
     @pytest.mark.parametrize("encoding", ["zstd", "xz", "lz4"])
     async def test_json_batch(self, service: Service, encoding: str) -> None:
         token = await enroll(service.client, "c2")
-        batch = [{"__CURSOR": f"s=z;i={i}", "__REALTIME_TIMESTAMP": str(1_764_000_000_000_000 + i),
-                  "MESSAGE": f"m{i}"} for i in range(50)]
+        batch = [
+            {"__CURSOR": f"s=z;i={i}", "__REALTIME_TIMESTAMP": str(1_764_000_000_000_000 + i), "MESSAGE": f"m{i}"}
+            for i in range(50)
+        ]
         body = COMPRESS[encoding](json.dumps(batch).encode())
         # Two frames one after another, as a streaming compressor may write them.
         body += COMPRESS[encoding](b" ")
-        response = await service.client.post("/vm/c2/boot", content=body,
-                                             headers=bearer(token) | {"Content-Encoding": encoding})
+        response = await service.client.post(
+            "/vm/c2/boot", content=body, headers=bearer(token) | {"Content-Encoding": encoding}
+        )
         assert response.json() == {"received": 50, "stored": 50, "duplicates": 0}, response.text
 
     @pytest.mark.parametrize("encoding", list(COMPRESS))
@@ -87,14 +91,17 @@ class TestCompressedUploads:
             token = await enroll(svc.client, "c3")
             bomb = COMPRESS[encoding](b"[" + b" " * 20_000_000 + b"]")
             assert len(bomb) < 100_000
-            response = await svc.client.post("/vm/c3/boot", content=bomb,
-                                             headers=bearer(token) | {"Content-Encoding": encoding})
+            response = await svc.client.post(
+                "/vm/c3/boot", content=bomb, headers=bearer(token) | {"Content-Encoding": encoding}
+            )
             assert response.status_code == 413, response.text
             assert "inflates past the limit" in response.json()["message"]
             # An export stream has no cap on the whole, but one entry may not pass the limit either.
             response = await svc.client.post(
-                f"/ingest/{token}/upload", content=COMPRESS[encoding](b"MESSAGE=" + b"x" * 20_000_000 + b"\n\n"),
-                headers=EXPORT | {"Content-Encoding": encoding})
+                f"/ingest/{token}/upload",
+                content=COMPRESS[encoding](b"MESSAGE=" + b"x" * 20_000_000 + b"\n\n"),
+                headers=EXPORT | {"Content-Encoding": encoding},
+            )
             assert response.status_code in (200, 413), response.text
             assert await count(svc, "c3") == 0
 
@@ -111,7 +118,8 @@ class TestCompressedUploads:
 
     async def test_unknown_encoding_names_the_supported_ones(self, service: Service) -> None:
         token = await enroll(service.client, "c5")
-        response = await service.client.post("/vm/c5/boot", content=b"[]",
-                                             headers=bearer(token) | {"Content-Encoding": "br"})
+        response = await service.client.post(
+            "/vm/c5/boot", content=b"[]", headers=bearer(token) | {"Content-Encoding": "br"}
+        )
         assert response.status_code == 415
         assert "zstd" in response.json()["message"] and "zstd" in response.headers["accept-encoding"]

@@ -64,9 +64,7 @@ def _journal(tmp_path: Path, export: bytes) -> Path:
 @pytest.fixture(scope="module")
 def odd_journal(tmp_path_factory: pytest.TempPathFactory) -> Path:
     entries = [_entry(i, f) for i, f in enumerate(ODD_ENTRIES)]
-    entries += [
-        _entry(100 + i, [("MESSAGE", f"bulk {i}".encode()), ("N", str(i).encode())]) for i in range(300)
-    ]
+    entries += [_entry(100 + i, [("MESSAGE", f"bulk {i}".encode()), ("N", str(i).encode())]) for i in range(300)]
     return _journal(tmp_path_factory.mktemp("odd"), b"".join(entries))
 
 
@@ -118,9 +116,7 @@ class TestMalformed:
 
     def test_binary_length_mismatch(self) -> None:
         body = b"A=1\n\nMESSAGE\n" + struct.pack("<Q", 3) + b"abcd\n\n"
-        with pytest.raises(
-            ExportFormatError, match=r"entry 1 .*'MESSAGE' of 3 bytes is not followed by a newline"
-        ):
+        with pytest.raises(ExportFormatError, match=r"entry 1 .*'MESSAGE' of 3 bytes is not followed by a newline"):
             parse_export(body)
 
     def test_bad_field_name(self) -> None:
@@ -170,8 +166,11 @@ class TestSkippedEntries:
         big = b"__CURSOR=c2\nMESSAGE\n" + struct.pack("<Q", 5000) + b"\n\n\x00" * 1666 + b"xy\nA=2\n\n"
         body = b"__CURSOR=c1\nA=1\n\n" + big + b"__CURSOR=c3\nA=3\n\n"
         got = self._feed(body, size, 1000)
-        assert got == [{"__CURSOR": "c1", "A": "1"}, SkippedEntry(1, "c2", "entry is longer than 1000 bytes"),
-                       {"__CURSOR": "c3", "A": "3"}]
+        assert got == [
+            {"__CURSOR": "c1", "A": "1"},
+            SkippedEntry(1, "c2", "entry is longer than 1000 bytes"),
+            {"__CURSOR": "c3", "A": "3"},
+        ]
 
     @pytest.mark.parametrize("size", [1, 7, 100, 1 << 20])
     def test_too_long_text_entry(self, size: int) -> None:

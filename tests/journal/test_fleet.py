@@ -24,8 +24,10 @@ COUNT = 1500
 def spread(entries: list[Entry], name: str, offset_us: int) -> list[Entry]:
     """Entries 37 ms apart (a few minutes in all), interleaved across VMs by ``offset_us``, with the
     VM's name as host."""
-    return [{**e, "__REALTIME_TIMESTAMP": str(BASE_US + offset_us + i * 37_000), "_HOSTNAME": name}
-            for i, e in enumerate(entries)]
+    return [
+        {**e, "__REALTIME_TIMESTAMP": str(BASE_US + offset_us + i * 37_000), "_HOSTNAME": name}
+        for i, e in enumerate(entries)
+    ]
 
 
 @pytest.fixture
@@ -33,8 +35,7 @@ async def fleet(service: Service, tmp_path: Path, journal_tools: None) -> tuple[
     """Two VMs (fleet-a, fleet-b) and a third outside the glob (other), each from a real journal file."""
     paths = []
     for index, (name, seed) in enumerate([("fleet-a", 3), ("fleet-b", 5), ("other", 9)]):
-        path = write_journal(spread(sample_entries(COUNT, boots=2, seed=seed), name, index * 11_000),
-                             tmp_path / name)
+        path = write_journal(spread(sample_entries(COUNT, boots=2, seed=seed), name, index * 11_000), tmp_path / name)
         token = await enroll(service.client, name)
         response = await service.client.post(f"/vm/{name}/boot", json=journal_json(path), headers=bearer(token))
         assert response.json()["stored"] == COUNT
@@ -71,8 +72,10 @@ FILTERS: list[tuple[dict[str, Any], list[str]]] = [
     ({"unit": "s*"}, ["-u", "s*"]),
     ({"grep": "hello 1"}, ["-g", "hello 1"]),
     ({"identifier": ["cron", "ssh"]}, ["-t", "cron", "-t", "ssh"]),
-    ({"since": "2025-11-24 16:00:30", "until": "2025-11-24 16:01:10", "priority": "warning"},
-     ["-S", "2025-11-24 16:00:30", "-U", "2025-11-24 16:01:10", "-p", "warning"]),
+    (
+        {"since": "2025-11-24 16:00:30", "until": "2025-11-24 16:01:10", "priority": "warning"},
+        ["-S", "2025-11-24 16:00:30", "-U", "2025-11-24 16:01:10", "-p", "warning"],
+    ),
 ]
 
 
@@ -106,7 +109,9 @@ class TestFleetMatchesJournalctlMerge:
         service, paths = fleet
         done = subprocess.run(
             ["journalctl", f"--file={paths[0]}", f"--file={paths[1]}", "-q", "--no-pager", "-o", "short", "-u", "cron"],
-            capture_output=True, check=True, env={"TZ": "UTC", "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            check=True,
+            env={"TZ": "UTC", "PATH": "/usr/bin:/bin"},
         )
         # The boot separators are the other output modes' business (not printed by the service yet).
         expected = b"".join(line for line in done.stdout.splitlines(keepends=True) if not line.startswith(b"-- Boot "))
@@ -115,18 +120,24 @@ class TestFleetMatchesJournalctlMerge:
 
     async def test_ndjson(self, fleet: tuple[Service, list[Path]]) -> None:
         service, paths = fleet
-        response = await service.client.get("/journal", params={"vm": "fleet-*", "priority": "crit"},
-                                            headers={"Accept": "application/x-ndjson"})
+        response = await service.client.get(
+            "/journal", params={"vm": "fleet-*", "priority": "crit"}, headers={"Accept": "application/x-ndjson"}
+        )
         lines = [orjson.loads(line) for line in response.content.splitlines()]
         assert keys(lines) == keys(merged(paths[:2], "-p", "crit"))
 
     @pytest.mark.parametrize(
         ("params", "code", "status"),
-        [({"vm": "nope"}, "vm_not_found", 404), ({"vm": "a;b"}, "invalid_vm", 400),
-         ({"priority": "loud"}, "invalid_priority", 400), ({"cursor": "!!"}, "bad_cursor", 400)],
+        [
+            ({"vm": "nope"}, "vm_not_found", 404),
+            ({"vm": "a;b"}, "invalid_vm", 400),
+            ({"priority": "loud"}, "invalid_priority", 400),
+            ({"cursor": "!!"}, "bad_cursor", 400),
+        ],
     )
-    async def test_bad_input(self, fleet: tuple[Service, list[Path]], params: dict[str, str], code: str,
-                             status: int) -> None:
+    async def test_bad_input(
+        self, fleet: tuple[Service, list[Path]], params: dict[str, str], code: str, status: int
+    ) -> None:
         service, _ = fleet
         response = await service.client.get("/journal", params=params)
         assert (response.status_code, response.json()["error"]) == (status, code), response.text
@@ -156,10 +167,22 @@ class TestFleetPlan:
 class TestHistogram:
     @pytest.mark.parametrize(
         "params",
-        [{}, {"priority": "err"}, {"step": "1m"}, {"step": "17"}, {"unit": "nginx", "step": "30s"}, {"grep": "hello"},
-         {"since": "2025-11-24 16:00:30.5", "until": "2025-11-24 16:02:10.25", "step": "1m"},
-         {"since": "2025-11-24 16:00:30.5", "until": "2025-11-24 16:05", "priority": "warning..notice", "step": "2m"},
-         {"boot": "0"}],
+        [
+            {},
+            {"priority": "err"},
+            {"step": "1m"},
+            {"step": "17"},
+            {"unit": "nginx", "step": "30s"},
+            {"grep": "hello"},
+            {"since": "2025-11-24 16:00:30.5", "until": "2025-11-24 16:02:10.25", "step": "1m"},
+            {
+                "since": "2025-11-24 16:00:30.5",
+                "until": "2025-11-24 16:05",
+                "priority": "warning..notice",
+                "step": "2m",
+            },
+            {"boot": "0"},
+        ],
     )
     async def test_totals_equal_the_events(self, fleet: tuple[Service, list[Path]], params: dict[str, str]) -> None:
         service, _ = fleet
@@ -211,8 +234,9 @@ class TestFleetFollow:
         live = asyncio.Event()
 
         async def read() -> None:
-            async with service.client.stream("GET", "/journal", params={"vm": "fleet-*", "limit": 2},
-                                             headers={"Accept": "text/event-stream"}) as response:
+            async with service.client.stream(
+                "GET", "/journal", params={"vm": "fleet-*", "limit": 2}, headers={"Accept": "text/event-stream"}
+            ) as response:
                 lines: list[str] = []
                 async for line in response.aiter_lines():
                     lines.append(line)
@@ -232,18 +256,29 @@ class TestFleetFollow:
         other = await enroll(service.client, "outside")
         now = int(datetime.now(UTC).timestamp() * 1e6)
         for name, tok in (("outside", other), ("fleet-new", token)):
-            entry = {"__CURSOR": f"s=new;i={name}", "__REALTIME_TIMESTAMP": str(now), "MESSAGE": f"hi from {name}",
-                     "_BOOT_ID": "0f5e3c4b8a6d4e2f9b1c7d8e6f5a4b3c", "PRIORITY": "6", "_HOSTNAME": name}
+            entry = {
+                "__CURSOR": f"s=new;i={name}",
+                "__REALTIME_TIMESTAMP": str(now),
+                "MESSAGE": f"hi from {name}",
+                "_BOOT_ID": "0f5e3c4b8a6d4e2f9b1c7d8e6f5a4b3c",
+                "PRIORITY": "6",
+                "_HOSTNAME": name,
+            }
             response = await service.client.post(f"/vm/{name}/boot", json=[entry], headers=bearer(tok))
             assert response.json()["stored"] == 1
-        entry = {"__CURSOR": "s=new;i=a", "__REALTIME_TIMESTAMP": str(now + 1), "MESSAGE": "more from a",
-                 "PRIORITY": "6"}
+        entry = {
+            "__CURSOR": "s=new;i=a",
+            "__REALTIME_TIMESTAMP": str(now + 1),
+            "MESSAGE": "more from a",
+            "PRIORITY": "6",
+        }
         tokens = await service.client.post("/vm/fleet-a/token")
-        response = await service.client.post("/vm/fleet-a/boot", json=[entry],
-                                             headers=bearer(tokens.json()["token"]))
+        response = await service.client.post("/vm/fleet-a/boot", json=[entry], headers=bearer(tokens.json()["token"]))
         assert response.json()["stored"] == 1
         await asyncio.wait_for(reader, 10)
         # The backlog: the last two of the fleet; then the new VM's entry and fleet-a's, never "outside".
         assert keys(got[:2]) == keys(merged(paths[:2])[-2:])
-        assert [(e["vm"], e["message"]) for e in got[2:]] == [("fleet-new", "hi from fleet-new"),
-                                                              ("fleet-a", "more from a")]
+        assert [(e["vm"], e["message"]) for e in got[2:]] == [
+            ("fleet-new", "hi from fleet-new"),
+            ("fleet-a", "more from a"),
+        ]

@@ -26,9 +26,14 @@ BOOT = "0f5e3c4b8a6d4e2f9b1c7d8e6f5a4b3c"
 
 def entry(i: int, unit: str = "ssh.service", priority: int = 6, text: str = "") -> dict[str, str]:
     return {
-        "__CURSOR": f"s=follow;i={i}", "__REALTIME_TIMESTAMP": str(int(time.time() * 1e6) + i),
-        "_BOOT_ID": BOOT, "_SYSTEMD_UNIT": unit, "PRIORITY": str(priority), "SYSLOG_IDENTIFIER": unit.split(".")[0],
-        "_PID": "42", "MESSAGE": f"message {i}{text}",
+        "__CURSOR": f"s=follow;i={i}",
+        "__REALTIME_TIMESTAMP": str(int(time.time() * 1e6) + i),
+        "_BOOT_ID": BOOT,
+        "_SYSTEMD_UNIT": unit,
+        "PRIORITY": str(priority),
+        "SYSLOG_IDENTIFIER": unit.split(".")[0],
+        "_PID": "42",
+        "MESSAGE": f"message {i}{text}",
     }
 
 
@@ -104,8 +109,10 @@ class TestServerSentEvents:
         token = await enroll(service.client, "web")
         await ingest(service, token, entry(1), entry(2), entry(3, unit="nginx.service"))
 
-        async with follow(service, "/vm/web/boot", limit="2") as everything, \
-                follow(service, "/vm/web/boot/nginx") as nginx:
+        async with (
+            follow(service, "/vm/web/boot", limit="2") as everything,
+            follow(service, "/vm/web/boot/nginx") as nginx,
+        ):
             assert messages(await everything.until_live()) == ["message 2", "message 3"]
             assert messages(await nginx.until_live()) == ["message 3"]
 
@@ -130,8 +137,14 @@ class TestServerSentEvents:
         token = await enroll(service.client, "web")
         async with follow(service, "/vm/web/boot", priority="warning", grep="disk", limit="5") as errors:
             assert await errors.until_live() == []
-            await ingest(service, token, entry(1, priority=3, text=" disk full"), entry(2, priority=6, text=" disk"),
-                         entry(3, priority=4), entry(4, priority=4, text=" Disk slow"))
+            await ingest(
+                service,
+                token,
+                entry(1, priority=3, text=" disk full"),
+                entry(2, priority=6, text=" disk"),
+                entry(3, priority=4),
+                entry(4, priority=4, text=" Disk slow"),
+            )
             first = await errors.events(2)
             # grep with no capital letter ignores case, as journalctl does.
             assert messages(first) == ["message 1 disk full", "message 4 Disk slow"]
@@ -161,7 +174,12 @@ class TestServerSentEvents:
 OLD_BOOT = "1a2b3c4d5e6f47a8b9c0d1e2f3a4b5c6"
 VARIED_UNITS = ["nginx.service", "ssh.service", "cron.service", "sshd-keygen.service"]
 VARIED_MESSAGES = [
-    "disk full on sda1", "ramdisk ready", "Disk slow", "request served", "code 503 returned", "retry #2",
+    "disk full on sda1",
+    "ramdisk ready",
+    "Disk slow",
+    "request served",
+    "code 503 returned",
+    "retry #2",
 ]
 
 
@@ -204,8 +222,10 @@ class TestFollowMatchesPages:
         before = [varied(i, boot=OLD_BOOT) for i in range(20)] + [varied(i) for i in range(20, 60)]
         await ingest(service, token, *before)
         async with AsyncExitStack() as stack:
-            streams = [await stack.enter_async_context(follow(service, path, limit="1000", **params))
-                       for path, params in FILTERS]
+            streams = [
+                await stack.enter_async_context(follow(service, path, limit="1000", **params))
+                for path, params in FILTERS
+            ]
             backlogs = [await s.until_live() for s in streams]
             # After: more of the current boot, and units no page had seen when the followers connected.
             later = [varied(i) for i in range(60, 120)]

@@ -95,19 +95,21 @@ class TestMatchesEqualJournalctl:
 
 
 class TestKernelAndIdentifier:
-    @pytest.mark.parametrize(("params", "args"), [
-        ({"kernel": "true"}, ["-k"]),
-        ({"kernel": "true", "boot": "-1"}, ["-k", "-b", "-1"]),
-        ({"kernel": "true", "boot": "all"}, ["-k", "-b", "all"]),
-        ({"identifier": ["nginx", "cron"]}, ["-t", "nginx", "-t", "cron"]),
-        ({"identifier": ["nginx"], "match": "PRIORITY=3"}, ["-t", "nginx", "PRIORITY=3"]),
-    ])
+    @pytest.mark.parametrize(
+        ("params", "args"),
+        [
+            ({"kernel": "true"}, ["-k"]),
+            ({"kernel": "true", "boot": "-1"}, ["-k", "-b", "-1"]),
+            ({"kernel": "true", "boot": "all"}, ["-k", "-b", "all"]),
+            ({"identifier": ["nginx", "cron"]}, ["-t", "nginx", "-t", "cron"]),
+            ({"identifier": ["nginx"], "match": "PRIORITY=3"}, ["-t", "nginx", "PRIORITY=3"]),
+        ],
+    )
     async def test_same_entries(self, habits: Loaded, params: dict[str, Any], args: list[str]) -> None:
         service, path = habits
         expected = cursors(journal_json(path, *args))
         assert expected
-        response = await service.client.get("/vm/vm1/boot", params=params,
-                                            headers={"Accept": "application/x-ndjson"})
+        response = await service.client.get("/vm/vm1/boot", params=params, headers={"Accept": "application/x-ndjson"})
         assert cursors([json.loads(line) for line in response.content.splitlines()]) == expected
 
 
@@ -129,7 +131,8 @@ class TestFieldValues:
         service, _ = habits
         assert (await service.client.get("/vm/vm1/fields/BLOB")).json() == [list(BLOB)]
         assert sorted(map(str, (await service.client.get("/vm/vm1/fields/TAG")).json())) == sorted(
-            ["one", "two", str(list(b"\xff\x01"))])
+            ["one", "two", str(list(b"\xff\x01"))]
+        )
 
     async def test_bad_field(self, habits: Loaded) -> None:
         service, _ = habits
@@ -216,7 +219,7 @@ def pretty_entries(out: bytes) -> list[frozenset[bytes]]:
     for line in out.split(b"\n")[:-1]:
         if line == b"{":
             entries.append([])
-        elif line.startswith(b"\t\""):
+        elif line.startswith(b'\t"'):
             entries[-1].append(line.rstrip(b","))
         elif line != b"}":
             entries[-1][-1] += b"\n" + line.rstrip(b",")

@@ -16,8 +16,13 @@ from support.service import Service, ServiceFactory
 
 
 def entry(i: int, **extra: Any) -> dict[str, Any]:
-    return {"__CURSOR": f"s=x;i={i}", "__REALTIME_TIMESTAMP": str(1_764_000_000_000_000 + i), "MESSAGE": f"m{i}",
-            "_BOOT_ID": "0f5e3c4b8a6d4e2f9b1c7d8e6f5a4b3c", **extra}
+    return {
+        "__CURSOR": f"s=x;i={i}",
+        "__REALTIME_TIMESTAMP": str(1_764_000_000_000_000 + i),
+        "MESSAGE": f"m{i}",
+        "_BOOT_ID": "0f5e3c4b8a6d4e2f9b1c7d8e6f5a4b3c",
+        **extra,
+    }
 
 
 async def count_events(service: Service) -> int:
@@ -89,15 +94,19 @@ class TestIngestBatch:
         token = await enroll(service.client, "vm1")
         body = gzip.compress(json.dumps([entry(i) for i in range(100)]).encode())
         response = await service.client.post(
-            "/vm/vm1/boot", content=body, headers={**bearer(token), "Content-Encoding": "gzip",
-                                                   "Content-Type": "application/json"})
+            "/vm/vm1/boot",
+            content=body,
+            headers={**bearer(token), "Content-Encoding": "gzip", "Content-Type": "application/json"},
+        )
         assert response.json()["stored"] == 100
 
     async def test_curl_form_content_type_is_read_as_json(self, service: Service) -> None:
         token = await enroll(service.client, "vm1")
         response = await service.client.post(
-            "/vm/vm1/boot", content=json.dumps(entry(1)),
-            headers={**bearer(token), "Content-Type": "application/x-www-form-urlencoded"})
+            "/vm/vm1/boot",
+            content=json.dumps(entry(1)),
+            headers={**bearer(token), "Content-Type": "application/x-www-form-urlencoded"},
+        )
         assert response.json()["stored"] == 1
 
 

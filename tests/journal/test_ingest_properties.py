@@ -22,19 +22,38 @@ pytestmark = pytest.mark.usefixtures("journal_tools")
 BOOT = "0f5e3c4b8a6d4e2f9b1c7d8e6f5a4b3c"
 EXPORT = {"Content-Type": "application/vnd.fdo.journal"}
 # The fields the service reads besides the address fields, so that odd values reach every column.
-KNOWN = ["MESSAGE", "PRIORITY", "_PID", "_UID", "_SYSTEMD_UNIT", "UNIT", "OBJECT_SYSTEMD_UNIT", "SYSLOG_IDENTIFIER",
-         "_HOSTNAME", "__MONOTONIC_TIMESTAMP", "COREDUMP_UNIT", "MESSAGE_ID"]
+KNOWN = [
+    "MESSAGE",
+    "PRIORITY",
+    "_PID",
+    "_UID",
+    "_SYSTEMD_UNIT",
+    "UNIT",
+    "OBJECT_SYSTEMD_UNIT",
+    "SYSLOG_IDENTIFIER",
+    "_HOSTNAME",
+    "__MONOTONIC_TIMESTAMP",
+    "COREDUMP_UNIT",
+    "MESSAGE_ID",
+]
 names = st.sampled_from(KNOWN) | st.from_regex(r"[A-Z_][A-Z0-9_]{0,63}", fullmatch=True).filter(
     lambda n: n not in ("__CURSOR", "__REALTIME_TIMESTAMP", "_BOOT_ID")
 )
 invalid_names = st.text(min_size=0, max_size=70).filter(
-    lambda n: not (0 < len(n) <= 64 and n[0] not in "0123456789" and all(c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
-                                                                          for c in n))
+    lambda n: (
+        not (
+            0 < len(n) <= 64
+            and n[0] not in "0123456789"
+            and all(c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_" for c in n)
+        )
+    )
 )
 raw_values = st.binary(max_size=300) | st.sampled_from([b"", b"\x00", b"1", b"99999999999999", b"init.scope"])
 # journalctl -o json: printable text as a string, anything else as a byte array, repeats as a list.
-json_values = st.text(max_size=200) | raw_values.map(list) | st.lists(
-    st.text(max_size=20) | st.binary(max_size=20).map(list), min_size=2, max_size=3
+json_values = (
+    st.text(max_size=200)
+    | raw_values.map(list)
+    | st.lists(st.text(max_size=20) | st.binary(max_size=20).map(list), min_size=2, max_size=3)
 )
 ids = count()
 
@@ -70,8 +89,12 @@ def by_cursor(entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def json_entries(draw: st.DrawFn) -> list[dict[str, Any]]:
     size = draw(st.integers(1, 12))
     return [
-        {"__CURSOR": f"s=p;i={i}", "__REALTIME_TIMESTAMP": str(1_764_000_000_000_000 + i), "_BOOT_ID": BOOT,
-         **draw(st.dictionaries(names, json_values, max_size=8))}
+        {
+            "__CURSOR": f"s=p;i={i}",
+            "__REALTIME_TIMESTAMP": str(1_764_000_000_000_000 + i),
+            "_BOOT_ID": BOOT,
+            **draw(st.dictionaries(names, json_values, max_size=8)),
+        }
         for i in range(size)
     ]
 
@@ -116,8 +139,11 @@ def raw_entries(draw: st.DrawFn) -> list[dict[str, str | bytes]]:
     pool = st.sampled_from(KNOWN) | st.sampled_from([f"F{i}" for i in range(20)])
     size = draw(st.integers(1, 12))
     return [
-        {"__REALTIME_TIMESTAMP": str(1_764_000_000_000_000 + i), "_BOOT_ID": BOOT,
-         **draw(st.dictionaries(pool, raw_values, max_size=8))}
+        {
+            "__REALTIME_TIMESTAMP": str(1_764_000_000_000_000 + i),
+            "_BOOT_ID": BOOT,
+            **draw(st.dictionaries(pool, raw_values, max_size=8)),
+        }
         for i in range(size)
     ]
 
@@ -132,8 +158,9 @@ class TestExportIngestProperties:
         with TemporaryDirectory() as tmp:
             journal = write_journal(entries, Path(tmp))
             expected = journal_json(journal)
-            body = subprocess.run(["journalctl", f"--file={journal}", "-o", "export", "--no-pager"],
-                                  check=True, capture_output=True).stdout
+            body = subprocess.run(
+                ["journalctl", f"--file={journal}", "-o", "export", "--no-pager"], check=True, capture_output=True
+            ).stdout
         name, auth = enroll_next(url)
         step = data.draw(st.integers(1, max(1, len(body))))
         cut = data.draw(st.integers(0, len(expected)))

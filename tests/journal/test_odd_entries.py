@@ -21,8 +21,14 @@ EXPORT = {"Content-Type": "application/vnd.fdo.journal"}
 
 def odd_entries() -> list[Entry]:
     base: dict[str, str | bytes] = {
-        "__MONOTONIC_TIMESTAMP": "1", "_BOOT_ID": BOOT, "_HOSTNAME": "h", "_PID": "5", "_UID": "0",
-        "PRIORITY": "6", "SYSLOG_IDENTIFIER": "id", "_SYSTEMD_UNIT": "a.service",
+        "__MONOTONIC_TIMESTAMP": "1",
+        "_BOOT_ID": BOOT,
+        "_HOSTNAME": "h",
+        "_PID": "5",
+        "_UID": "0",
+        "PRIORITY": "6",
+        "SYSLOG_IDENTIFIER": "id",
+        "_SYSTEMD_UNIT": "a.service",
     }
     odd: list[dict[str, str | bytes]] = [
         {"MESSAGE": b"nul\x00inside foo"},
@@ -102,8 +108,9 @@ class TestEveryEntryStored:
 
     async def test_export_stream(self, service: Service, odd_journal: Path) -> None:
         token = await enroll(service.client, "odd2")
-        response = await service.client.post("/vm/odd2/boot", content=export_of(odd_journal),
-                                             headers=EXPORT | bearer(token))
+        response = await service.client.post(
+            "/vm/odd2/boot", content=export_of(odd_journal), headers=EXPORT | bearer(token)
+        )
         assert response.json() == {"received": len(odd_entries()), "stored": len(odd_entries()), "duplicates": 0}
         events = (await service.client.get("/vm/odd2/boot", params={"limit": 1000})).json()["events"]
         assert originals(events) == {e["__CURSOR"]: e for e in journal_json(odd_journal)}
@@ -111,8 +118,15 @@ class TestEveryEntryStored:
     async def test_nul_in_a_json_string(self, service: Service) -> None:
         # journalctl never prints one (it makes such a value a byte array), but a client may send it.
         token = await enroll(service.client, "odd3")
-        entry = {"__CURSOR": "c1", "__REALTIME_TIMESTAMP": "1764000000000000", "MESSAGE": "a\x00b",
-                 "_SYSTEMD_UNIT": "x\x00.service", "SYSLOG_IDENTIFIER": "i\x00", "_HOSTNAME": "h\x00", "O": "\x00"}
+        entry = {
+            "__CURSOR": "c1",
+            "__REALTIME_TIMESTAMP": "1764000000000000",
+            "MESSAGE": "a\x00b",
+            "_SYSTEMD_UNIT": "x\x00.service",
+            "SYSLOG_IDENTIFIER": "i\x00",
+            "_HOSTNAME": "h\x00",
+            "O": "\x00",
+        }
         response = await service.client.post("/vm/odd3/boot", json=[entry], headers=bearer(token))
         assert response.json()["stored"] == 1
         event = (await service.client.get("/vm/odd3/boot")).json()["events"][0]
@@ -168,6 +182,8 @@ class TestTextAsJournalctl:
         response = await stored.client.get("/vm/odd/boot", params={"output": mode}, headers={"Accept": "text/plain"})
         expected = subprocess.run(
             ["journalctl", f"--file={odd_journal}", "-o", mode, "--utc", "--no-pager"],
-            check=True, capture_output=True, env={"TZ": "UTC", "SYSTEMD_COLORS": "0"},
+            check=True,
+            capture_output=True,
+            env={"TZ": "UTC", "SYSTEMD_COLORS": "0"},
         ).stdout
         assert response.content.splitlines() == expected.splitlines()

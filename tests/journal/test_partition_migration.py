@@ -53,19 +53,43 @@ async def answers(conn: asyncpg.Connection, vm_ids: list[uuid.UUID]) -> list[Any
                 out.append([tuple(r) for r in page])
                 if page:
                     after = store.Position(page[-1]["ts"], page[-1]["seq"])
-                    out.append([tuple(r) for r in await store.query_events(
-                        conn, vm_id, f, limit=100, after=after, descending=descending)])
+                    out.append(
+                        [
+                            tuple(r)
+                            for r in await store.query_events(
+                                conn, vm_id, f, limit=100, after=after, descending=descending
+                            )
+                        ]
+                    )
         out.append([tuple(r) for r in await store.list_boots(conn, vm_id)])
         out.append([tuple(r) for r in await store.list_units(conn, vm_id)])
         out.append(await field_store.field_values(conn, vm_id, "_SYSTEMD_UNIT"))
-        out.append([tuple(r) for r in await store.live_batch(
-            conn, vm_id, FILTERS, after_seq=0, ts_from=datetime.fromtimestamp(0).astimezone(), limit=500)])
+        out.append(
+            [
+                tuple(r)
+                for r in await store.live_batch(
+                    conn, vm_id, FILTERS, after_seq=0, ts_from=datetime.fromtimestamp(0).astimezone(), limit=500
+                )
+            ]
+        )
     first, last = await volume_store.volume_range(conn, vm_ids)
     assert first is not None and last is not None
-    out.append([tuple(r) for r in await volume_store.summary_counts(
-        conn, vm_ids, step=timedelta(minutes=5), start=first, end=last, priorities=(0, 7))])
-    out.append(sorted(tuple(r) for r in await volume_store.count_events(
-        conn, vm_ids, store.EventFilter(units=["a.service"]), step=timedelta(minutes=5))))
+    out.append(
+        [
+            tuple(r)
+            for r in await volume_store.summary_counts(
+                conn, vm_ids, step=timedelta(minutes=5), start=first, end=last, priorities=(0, 7)
+            )
+        ]
+    )
+    out.append(
+        sorted(
+            tuple(r)
+            for r in await volume_store.count_events(
+                conn, vm_ids, store.EventFilter(units=["a.service"]), step=timedelta(minutes=5)
+            )
+        )
+    )
     return out
 
 
@@ -81,16 +105,20 @@ def test_upgrade_keeps_every_answer(old_database: str) -> None:
             ids = [uuid.uuid4(), uuid.uuid4()]
             sent = []
             for n, vm_id in enumerate(ids):
-                await conn.execute("INSERT INTO vm (id, name, size, provider, status) VALUES ($1, $2, 'small', "
-                                   "'external', 'running')", vm_id, f"old-{n}")
+                await conn.execute(
+                    "INSERT INTO vm (id, name, size, provider, status) VALUES ($1, $2, 'small', 'external', 'running')",
+                    vm_id,
+                    f"old-{n}",
+                )
                 for b, start in enumerate(range(n * 90_000_000, n * 90_000_000 + 90_000_000, 30_000_000)):
                     # Batches far apart in time: three boots on three days.
                     batch = wide_entries(start, 2000, boot=uuid.uuid4().hex, units=["a.service", "b.service"])
                     sent.append(batch)
                     async with conn.transaction():
                         await conn.execute(store.CREATE_STAGING)
-                        await conn.copy_records_to_table("journal_staging", records=entries.to_rows(batch),
-                                                         columns=entries.ROW_COLUMNS)
+                        await conn.copy_records_to_table(
+                            "journal_staging", records=entries.to_rows(batch), columns=entries.ROW_COLUMNS
+                        )
                         assert await conn.fetchval(OLD_MERGE, vm_id) == 2000, b
             return ids, await answers(conn, ids), await store.last_seq(conn), sent[0]
         finally:
@@ -113,8 +141,13 @@ def test_upgrade_keeps_every_answer(old_database: str) -> None:
             fresh = wide_entries(500_000_000, 100, boot=uuid.uuid4().hex, units=["a.service"])
             async with conn.transaction():
                 assert await store.ingest(conn, ids[0], entries.to_rows(fresh)) == 100
-            assert await conn.fetchval("SELECT min(seq) FROM journal_event WHERE ts >= $1",
-                                       entries.timestamp_from_us(int(fresh[0]["__REALTIME_TIMESTAMP"]))) > seq_before
+            assert (
+                await conn.fetchval(
+                    "SELECT min(seq) FROM journal_event WHERE ts >= $1",
+                    entries.timestamp_from_us(int(fresh[0]["__REALTIME_TIMESTAMP"])),
+                )
+                > seq_before
+            )
         finally:
             await conn.close()
 

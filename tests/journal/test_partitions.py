@@ -61,8 +61,9 @@ def shifted(start: int, count: int, *, day: float, boot: str, units: list[str] |
 
 async def add_vm(conn: asyncpg.Connection, name: str) -> uuid.UUID:
     vm_id = uuid.uuid4()
-    await conn.execute("INSERT INTO vm (id, name, size, provider, status) VALUES ($1, $2, 'small', 'external', "
-                       "'running')", vm_id, name)
+    await conn.execute(
+        "INSERT INTO vm (id, name, size, provider, status) VALUES ($1, $2, 'small', 'external', 'running')", vm_id, name
+    )
     return vm_id
 
 
@@ -127,8 +128,13 @@ class TestRetention:
             # One boot across the first two days, a second one after: a prune cuts a boot in two.
             first, second = uuid.uuid4().hex, uuid.uuid4().hex
             for day in range(days):
-                batch = shifted(day * 10_000 + n * 100_000, 800, day=day + 0.5, boot=first if day < 2 else second,
-                                units=["a.service", f"only-day{day}.service"])
+                batch = shifted(
+                    day * 10_000 + n * 100_000,
+                    800,
+                    day=day + 0.5,
+                    boot=first if day < 2 else second,
+                    units=["a.service", f"only-day{day}.service"],
+                )
                 await put(conn, vm_id, batch)
 
     async def test_by_age_while_batches_arrive(self, conn: asyncpg.Connection, sessions: Any) -> None:
@@ -143,8 +149,7 @@ class TestRetention:
             sent = 0
             try:
                 while not stop.is_set():
-                    sent += await put(other, writer, shifted(500_000 + sent, 200, day=4.6 + sent / 1e6,
-                                                             boot="f" * 32))
+                    sent += await put(other, writer, shifted(500_000 + sent, 200, day=4.6 + sent / 1e6, boot="f" * 32))
             finally:
                 await other.close()
             return sent
@@ -157,10 +162,13 @@ class TestRetention:
         sent = await ingesting
         assert dropped is not None
         assert [(d.partition.day.isoformat(), d.entries, d.reason) for d in dropped] == [
-            ("2025-11-24", 1600, "age"), ("2025-11-25", 1600, "age")]
+            ("2025-11-24", 1600, "age"),
+            ("2025-11-25", 1600, "age"),
+        ]
         assert sent > 0
         remaining = await conn.fetch(
-            "SELECT vm_id, (ts AT TIME ZONE 'UTC')::date AS day, count(*) FROM journal_event GROUP BY 1, 2")
+            "SELECT vm_id, (ts AT TIME ZONE 'UTC')::date AS day, count(*) FROM journal_event GROUP BY 1, 2"
+        )
         per_day = {(r["vm_id"], r["day"].isoformat()): r["count"] for r in remaining}
         for vm_id in vm_ids:
             for day in ("2025-11-26", "2025-11-27", "2025-11-28"):
@@ -187,7 +195,9 @@ class TestRetention:
         dropped = await retention.prune_pass(sessions, settings, now=now)
         assert dropped is not None
         assert [(d.partition.day.isoformat(), d.reason) for d in dropped] == [
-            ("2025-11-24", "size"), ("2025-11-25", "size")]
+            ("2025-11-24", "size"),
+            ("2025-11-25", "size"),
+        ]
         assert await conn.fetchval("SELECT min(ts) FROM journal_event") >= datetime(2025, 11, 26, tzinfo=UTC)
         await assert_summaries_true(conn)
         assert await retention.prune_pass(sessions, keep, now=now + timedelta(days=3650)) == []
@@ -218,15 +228,18 @@ def test_db_prune_prints_what_it_dropped(database_url: str) -> None:
 
     asyncio.run(load())
     env = {k: v for k, v in os.environ.items() if not k.startswith("VMJOURNAL_")} | {
-        "VMJOURNAL_DATABASE_URL": database_url}
-    done = subprocess.run([sys.executable, "-m", "vmjournal", "db", "prune"], env=env, capture_output=True,
-                          text=True, timeout=120)
+        "VMJOURNAL_DATABASE_URL": database_url
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "vmjournal", "db", "prune"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("dropped 2025-11-24 (300 entries, ") and lines[0].endswith(" bytes): age")
     assert lines[-1] == "1 day(s) dropped"
-    again = subprocess.run([sys.executable, "-m", "vmjournal", "db", "prune"], env=env, capture_output=True,
-                           text=True, timeout=120)
+    again = subprocess.run(
+        [sys.executable, "-m", "vmjournal", "db", "prune"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert again.stdout.strip() == "nothing to prune"
 
     async def check() -> None:

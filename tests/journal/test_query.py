@@ -28,9 +28,8 @@ async def loaded(service: Service, tmp_path: Path, journal_tools: None) -> tuple
     entries = journal_json(path)
     token = await enroll(service.client, "vm1")
     for start in range(0, len(entries), 1000):
-        response = await service.client.post("/vm/vm1/boot", json=entries[start:start + 1000],
-                                             headers=bearer(token))
-        assert response.json()["stored"] == len(entries[start:start + 1000])
+        response = await service.client.post("/vm/vm1/boot", json=entries[start : start + 1000], headers=bearer(token))
+        assert response.json()["stored"] == len(entries[start : start + 1000])
     return service, path
 
 
@@ -74,8 +73,10 @@ class TestUnitMatchesJournalctl:
             ({"boot": "1"}, ["-b", "1"]),
             ({"grep": "HELLO 1"}, ["-g", "HELLO 1"]),
             ({"grep": "hello 1"}, ["-g", "hello 1"]),
-            ({"since": "2025-11-24 16:00:01", "until": "2025-11-24 16:00:02"},
-             ["-S", "2025-11-24 16:00:01", "-U", "2025-11-24 16:00:02"]),
+            (
+                {"since": "2025-11-24 16:00:01", "until": "2025-11-24 16:00:02"},
+                ["-S", "2025-11-24 16:00:01", "-U", "2025-11-24 16:00:02"],
+            ),
         ],
     )
     async def test_filters(self, loaded: tuple[Service, Path], params: dict[str, str], args: list[str]) -> None:
@@ -103,8 +104,7 @@ class TestVMJournal:
 
     async def test_text_short(self, loaded: tuple[Service, Path]) -> None:
         service, path = loaded
-        response = await service.client.get("/vm/vm1/boot/cron", params={"limit": 3},
-                                            headers={"Accept": "text/plain"})
+        response = await service.client.get("/vm/vm1/boot/cron", params={"limit": 3}, headers={"Accept": "text/plain"})
         lines = response.text.splitlines()
         assert len(lines) == 3
         assert lines[0].startswith("Nov 24 16:00:") and " vm-test " in lines[0]
@@ -157,7 +157,9 @@ class TestTextMatchesJournalctl:
         service, path = loaded
         expected = subprocess.run(
             ["journalctl", f"--file={path}", "-q", "--no-pager", "-o", output, "-u", "nginx", "-b", "0"],
-            capture_output=True, check=True, env={"TZ": "UTC", "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            check=True,
+            env={"TZ": "UTC", "PATH": "/usr/bin:/bin"},
         ).stdout
         response = await service.client.get("/vm/vm1/boot/nginx", params={"boot": "0", "output": output})
         assert response.content == expected
@@ -204,8 +206,10 @@ class TestFirstPagesWithoutStatistics:
         try:
             vm_id: UUID = await conn.fetchval("SELECT id FROM vm WHERE name = 'cold'")
             boots = [uuid.uuid4().hex for _ in range(2)]
-            batches = [wide_entries(start, 5000, boot=boots[start * 2 // PLAN_EVENTS], units=PLAN_UNITS)
-                       for start in range(0, PLAN_EVENTS, 5000)]
+            batches = [
+                wide_entries(start, 5000, boot=boots[start * 2 // PLAN_EVENTS], units=PLAN_UNITS)
+                for start in range(0, PLAN_EVENTS, 5000)
+            ]
             # Autoanalyze could otherwise give the day partitions statistics halfway through the test.
             days = {row[1] // partition_store.DAY_US for batch in batches for row in entries.to_rows(batch)}
             async with conn.transaction():
@@ -232,12 +236,18 @@ class TestFirstPagesWithoutStatistics:
             for unit, params, index in FIRST_PAGES:
                 async with db.session_factory(engine)() as session:
                     f = await service.build_filter(
-                        session, vm_id, unit=unit, priority=None, since=None, until=None, boot=params.get("boot"),
-                        grep=None, identifiers=params.get("identifier"),
+                        session,
+                        vm_id,
+                        unit=unit,
+                        priority=None,
+                        since=None,
+                        until=None,
+                        boot=params.get("boot"),
+                        grep=None,
+                        identifiers=params.get("identifier"),
                     )
                     conn = await db.raw_connection(session)
-                    plan = await store.explain_page(conn, vm_id, f, limit=100,
-                                                    descending=params.get("order") == "desc")
+                    plan = await store.explain_page(conn, vm_id, f, limit=100, descending=params.get("order") == "desc")
                     # The planner settings end with the page's statement, not with the session.
                     assert await conn.fetchval("SHOW enable_sort") == "on"
                     assert await conn.fetchval("SHOW enable_bitmapscan") == "on"

@@ -80,9 +80,7 @@ class TestJournalUpload:
         assert "/ingest/***/upload" in log
         assert token not in log
 
-    def test_backlog_larger_than_the_request_limit(
-        self, live_service: Callable[..., Any], tmp_path: Path
-    ) -> None:
+    def test_backlog_larger_than_the_request_limit(self, live_service: Callable[..., Any], tmp_path: Path) -> None:
         # Limits far below the journal's size: the stream commits batch by batch, with no cap on the total.
         journal = write_journal(sample_entries(3000, boots=3), tmp_path / "j")
         assert len(export_of(journal)) > 20 * 40_000
@@ -103,8 +101,9 @@ class TestJournalUpload:
         svc = live_service(VMJOURNAL_MAX_BATCH_ENTRIES="100")
         token = enroll_sync(svc.url, "kill1")
         state = tmp_path / "state"
-        proc = subprocess.Popen(upload_argv(journal, svc.url, token, state), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            upload_argv(journal, svc.url, token, state), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         try:
             deadline = time.monotonic() + 60
             while event_count(svc.url, "kill1") == 0 and time.monotonic() < deadline:

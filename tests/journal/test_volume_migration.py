@@ -49,16 +49,34 @@ def test_upgrade_fills_the_summary_from_existing_events(old_database: str) -> No
         try:
             ids = [uuid.uuid4(), uuid.uuid4()]
             for n, vm_id in enumerate(ids):
-                await conn.execute("INSERT INTO vm (id, name, size, provider, status) VALUES ($1, $2, 'small', "
-                                   "'external', 'running')", vm_id, f"old-{n}")
+                await conn.execute(
+                    "INSERT INTO vm (id, name, size, provider, status) VALUES ($1, $2, 'small', 'external', 'running')",
+                    vm_id,
+                    f"old-{n}",
+                )
                 rows = entries.to_rows(wide_entries(n * 50_000, 20_000, boot=uuid.uuid4().hex, units=["a.service"]))
                 # The old schema's ingest: straight into journal_event (the old statement had no volume CTE).
                 await conn.copy_records_to_table(
                     "journal_event",
-                    records=[(vm_id, r[0], entries.timestamp_from_us(r[1]), r[2], uuid.UUID(r[3]), *r[4:])
-                             for r in rows],
-                    columns=["vm_id", "cursor", "ts", "monotonic_us", "boot_id", "unit", "about_unit", "priority",
-                             "identifier", "pid", "hostname", "message", "fields"])
+                    records=[
+                        (vm_id, r[0], entries.timestamp_from_us(r[1]), r[2], uuid.UUID(r[3]), *r[4:]) for r in rows
+                    ],
+                    columns=[
+                        "vm_id",
+                        "cursor",
+                        "ts",
+                        "monotonic_us",
+                        "boot_id",
+                        "unit",
+                        "about_unit",
+                        "priority",
+                        "identifier",
+                        "pid",
+                        "hostname",
+                        "message",
+                        "fields",
+                    ],
+                )
             return ids
         finally:
             await conn.close()

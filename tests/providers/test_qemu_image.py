@@ -32,8 +32,9 @@ Signed-By: /usr/share/keyrings/example.gpg
 
 
 def debugfs_cat(disk: Path, path: str) -> str:
-    return subprocess.run(["debugfs", "-R", f"cat {path}", str(disk)], capture_output=True, text=True,
-                          check=True).stdout
+    return subprocess.run(
+        ["debugfs", "-R", f"cat {path}", str(disk)], capture_output=True, text=True, check=True
+    ).stdout
 
 
 class TestFindDebianMirror:
@@ -95,8 +96,12 @@ class TestEnsureBaseImage:
         # Empty, so that every VM generates its own machine id at first boot.
         assert debugfs_cat(image.disk, "/etc/machine-id") == ""
         assert "Storage=persistent" in debugfs_cat(image.disk, "/etc/systemd/journald.conf.d/vmjournal.conf")
-        wants = subprocess.run(["debugfs", "-R", "ls /etc/systemd/system/multi-user.target.wants", str(image.disk)],
-                               capture_output=True, text=True, check=True).stdout
+        wants = subprocess.run(
+            ["debugfs", "-R", "ls /etc/systemd/system/multi-user.target.wants", str(image.disk)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         assert "vmjournal-firstboot.service" in wants and "systemd-networkd.service" in wants
         label = subprocess.run(["e2label", str(image.disk)], capture_output=True, text=True, check=True).stdout
         assert label.strip() == guest.ROOT_LABEL

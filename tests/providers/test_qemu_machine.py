@@ -36,9 +36,16 @@ from vmjournal.providers.qemu.provider import QemuProvider, guest_hostname, writ
 
 def machine_config(image: BaseImage, **overrides: Any) -> MachineConfig:
     config = MachineConfig(
-        vcpus=1, memory_mib=256, accel="tcg", disk_format=image.disk_format, base_disk=str(image.disk),
-        kernel=str(image.kernel), initrd=str(image.initrd), append=image.append,
-        service_host="127.0.0.1", service_port=9,
+        vcpus=1,
+        memory_mib=256,
+        accel="tcg",
+        disk_format=image.disk_format,
+        base_disk=str(image.disk),
+        kernel=str(image.kernel),
+        initrd=str(image.initrd),
+        append=image.append,
+        service_host="127.0.0.1",
+        service_port=9,
     )
     return replace(config, **overrides)
 
@@ -157,14 +164,16 @@ class TestConfigDrive:
         assert label.strip() == guest.CONFIG_LABEL
 
         def cat(path: str) -> str:
-            return subprocess.run(["debugfs", "-R", f"cat {path}", str(drive)], capture_output=True, text=True,
-                                  check=True).stdout
+            return subprocess.run(
+                ["debugfs", "-R", f"cat {path}", str(drive)], capture_output=True, text=True, check=True
+            ).stdout
 
         assert cat("/bootstrap.sh") == render_bootstrap_script(agent)
         assert cat("/hostname") == "web-1\n"
         assert cat("/after-install.sh") == "#!/bin/sh\necho hi\n"
-        stat = subprocess.run(["debugfs", "-R", "stat /bootstrap.sh", str(drive)], capture_output=True, text=True,
-                              check=True).stdout
+        stat = subprocess.run(
+            ["debugfs", "-R", "stat /bootstrap.sh", str(drive)], capture_output=True, text=True, check=True
+        ).stdout
         assert "Mode:  0600" in stat
         assert [p.name for p in tmp_path.iterdir()] == ["config.img"]
 
@@ -199,8 +208,9 @@ def start_relay(relay_side: socket.socket, port: int, cwd: Path) -> subprocess.P
     """The relay as QEMU runs it: the guest's connection on fds 0, 1 and 2."""
     with relay_side:
         fd = relay_side.fileno()
-        return subprocess.Popen([sys.executable, "-I", "-S", str(RELAY), "127.0.0.1", str(port)],
-                                stdin=fd, stdout=fd, stderr=fd, cwd=cwd)
+        return subprocess.Popen(
+            [sys.executable, "-I", "-S", str(RELAY), "127.0.0.1", str(port)], stdin=fd, stdout=fd, stderr=fd, cwd=cwd
+        )
 
 
 class TestRelay:
@@ -208,8 +218,11 @@ class TestRelay:
         guest_side, relay_side = socket.socketpair()
         proc = start_relay(relay_side, echo_server, tmp_path)
         payload = b"x" * 200_000
-        guest_side.sendall(b"POST /vm/a/boot HTTP/1.1\r\nHost: a\r\nConnection: close\r\n"
-                           + f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
+        guest_side.sendall(
+            b"POST /vm/a/boot HTTP/1.1\r\nHost: a\r\nConnection: close\r\n"
+            + f"Content-Length: {len(payload)}\r\n\r\n".encode()
+            + payload
+        )
         received = b""
         while chunk := guest_side.recv(65536):
             received += chunk

@@ -29,8 +29,17 @@ class Agent:
     def start(self, *args: str) -> subprocess.Popen[bytes]:
         log = self.tmp / f"agent-{len(self.logs)}.log"
         self.logs.append(log)
-        argv = [PYTHON, str(AGENT), "--config", str(self.config), "--state-file", str(self.state), "-v",
-                *self.source, *args]
+        argv = [
+            PYTHON,
+            str(AGENT),
+            "--config",
+            str(self.config),
+            "--state-file",
+            str(self.state),
+            "-v",
+            *self.source,
+            *args,
+        ]
         with open(log, "wb") as out:
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
         self.runs.append(proc)

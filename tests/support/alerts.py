@@ -14,14 +14,21 @@ BOOT = "0f5e3c4b8a6d4e2f9b1c7d8e6f5a4b3c"
 _counter = iter(range(1, 10**9))
 
 
-def entry(message: str, *, unit: str = "nginx.service", priority: int = 3, at: float | None = None,
-          **fields: str) -> dict[str, str]:
+def entry(
+    message: str, *, unit: str = "nginx.service", priority: int = 3, at: float | None = None, **fields: str
+) -> dict[str, str]:
     """One journal entry; ``at`` is its journal time (Unix seconds, default now)."""
     i = next(_counter)
     return {
-        "__CURSOR": f"s=alerts;i={i}", "__REALTIME_TIMESTAMP": str(int((at or time.time()) * 1e6)),
-        "_BOOT_ID": BOOT, "_SYSTEMD_UNIT": unit, "PRIORITY": str(priority), "SYSLOG_IDENTIFIER": unit.split(".")[0],
-        "_PID": "42", "MESSAGE": message, **fields,
+        "__CURSOR": f"s=alerts;i={i}",
+        "__REALTIME_TIMESTAMP": str(int((at or time.time()) * 1e6)),
+        "_BOOT_ID": BOOT,
+        "_SYSTEMD_UNIT": unit,
+        "PRIORITY": str(priority),
+        "SYSLOG_IDENTIFIER": unit.split(".")[0],
+        "_PID": "42",
+        "MESSAGE": message,
+        **fields,
     }
 
 
@@ -37,8 +44,9 @@ async def create_rule(client: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
     return rule
 
 
-async def wait_for_matches(client: httpx.AsyncClient, rule: str, vm: str, matches: int,
-                           timeout: float = 20.0) -> dict[str, Any]:
+async def wait_for_matches(
+    client: httpx.AsyncClient, rule: str, vm: str, matches: int, timeout: float = 20.0
+) -> dict[str, Any]:
     """The rule's state on the VM once evaluation has seen ``matches`` matching entries."""
     deadline = time.monotonic() + timeout
     state: dict[str, Any] = {}

@@ -15,8 +15,14 @@ from playwright.async_api import BrowserContext, Page, Response, async_playwrigh
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 BOOT = "0f5e3c4b8a6d4e2f9b1c7d8e6f5a4b3c"
 
@@ -26,7 +32,11 @@ async def chromium(profile: Path) -> AsyncIterator[BrowserContext]:
     assert Path(CHROMIUM).exists(), "chromium is missing: apt-get install chromium"
     async with async_playwright() as p:
         context = await p.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=FLAGS, viewport={"width": 1280, "height": 900},
+            profile,
+            executable_path=CHROMIUM,
+            headless=True,
+            args=FLAGS,
+            viewport={"width": 1280, "height": 900},
         )
         try:
             yield context
@@ -48,8 +58,12 @@ async def open_page(context: BrowserContext, url: str, errors: list[str]) -> Pag
     """A page at ``url`` whose console errors, uncaught exceptions and failed requests land in
     ``errors`` (chromium's own "Failed to load resource" line is replaced by the request's URL)."""
     page = await context.new_page()
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error"
-            and not m.text.startswith("Failed to load resource") else None)
+    page.on(
+        "console",
+        lambda m: (
+            errors.append(m.text) if m.type == "error" and not m.text.startswith("Failed to load resource") else None
+        ),
+    )
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("response", lambda r: _failed(errors, r))
     await page.goto(url)
@@ -57,15 +71,25 @@ async def open_page(context: BrowserContext, url: str, errors: list[str]) -> Pag
 
 
 def entry(
-    i: int, message: str, unit: str = "ssh.service", priority: int = 6, *, at_us: int | None = None,
+    i: int,
+    message: str,
+    unit: str = "ssh.service",
+    priority: int = 6,
+    *,
+    at_us: int | None = None,
     host: str = "web",
 ) -> dict[str, str]:
     """A journal entry as ``journalctl -o json`` gives it; by default stamped now."""
     return {
         "__CURSOR": f"s={host};i={i}",
         "__REALTIME_TIMESTAMP": str(at_us if at_us is not None else int(time.time() * 1e6) + i),
-        "_BOOT_ID": BOOT, "_SYSTEMD_UNIT": unit, "PRIORITY": str(priority),
-        "SYSLOG_IDENTIFIER": unit.split(".")[0], "_PID": "42", "MESSAGE": message, "_HOSTNAME": host,
+        "_BOOT_ID": BOOT,
+        "_SYSTEMD_UNIT": unit,
+        "PRIORITY": str(priority),
+        "SYSLOG_IDENTIFIER": unit.split(".")[0],
+        "_PID": "42",
+        "MESSAGE": message,
+        "_HOSTNAME": host,
     }
 
 

@@ -26,8 +26,12 @@ def habit_entries(count: int = 400) -> list[dict[str, str | bytes]]:
     entries = [dict(e) for e in sample_entries(count, boots=2, seed=11)]
     for i, entry in enumerate(entries):
         if i % 37 == 3:
-            entry |= {"_TRANSPORT": "kernel", "SYSLOG_IDENTIFIER": "kernel", "MESSAGE": f"kernel line {i}",
-                      "_SOURCE_MONOTONIC_TIMESTAMP": str(5000 + i)}
+            entry |= {
+                "_TRANSPORT": "kernel",
+                "SYSLOG_IDENTIFIER": "kernel",
+                "MESSAGE": f"kernel line {i}",
+                "_SOURCE_MONOTONIC_TIMESTAMP": str(5000 + i),
+            }
         if i % 11 == 4:
             # journalctl shows the source time, seventeen microseconds before the journal's.
             entry["_SOURCE_REALTIME_TIMESTAMP"] = str(int(str(entry["__REALTIME_TIMESTAMP"])) - 17)
@@ -51,15 +55,20 @@ def write_habits(directory: Path, entries: Sequence[Entry] | None = None) -> Pat
         raw += block + b"\n"
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "habits.journal"
-    subprocess.run([JOURNAL_REMOTE, f"--output={path}", "--split-mode=none", "--compress=no", "-"],
-                   input=bytes(raw), check=True, capture_output=True)
+    subprocess.run(
+        [JOURNAL_REMOTE, f"--output={path}", "--split-mode=none", "--compress=no", "-"],
+        input=bytes(raw),
+        check=True,
+        capture_output=True,
+    )
     return path
 
 
 def journalctl(path: Path, *args: str | bytes) -> bytes:
     """``TZ=UTC journalctl --file PATH ARGS`` output; exit status 1 with no output is 'nothing matched'."""
-    done = subprocess.run(["journalctl", f"--file={path}", "--no-pager", *args], capture_output=True,
-                          env={**os.environ, "TZ": "UTC"})
+    done = subprocess.run(
+        ["journalctl", f"--file={path}", "--no-pager", *args], capture_output=True, env={**os.environ, "TZ": "UTC"}
+    )
     if done.returncode not in (0, 1) or (done.returncode == 1 and done.stdout):
         raise subprocess.CalledProcessError(done.returncode, done.args, done.stdout, done.stderr)
     return done.stdout

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 JOURNAL_REMOTE = next(
-    (p for p in ("/lib/systemd/systemd-journal-remote", "/usr/lib/systemd/systemd-journal-remote")
-     if Path(p).exists()),
+    (p for p in ("/lib/systemd/systemd-journal-remote", "/usr/lib/systemd/systemd-journal-remote") if Path(p).exists()),
     shutil.which("systemd-journal-remote") or "systemd-journal-remote",
 )
 
@@ -42,7 +41,9 @@ def write_journal(entries: Sequence[Entry], directory: Path, name: str = "test")
     path = directory / f"{name}.journal"
     subprocess.run(
         [JOURNAL_REMOTE, f"--output={path}", "--split-mode=none", "--compress=no", "-"],
-        input=export_format(entries), check=True, capture_output=True,
+        input=export_format(entries),
+        check=True,
+        capture_output=True,
     )
     return path
 
@@ -51,7 +52,8 @@ def journal_json(path: Path, *args: str, env: Mapping[str, str] | None = None) -
     """``journalctl --file PATH -o json --all ARGS`` as a list of entries."""
     done = subprocess.run(
         ["journalctl", f"--file={path}", "-o", "json", "--all", "--no-pager", *args],
-        capture_output=True, env={**os.environ, **(env or {})},
+        capture_output=True,
+        env={**os.environ, **(env or {})},
     )
     # journalctl exits 1 when a --grep matches nothing.
     if done.returncode not in (0, 1) or (done.returncode == 1 and done.stdout):
@@ -82,29 +84,63 @@ def sample_entries(count: int, *, boots: int = 2, seed: int = 7, start_us: int =
         kind = rng.random()
         unit = rng.choice(services)
         if kind < 0.70:
-            base |= {"_SYSTEMD_UNIT": unit, "_PID": str(100 + i % 900), "_UID": "0",
-                     "SYSLOG_IDENTIFIER": unit.split(".")[0], "PRIORITY": str(rng.randint(0, 7)),
-                     "MESSAGE": f"{unit} says hello {i}"}
+            base |= {
+                "_SYSTEMD_UNIT": unit,
+                "_PID": str(100 + i % 900),
+                "_UID": "0",
+                "SYSLOG_IDENTIFIER": unit.split(".")[0],
+                "PRIORITY": str(rng.randint(0, 7)),
+                "MESSAGE": f"{unit} says hello {i}",
+            }
         elif kind < 0.85:
-            base |= {"_SYSTEMD_UNIT": "init.scope", "_PID": "1", "_UID": "0", "SYSLOG_IDENTIFIER": "systemd",
-                     "UNIT": unit, "PRIORITY": "6", "MESSAGE": f"Started {unit}."}
+            base |= {
+                "_SYSTEMD_UNIT": "init.scope",
+                "_PID": "1",
+                "_UID": "0",
+                "SYSLOG_IDENTIFIER": "systemd",
+                "UNIT": unit,
+                "PRIORITY": "6",
+                "MESSAGE": f"Started {unit}.",
+            }
         elif kind < 0.92:
-            base |= {"_SYSTEMD_UNIT": "systemd-logind.service", "_PID": "400", "_UID": "0",
-                     "SYSLOG_IDENTIFIER": "systemd-logind", "OBJECT_SYSTEMD_UNIT": unit, "PRIORITY": "5",
-                     "MESSAGE": f"About {unit}: session {i}"}
+            base |= {
+                "_SYSTEMD_UNIT": "systemd-logind.service",
+                "_PID": "400",
+                "_UID": "0",
+                "SYSLOG_IDENTIFIER": "systemd-logind",
+                "OBJECT_SYSTEMD_UNIT": unit,
+                "PRIORITY": "5",
+                "MESSAGE": f"About {unit}: session {i}",
+            }
         elif kind < 0.95:
-            base |= {"_SYSTEMD_UNIT": unit, "_PID": str(100 + i % 900), "_UID": "0",
-                     "SYSLOG_IDENTIFIER": "multi", "PRIORITY": "4",
-                     "MESSAGE": f"line one of {i}\nline two\n\tindented three"}
+            base |= {
+                "_SYSTEMD_UNIT": unit,
+                "_PID": str(100 + i % 900),
+                "_UID": "0",
+                "SYSLOG_IDENTIFIER": "multi",
+                "PRIORITY": "4",
+                "MESSAGE": f"line one of {i}\nline two\n\tindented three",
+            }
         elif kind < 0.98:
-            base |= {"_SYSTEMD_UNIT": unit, "_PID": str(100 + i % 900), "_UID": "1000",
-                     "SYSLOG_IDENTIFIER": "binary", "PRIORITY": "3",
-                     "MESSAGE": b"caf\xe9 not utf-8 \xff\xfe " + str(i).encode()}
+            base |= {
+                "_SYSTEMD_UNIT": unit,
+                "_PID": str(100 + i % 900),
+                "_UID": "1000",
+                "SYSLOG_IDENTIFIER": "binary",
+                "PRIORITY": "3",
+                "MESSAGE": b"caf\xe9 not utf-8 \xff\xfe " + str(i).encode(),
+            }
         else:
-            base |= {"_SYSTEMD_UNIT": "systemd-coredump@0-1-0.service", "_PID": "600", "_UID": "0",
-                     "SYSLOG_IDENTIFIER": "systemd-coredump", "COREDUMP_UNIT": unit, "PRIORITY": "2",
-                     "MESSAGE_ID": "fc2e22bc6ee647b6b90729ab34a250b1",
-                     "MESSAGE": f"Process {i} dumped core."}
+            base |= {
+                "_SYSTEMD_UNIT": "systemd-coredump@0-1-0.service",
+                "_PID": "600",
+                "_UID": "0",
+                "SYSLOG_IDENTIFIER": "systemd-coredump",
+                "COREDUMP_UNIT": unit,
+                "PRIORITY": "2",
+                "MESSAGE_ID": "fc2e22bc6ee647b6b90729ab34a250b1",
+                "MESSAGE": f"Process {i} dumped core.",
+            }
         entries.append(base)
     return entries
 
@@ -120,21 +156,42 @@ def wide_entries(start: int, count: int, *, boot: str, units: Sequence[str]) -> 
         ts = 1_764_000_000_000_000 + i * 1000
         entry = {
             "__CURSOR": f"s=8f2b1c9d0e7a4b3c9d8e7f6a5b4c3d2e;i={i:x};b={boot};m={i * 1000:x};t={ts:x};x={i * 7919:x}",
-            "__REALTIME_TIMESTAMP": str(ts), "__MONOTONIC_TIMESTAMP": str(1_000_000 + i * 1000), "_BOOT_ID": boot,
-            "_MACHINE_ID": "5d2c8e1f9a7b4c3d8e6f1a2b3c4d5e6f", "_HOSTNAME": "web-prod-eu-west-03",
-            "_TRANSPORT": "journal", "_UID": "0", "_GID": "0", "_COMM": stem, "_EXE": f"/usr/sbin/{stem}",
+            "__REALTIME_TIMESTAMP": str(ts),
+            "__MONOTONIC_TIMESTAMP": str(1_000_000 + i * 1000),
+            "_BOOT_ID": boot,
+            "_MACHINE_ID": "5d2c8e1f9a7b4c3d8e6f1a2b3c4d5e6f",
+            "_HOSTNAME": "web-prod-eu-west-03",
+            "_TRANSPORT": "journal",
+            "_UID": "0",
+            "_GID": "0",
+            "_COMM": stem,
+            "_EXE": f"/usr/sbin/{stem}",
             "_CMDLINE": f"/usr/sbin/{stem} --config /etc/{stem}/{stem}.conf --log-level info --foreground",
-            "_CAP_EFFECTIVE": "1ffffffffff", "_SELINUX_CONTEXT": "unconfined\n",
-            "_SYSTEMD_CGROUP": f"/system.slice/{unit}", "_SYSTEMD_SLICE": "system.slice", "_SYSTEMD_UNIT": unit,
+            "_CAP_EFFECTIVE": "1ffffffffff",
+            "_SELINUX_CONTEXT": "unconfined\n",
+            "_SYSTEMD_CGROUP": f"/system.slice/{unit}",
+            "_SYSTEMD_SLICE": "system.slice",
+            "_SYSTEMD_UNIT": unit,
             "_SYSTEMD_INVOCATION_ID": f"{i * 2654435761 % (1 << 128):032x}",
-            "_SOURCE_REALTIME_TIMESTAMP": str(ts - 17), "_PID": str(1000 + i % 3000), "SYSLOG_FACILITY": "3",
-            "SYSLOG_IDENTIFIER": stem, "PRIORITY": str(6 if i % 47 else 3), "CODE_FILE": f"src/{stem}/main.c",
-            "CODE_LINE": str(100 + i % 900), "CODE_FUNC": "handle_request",
+            "_SOURCE_REALTIME_TIMESTAMP": str(ts - 17),
+            "_PID": str(1000 + i % 3000),
+            "SYSLOG_FACILITY": "3",
+            "SYSLOG_IDENTIFIER": stem,
+            "PRIORITY": str(6 if i % 47 else 3),
+            "CODE_FILE": f"src/{stem}/main.c",
+            "CODE_LINE": str(100 + i % 900),
+            "CODE_FUNC": "handle_request",
             "MESSAGE": f"request {i} from 10.0.{i % 256}.{i % 199}: GET /api/v1/items/{i % 9973} HTTP/1.1 200 "
-                       f"{i % 4096} bytes in {i % 997} ms",
+            f"{i % 4096} bytes in {i % 997} ms",
         }
         if i % 17 == 0:
-            entry |= {"_SYSTEMD_UNIT": "init.scope", "_PID": "1", "_COMM": "systemd", "SYSLOG_IDENTIFIER": "systemd",
-                      "UNIT": unit, "MESSAGE": f"Started {unit}."}
+            entry |= {
+                "_SYSTEMD_UNIT": "init.scope",
+                "_PID": "1",
+                "_COMM": "systemd",
+                "SYSLOG_IDENTIFIER": "systemd",
+                "UNIT": unit,
+                "MESSAGE": f"Started {unit}.",
+            }
         out.append(entry)
     return out

@@ -42,7 +42,10 @@ class PgServer:
 
     def _run(self, program: str, *args: str) -> None:
         done = subprocess.run(
-            [str(POSTGRES_BIN_PATH / program), *args], user=self.user, capture_output=True, text=True,
+            [str(POSTGRES_BIN_PATH / program), *args],
+            user=self.user,
+            capture_output=True,
+            text=True,
             cwd=self.root,
         )
         if done.returncode != 0:
@@ -60,8 +63,9 @@ class PgServer:
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
 
     def running(self) -> bool:
-        done = subprocess.run([str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self.data), "status"],
-                              user=self.user, capture_output=True)
+        done = subprocess.run(
+            [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self.data), "status"], user=self.user, capture_output=True
+        )
         return done.returncode == 0
 
     def destroy(self) -> None:

@@ -18,8 +18,10 @@ from vmjournal.providers.registry import build_providers
 def main() -> None:
     settings = Settings()
     slow = float(sys.argv[1]) if len(sys.argv) > 1 else 3.0
-    providers = {**build_providers(settings), "test": ScriptedProvider(settings.data_dir / "test-provider",
-                                                                      slow_seconds=slow)}
+    providers = {
+        **build_providers(settings),
+        "test": ScriptedProvider(settings.data_dir / "test-provider", slow_seconds=slow),
+    }
     app = create_app(settings, providers)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
 

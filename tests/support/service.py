@@ -46,8 +46,12 @@ def with_database(url: str, name: str) -> str:
 
 def test_settings(database_url: str, data_dir: Path, **overrides: object) -> Settings:
     values: dict[str, Any] = {
-        "database_url": database_url, "data_dir": data_dir, "port": free_port(), "provider": "test",
-        "job_heartbeat_seconds": 0.5, "job_stale_seconds": 3.0,
+        "database_url": database_url,
+        "data_dir": data_dir,
+        "port": free_port(),
+        "provider": "test",
+        "job_heartbeat_seconds": 0.5,
+        "job_stale_seconds": 3.0,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)
@@ -87,9 +91,12 @@ def service_env(database_url: str, data_dir: Path, **env: str) -> dict[str, str]
     """This process's environment without its VMJOURNAL_ settings, plus a service's own."""
     values = {k: v for k, v in os.environ.items() if not k.startswith("VMJOURNAL_")}
     values |= {
-        "VMJOURNAL_DATABASE_URL": database_url, "VMJOURNAL_DATA_DIR": str(data_dir),
-        "VMJOURNAL_PORT": str(free_port()), "VMJOURNAL_PROVIDER": "test",
-        "VMJOURNAL_JOB_HEARTBEAT_SECONDS": "0.5", "VMJOURNAL_JOB_STALE_SECONDS": "3",
+        "VMJOURNAL_DATABASE_URL": database_url,
+        "VMJOURNAL_DATA_DIR": str(data_dir),
+        "VMJOURNAL_PORT": str(free_port()),
+        "VMJOURNAL_PROVIDER": "test",
+        "VMJOURNAL_JOB_HEARTBEAT_SECONDS": "0.5",
+        "VMJOURNAL_JOB_STALE_SECONDS": "3",
     }
     return values | env
 
@@ -111,8 +118,11 @@ class LiveService:
     def start(self, timeout: float = 60) -> LiveService:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "support.serve", str(self.slow_seconds)], env=self.env, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                [sys.executable, "-m", "support.serve", str(self.slow_seconds)],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

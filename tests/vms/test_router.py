@@ -20,8 +20,18 @@ class TestRoot:
 
     async def test_openapi_documents_every_route(self, service: Service) -> None:
         paths = (await service.client.get("/openapi.json")).json()["paths"]
-        for path in ("/", "/vm", "/vm/{name}", "/vm/{name}/{size}", "/vm/{name}/boot", "/vm/{name}/boot/{unit}",
-                     "/vm/{name}/units", "/vm/{name}/boots", "/vm/{name}/token", "/healthz"):
+        for path in (
+            "/",
+            "/vm",
+            "/vm/{name}",
+            "/vm/{name}/{size}",
+            "/vm/{name}/boot",
+            "/vm/{name}/boot/{unit}",
+            "/vm/{name}/units",
+            "/vm/{name}/boots",
+            "/vm/{name}/token",
+            "/healthz",
+        ):
             assert path in paths, path
         assert "409" in paths["/vm/{name}/{size}"]["post"]["responses"]
 
@@ -40,8 +50,11 @@ class TestCreateVM:
     async def test_provider_failure_reaches_the_record(self, service: Service) -> None:
         await service.client.post("/vm/fail-1/medium")
         vm = await wait_for_status(service.client, "fail-1", "failed")
-        assert vm["error"] == {"code": "TestBootFailure", "message": "the guest did not boot",
-                               "details": ["NoBootDevice"]}
+        assert vm["error"] == {
+            "code": "TestBootFailure",
+            "message": "the guest did not boot",
+            "details": ["NoBootDevice"],
+        }
 
     async def test_retryable_failure_is_retried(self, service: Service) -> None:
         await service.client.post("/vm/flaky-1/small")
@@ -60,8 +73,10 @@ class TestCreateVM:
     async def test_unknown_size_lists_valid_ones(self, service: Service) -> None:
         response = await service.client.post("/vm/web-1/huge")
         assert response.status_code == 400
-        assert response.json() == {"error": "invalid_size",
-                                   "message": "unknown size 'huge': use one of small, medium, large"}
+        assert response.json() == {
+            "error": "invalid_size",
+            "message": "unknown size 'huge': use one of small, medium, large",
+        }
 
     async def test_unknown_provider(self, service: Service) -> None:
         response = await service.client.post("/vm/web-1/small", params={"provider": "gcp"})
@@ -149,10 +164,12 @@ class TestEnrollExternal:
         new = response.json()["token"]
         assert new != old
         entry = [{"__CURSOR": "c1", "__REALTIME_TIMESTAMP": "1764000000000000", "MESSAGE": "hi"}]
-        assert (await service.client.post("/vm/laptop/boot", json=entry,
-                                          headers={"Authorization": f"Bearer {old}"})).status_code == 403
-        assert (await service.client.post("/vm/laptop/boot", json=entry,
-                                          headers={"Authorization": f"Bearer {new}"})).status_code == 200
+        assert (
+            await service.client.post("/vm/laptop/boot", json=entry, headers={"Authorization": f"Bearer {old}"})
+        ).status_code == 403
+        assert (
+            await service.client.post("/vm/laptop/boot", json=entry, headers={"Authorization": f"Bearer {new}"})
+        ).status_code == 200
 
     async def test_rotate_unknown_is_404(self, service: Service) -> None:
         assert (await service.client.post("/vm/nope/token")).status_code == 404
@@ -205,8 +222,13 @@ class TestEnrollInstallCommand:
         (tmp_path / "bootstrap.sh").write_text(script)
         args = shlex.split(tail.replace("sudo ", ""))[1:]  # sh vmjournal-bootstrap.sh --url U --name N
         env = {"DESTDIR": str(tmp_path / "root"), "PATH": "/usr/bin:/bin"}
-        done = subprocess.run(["sh", str(tmp_path / "bootstrap.sh"), *args[1:]], input=body["token"] + "\n",
-                              text=True, capture_output=True, env=env)
+        done = subprocess.run(
+            ["sh", str(tmp_path / "bootstrap.sh"), *args[1:]],
+            input=body["token"] + "\n",
+            text=True,
+            capture_output=True,
+            env=env,
+        )
         assert done.returncode == 0, done.stderr
         conf = (tmp_path / "root/etc/vmjournal-agent/agent.conf").read_text()
         assert f"url = {service.settings.ingest_url}\n" in conf

@@ -44,12 +44,25 @@ class TestAlertsPanel:
         await expect(page.locator("#alert-rows")).to_contain_text("no alert rules")
 
         token = await enroll(service.client, "web-1")
-        for body in ({"name": "web-errors", "vm": "web-*", "priority": "err", "grep": "disk",
-                      "match": ["_PID=42"], "threshold": 1, "window_seconds": 60, "webhook_url": HOOK},
-                     {"name": "db-quiet", "vm": "db-*", "unit": "postgresql", "webhook_url": HOOK}):
+        for body in (
+            {
+                "name": "web-errors",
+                "vm": "web-*",
+                "priority": "err",
+                "grep": "disk",
+                "match": ["_PID=42"],
+                "threshold": 1,
+                "window_seconds": 60,
+                "webhook_url": HOOK,
+            },
+            {"name": "db-quiet", "vm": "db-*", "unit": "postgresql", "webhook_url": HOOK},
+        ):
             assert (await service.client.post("/alerts", json=body)).status_code == 201
-        response = await service.client.post("/vm/web-1/boot", headers=bearer(token), json=[
-            entry(1, "disk failure on sda", priority=2), entry(2, "all fine", priority=6)])
+        response = await service.client.post(
+            "/vm/web-1/boot",
+            headers=bearer(token),
+            json=[entry(1, "disk failure on sda", priority=2), entry(2, "all fine", priority=6)],
+        )
         assert response.status_code == 200
         await wait_firing(service, "web-errors")
 

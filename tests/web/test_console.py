@@ -36,8 +36,14 @@ def spread(count: int, host: str = "web") -> list[dict[str, str]]:
     """``count`` entries two minutes apart over the last hours, priorities and units mixed."""
     start = int(time.time() * 1e6) - count * 2 * MINUTE_US
     return [
-        entry(i, f"{host} entry {i:03d}", "nginx.service" if i % 2 else "ssh.service", PRIORITIES[i % len(PRIORITIES)],
-              at_us=start + i * 2 * MINUTE_US + 1234, host=host)
+        entry(
+            i,
+            f"{host} entry {i:03d}",
+            "nginx.service" if i % 2 else "ssh.service",
+            PRIORITIES[i % len(PRIORITIES)],
+            at_us=start + i * 2 * MINUTE_US + 1234,
+            host=host,
+        )
         for i in range(count)
     ]
 
@@ -99,10 +105,14 @@ class TestJournalView:
         zoom = {k: v[0] for k, v in fragment(page).items()}
         assert zoom["since"] == bars["buckets"][index]["start"]
         await expect(lines).to_have_count(bars["buckets"][index]["total"])
-        await assert_chart_is(page, service, "/vm/web-1/histogram",
-                              {"priority": "err", "since": zoom["since"], "until": zoom["until"]})
-        listed = (await service.client.get("/vm/web-1/boot", params={
-            "priority": "err", "since": zoom["since"], "until": zoom["until"]})).json()
+        await assert_chart_is(
+            page, service, "/vm/web-1/histogram", {"priority": "err", "since": zoom["since"], "until": zoom["until"]}
+        )
+        listed = (
+            await service.client.get(
+                "/vm/web-1/boot", params={"priority": "err", "since": zoom["since"], "until": zoom["until"]}
+            )
+        ).json()
         assert listed["count"] == bars["buckets"][index]["total"]
 
         # Back to the whole range, then drag across several bars.
@@ -116,7 +126,7 @@ class TestJournalView:
         await page.mouse.move(*await bar_center(page, hi), steps=5)
         await page.mouse.up()
         await expect(page.locator("#since")).to_have_value(bars["buckets"][lo]["start"])
-        await expect(lines).to_have_count(sum(b["total"] for b in bars["buckets"][lo:hi + 1]))
+        await expect(lines).to_have_count(sum(b["total"] for b in bars["buckets"][lo : hi + 1]))
         assert errors == []
 
     async def test_paging_loads_the_next_page(self, service: Service, browser: BrowserContext) -> None:
@@ -173,9 +183,19 @@ class TestLinks:
     async def test_the_fragment_round_trips(self, service: Service, browser: BrowserContext) -> None:
         token = await enroll(service.client, "web-1")
         await ingest(service, "web-1", token, spread(10))
-        pairs = [("vm", "web-1"), ("unit", "nginx.service"), ("priority", "err"), ("boot", "0"),
-                 ("since", "2020-01-01T00:00:00+00:00"), ("until", "2099-01-01 00:00:00"), ("grep", "entry 0"),
-                 ("match", "_TRANSPORT=stdout"), ("match", "_PID=42"), ("order", "desc"), ("limit", "5")]
+        pairs = [
+            ("vm", "web-1"),
+            ("unit", "nginx.service"),
+            ("priority", "err"),
+            ("boot", "0"),
+            ("since", "2020-01-01T00:00:00+00:00"),
+            ("until", "2099-01-01 00:00:00"),
+            ("grep", "entry 0"),
+            ("match", "_TRANSPORT=stdout"),
+            ("match", "_PID=42"),
+            ("order", "desc"),
+            ("limit", "5"),
+        ]
         # As the alerts' webhook builds it (Python's urlencode); the page keeps it as it is.
         link = "#" + urlencode(pairs, safe="*")
         requests: list[str] = []
@@ -185,9 +205,16 @@ class TestLinks:
         page.on("pageerror", lambda e: errors.append(str(e)))
         await page.goto(f"{service.url}/ui/{link}")
         await expect(page.locator("#tail-vm")).to_have_text("web-1")
-        for field, value in [("#f-vm", "web-1"), ("#unit", "nginx.service"), ("#priority", "err"), ("#boot", "0"),
-                             ("#since", "2020-01-01T00:00:00+00:00"), ("#until", "2099-01-01 00:00:00"),
-                             ("#grep", "entry 0"), ("#order", "desc")]:
+        for field, value in [
+            ("#f-vm", "web-1"),
+            ("#unit", "nginx.service"),
+            ("#priority", "err"),
+            ("#boot", "0"),
+            ("#since", "2020-01-01T00:00:00+00:00"),
+            ("#until", "2099-01-01 00:00:00"),
+            ("#grep", "entry 0"),
+            ("#order", "desc"),
+        ]:
             await expect(page.locator(field)).to_have_value(value)
         chips = page.locator("#matches .chip")
         await expect(chips).to_have_count(2)
@@ -198,9 +225,16 @@ class TestLinks:
         answer = (await service.client.get(requests[0], headers={"Accept": "application/json"})).json()
         await expect(page.locator("#lines .line")).to_have_count(answer["count"])
         assert urlsplit(requests[0]).path == "/vm/web-1/boot/nginx.service"
-        assert sent == {"priority": ["err"], "boot": ["0"], "since": ["2020-01-01T00:00:00+00:00"],
-                        "until": ["2099-01-01 00:00:00"], "grep": ["entry 0"],
-                        "match": ["_TRANSPORT=stdout", "_PID=42"], "order": ["desc"], "limit": ["5"]}
+        assert sent == {
+            "priority": ["err"],
+            "boot": ["0"],
+            "since": ["2020-01-01T00:00:00+00:00"],
+            "until": ["2099-01-01 00:00:00"],
+            "grep": ["entry 0"],
+            "match": ["_TRANSPORT=stdout", "_PID=42"],
+            "order": ["desc"],
+            "limit": ["5"],
+        }
 
         # A change in the form is a new link; reloading it gives the same view.
         await page.locator("#matches .chip button").first.click()

@@ -80,13 +80,12 @@ class TestPage:
         assert shot.stat().st_size > 10_000
         assert errors == []
 
-    async def test_asks_for_an_api_key(
-        self, service_factory: ServiceFactory, browser: BrowserContext
-    ) -> None:
+    async def test_asks_for_an_api_key(self, service_factory: ServiceFactory, browser: BrowserContext) -> None:
         async with service_factory(api_keys="s3cret-key") as svc:
             headers = {"Authorization": "Bearer s3cret-key"}
-            assert (await svc.client.post("/vm/key-1/small", params={"provider": "external"}, headers=headers)
-                    ).status_code == 202
+            assert (
+                await svc.client.post("/vm/key-1/small", params={"provider": "external"}, headers=headers)
+            ).status_code == 202
             svc.client.headers.update(headers)
             await wait_for_status(svc.client, "key-1", "running")
             errors: list[str] = []

@@ -61,8 +61,9 @@ class Deliverer:
 
     def start(self) -> None:
         # No redirects: the webhook configured is the one that answers.
-        self._http = httpx.AsyncClient(timeout=self._timeout, follow_redirects=False,
-                                       headers={"User-Agent": f"vmjournal/{__version__}"})
+        self._http = httpx.AsyncClient(
+            timeout=self._timeout, follow_redirects=False, headers={"User-Agent": f"vmjournal/{__version__}"}
+        )
         self._main = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
@@ -127,12 +128,18 @@ class Deliverer:
             if error is None:
                 await store.mark_delivered(conn, row["id"])
             else:
-                await store.mark_attempt_failed(conn, row["id"], retry_in=backoff(row["attempts"], self._retry_base),
-                                                error=error, give_up=give_up)
+                await store.mark_attempt_failed(
+                    conn, row["id"], retry_in=backoff(row["attempts"], self._retry_base), error=error, give_up=give_up
+                )
         if error is None:
             metrics.alert_deliveries.labels("delivered").inc()
             return
         metrics.alert_deliveries.labels("gave_up" if give_up else "failed").inc()
         # The rule's name only: a webhook URL may carry credentials.
-        log.warning("alert %s: delivery attempt %d failed (%s)%s", row["rule"], row["attempts"], error,
-                    "; giving up" if give_up else "")
+        log.warning(
+            "alert %s: delivery attempt %d failed (%s)%s",
+            row["rule"],
+            row["attempts"],
+            error,
+            "; giving up" if give_up else "",
+        )

@@ -151,8 +151,12 @@ class Evaluator:
                 await store.advance_cursor(conn, vm_id, await journal_store.last_seq(conn), cursor["event_count"])
                 return Outcome.done
             rows = await store.new_matches(
-                conn, vm_id, [r.filter for r in applicable],
-                ts_from=first, after_seq=cursor["seq"], limit=PAGE_ROWS,
+                conn,
+                vm_id,
+                [r.filter for r in applicable],
+                ts_from=first,
+                after_seq=cursor["seq"],
+                limit=PAGE_ROWS,
             )
             full = bool(rows) and rows[0]["scanned"] >= PAGE_ROWS
             if rows:
@@ -187,12 +191,24 @@ class Evaluator:
             firing = window.observe(state, matches, threshold=rule.threshold, window=rule.window, now=now)
             if firing is not None:
                 entries = await store.window_entries(
-                    conn, vm_id, rule.filter, start_seq=rule.start_seq,
-                    ts_from=firing.first_at, ts_to=firing.last_at,
+                    conn,
+                    vm_id,
+                    rule.filter,
+                    start_seq=rule.start_seq,
+                    ts_from=firing.first_at,
+                    ts_to=firing.last_at,
                 )
                 count = entries[0]["total"] if entries else rule.threshold
-                body = payload.body(rule, status="firing", vm=vm_name, count=count, first_at=firing.first_at,
-                                    last_at=firing.last_at, sample=entries, base_url=self._base_url)
+                body = payload.body(
+                    rule,
+                    status="firing",
+                    vm=vm_name,
+                    count=count,
+                    first_at=firing.first_at,
+                    last_at=firing.last_at,
+                    sample=entries,
+                    base_url=self._base_url,
+                )
                 await store.insert_notification(
                     conn, (uuid4(), rule.id, vm_id, "firing", count, firing.first_at, firing.last_at, body.decode())
                 )
@@ -219,13 +235,29 @@ class Evaluator:
                 rule = rules.get(state.rule_id)
                 if rule is None:
                     continue  # deleted since we read the rules; its states went with it
-                sample = await store.entries_at(conn, state.vm_id, state.recent[-window.SAMPLE:])
-                body = payload.body(rule, status="resolved", vm=record["vm_name"], count=state.episode_count,
-                                    first_at=state.first_at, last_at=state.last_at, sample=sample,
-                                    base_url=self._base_url)
+                sample = await store.entries_at(conn, state.vm_id, state.recent[-window.SAMPLE :])
+                body = payload.body(
+                    rule,
+                    status="resolved",
+                    vm=record["vm_name"],
+                    count=state.episode_count,
+                    first_at=state.first_at,
+                    last_at=state.last_at,
+                    sample=sample,
+                    base_url=self._base_url,
+                )
                 await store.insert_notification(
-                    conn, (uuid4(), rule.id, state.vm_id, "resolved", state.episode_count, state.first_at,
-                           state.last_at, body.decode()),
+                    conn,
+                    (
+                        uuid4(),
+                        rule.id,
+                        state.vm_id,
+                        "resolved",
+                        state.episode_count,
+                        state.first_at,
+                        state.last_at,
+                        body.decode(),
+                    ),
                 )
                 window.resolve(state)
                 await store.save_state(conn, state.values())

@@ -25,8 +25,13 @@ def sign(secret: str, body: bytes) -> str:
 
 def console_url(base_url: str, rule: Rule, vm: str, since: datetime | None) -> str:
     """The console page showing the rule's entries on the VM, from the firing's first one."""
-    params = {"vm": vm, "unit": rule.unit, "priority": rule.priority, "grep": rule.grep,
-              "since": since.isoformat() if since else None}
+    params = {
+        "vm": vm,
+        "unit": rule.unit,
+        "priority": rule.priority,
+        "grep": rule.grep,
+        "since": since.isoformat() if since else None,
+    }
     query = urlencode({k: v for k, v in params.items() if v is not None})
     return f"{base_url.rstrip('/')}/ui/#{query}"
 
@@ -44,14 +49,16 @@ def body(
 ) -> bytes:
     """The notification as it is stored and sent, byte for byte, on every attempt."""
     since = first_at - timedelta(seconds=1) if first_at else None
-    return orjson.dumps({
-        "alert": rule.name,
-        "status": status,
-        "vm": vm,
-        "count": count,
-        "window_seconds": rule.window_seconds,
-        "first_at": first_at,
-        "last_at": last_at,
-        "sample": [event_from_record(r) for r in sample],
-        "url": console_url(base_url, rule, vm, since),
-    })
+    return orjson.dumps(
+        {
+            "alert": rule.name,
+            "status": status,
+            "vm": vm,
+            "count": count,
+            "window_seconds": rule.window_seconds,
+            "first_at": first_at,
+            "last_at": last_at,
+            "sample": [event_from_record(r) for r in sample],
+            "url": console_url(base_url, rule, vm, since),
+        }
+    )

@@ -17,11 +17,15 @@ AlertName = Annotated[str, Path(description="The rule's name.", examples=["nginx
 
 
 @router.post(
-    "", status_code=201, summary="Create an alert rule", response_model=AlertCreated,
+    "",
+    status_code=201,
+    summary="Create an alert rule",
+    response_model=AlertCreated,
     responses=responses(BadRequest, Conflict, Unauthorized),
     # Read by parse_create, not by FastAPI: a bad field is a 400 naming it, like every other input.
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-        "schema": AlertCreate.model_json_schema()}}}},
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": AlertCreate.model_json_schema()}}}
+    },
 )
 async def create(request: Request, session: SessionDep) -> AlertCreated:
     """Fire when at least `threshold` entries of one VM matching the filters (as on `/vm/{name}/boot`) fall

@@ -55,7 +55,16 @@ async def build_filter(
 async def from_record(session: AsyncSession, r: Any) -> Rule:
     f = await build_filter(session, unit=r["unit"], priority=r["priority"], grep=r["grep"], match=list(r["match"]))
     return Rule(
-        id=r["id"], name=r["name"], vm_glob=r["vm_glob"], unit=r["unit"], priority=r["priority"], grep=r["grep"],
-        match=tuple(parse_match(list(r["match"]))), threshold=r["threshold"], window_seconds=r["window_seconds"],
-        start_seq=r["start_seq"], created_at=r["created_at"], filter=f,
+        id=r["id"],
+        name=r["name"],
+        vm_glob=r["vm_glob"],
+        unit=r["unit"],
+        priority=r["priority"],
+        grep=r["grep"],
+        match=tuple(parse_match(list(r["match"]))),
+        threshold=r["threshold"],
+        window_seconds=r["window_seconds"],
+        start_seq=r["start_seq"],
+        created_at=r["created_at"],
+        filter=f,
     )

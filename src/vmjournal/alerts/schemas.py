@@ -34,24 +34,41 @@ class AlertCreate(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{
-            "name": "nginx-errors", "vm": "web-*", "unit": "nginx", "priority": "err", "grep": "upstream",
-            "match": ["_TRANSPORT=stdout"], "threshold": 5, "window_seconds": 60,
-            "webhook_url": "https://hooks.example.com/vmjournal",
-        }]},
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "nginx-errors",
+                    "vm": "web-*",
+                    "unit": "nginx",
+                    "priority": "err",
+                    "grep": "upstream",
+                    "match": ["_TRANSPORT=stdout"],
+                    "threshold": 5,
+                    "window_seconds": 60,
+                    "webhook_url": "https://hooks.example.com/vmjournal",
+                }
+            ]
+        },
     )
 
     name: str = Field(description=f"The rule's name: {NAME_RULE}.")
     vm: str = Field(default="*", description="A glob over VM names (* ? [...]); default every VM.")
     unit: str | None = Field(default=None, description="A unit name or glob, as `journalctl -u`.")
     priority: str | None = Field(default=None, description="0-7 or a name: this level and more severe; or FROM..TO.")
-    grep: str | None = Field(default=None, description="A PostgreSQL regular expression on MESSAGE "
-                                                       "(case-insensitive without upper-case letters).")
-    match: list[str] = Field(default_factory=list, description="FIELD=VALUE matches, as journalctl takes them: "
-                                                               "one field's values OR, different fields AND.")
+    grep: str | None = Field(
+        default=None,
+        description="A PostgreSQL regular expression on MESSAGE (case-insensitive without upper-case letters).",
+    )
+    match: list[str] = Field(
+        default_factory=list,
+        description="FIELD=VALUE matches, as journalctl takes them: one field's values OR, different fields AND.",
+    )
     threshold: int = Field(default=1, description=f"Matching entries needed, 1-{THRESHOLD_MAX}.")
-    window_seconds: int = Field(default=60, description="The window they must fall in (journal time), and the "
-                                                        f"quiet time after which a firing resolves; 1-{WINDOW_MAX}.")
+    window_seconds: int = Field(
+        default=60,
+        description="The window they must fall in (journal time), and the "
+        f"quiet time after which a firing resolves; 1-{WINDOW_MAX}.",
+    )
     webhook_url: str = Field(description="Where firings and resolutions are POSTed (http or https).")
 
 
@@ -126,8 +143,9 @@ class AlertPublic(BaseModel):
 
 
 class AlertCreated(AlertPublic):
-    secret: str = Field(description="Signs every delivery (X-Vmjournal-Signature: sha256=HMAC-SHA256 of the "
-                                     "body). Shown this once.")
+    secret: str = Field(
+        description="Signs every delivery (X-Vmjournal-Signature: sha256=HMAC-SHA256 of the body). Shown this once."
+    )
 
 
 class AlertVMState(BaseModel):
@@ -144,8 +162,9 @@ class AlertVMState(BaseModel):
 class AlertDetail(AlertPublic):
     vms: list[AlertVMState]
     last_firing: AlertEventPublic | None
-    counts: dict[str, int] = Field(description="firings, resolutions, and notifications by delivery state "
-                                               "(delivered, pending, failed).")
+    counts: dict[str, int] = Field(
+        description="firings, resolutions, and notifications by delivery state (delivered, pending, failed)."
+    )
 
 
 class AlertEventPublic(BaseModel):

@@ -28,10 +28,18 @@ HISTORY_MAX = 1000
 
 def _public(record: Any, firing: list[str]) -> dict[str, Any]:
     return {
-        "name": record["name"], "vm": record["vm_glob"], "unit": record["unit"], "priority": record["priority"],
-        "grep": record["grep"], "match": list(record["match"]), "threshold": record["threshold"],
-        "window_seconds": record["window_seconds"], "webhook_url": record["webhook_url"],
-        "created_at": record["created_at"], "status": "firing" if firing else "ok", "firing_vms": firing,
+        "name": record["name"],
+        "vm": record["vm_glob"],
+        "unit": record["unit"],
+        "priority": record["priority"],
+        "grep": record["grep"],
+        "match": list(record["match"]),
+        "threshold": record["threshold"],
+        "window_seconds": record["window_seconds"],
+        "webhook_url": record["webhook_url"],
+        "created_at": record["created_at"],
+        "status": "firing" if firing else "ok",
+        "firing_vms": firing,
     }
 
 
@@ -43,10 +51,23 @@ async def create_rule(session: AsyncSession, rule: AlertCreate) -> AlertCreated:
     conn = await raw_connection(session)
     secret = secrets.token_urlsafe(32)
     start_seq = await journal_store.last_seq(conn)
-    record = await store.insert_rule(conn, (
-        uuid4(), rule.name, rule.vm, rule.unit, rule.priority, rule.grep, rule.match, rule.threshold,
-        rule.window_seconds, rule.webhook_url, secret, start_seq,
-    ))
+    record = await store.insert_rule(
+        conn,
+        (
+            uuid4(),
+            rule.name,
+            rule.vm,
+            rule.unit,
+            rule.priority,
+            rule.grep,
+            rule.match,
+            rule.threshold,
+            rule.window_seconds,
+            rule.webhook_url,
+            secret,
+            start_seq,
+        ),
+    )
     if record is None:
         raise Conflict(f"an alert named {rule.name!r} exists; delete it first", code="alert_exists")
     return AlertCreated(**_public(record, []), secret=secret)
@@ -74,9 +95,18 @@ async def _get(session: AsyncSession, name: str) -> Any:
 
 def _event(row: Any) -> AlertEventPublic:
     return AlertEventPublic(
-        id=row["id"], vm=row["vm"], status=row["status"], count=row["count"], first_at=row["first_at"],
-        last_at=row["last_at"], created_at=row["created_at"], delivery=row["delivery"], attempts=row["attempts"],
-        delivered_at=row["delivered_at"], last_error=row["last_error"], payload=orjson.loads(row["body"]),
+        id=row["id"],
+        vm=row["vm"],
+        status=row["status"],
+        count=row["count"],
+        first_at=row["first_at"],
+        last_at=row["last_at"],
+        created_at=row["created_at"],
+        delivery=row["delivery"],
+        attempts=row["attempts"],
+        delivered_at=row["delivered_at"],
+        last_error=row["last_error"],
+        payload=orjson.loads(row["body"]),
     )
 
 
@@ -92,7 +122,9 @@ async def get_rule(session: AsyncSession, name: str) -> AlertDetail:
     last = await store.notifications(conn, record["id"], status="firing", limit=1)
     firing = [s.vm for s in states if s.status == "firing"]
     return AlertDetail(
-        **_public(record, firing), vms=states, last_firing=_event(last[0]) if last else None,
+        **_public(record, firing),
+        vms=states,
+        last_firing=_event(last[0]) if last else None,
         counts={k: counts[k] for k in ("firings", "resolutions", "delivered", "pending", "failed")},
     )
 

@@ -38,17 +38,33 @@ class State:
     @classmethod
     def from_record(cls, r: Any) -> State:
         return cls(
-            rule_id=r["rule_id"], vm_id=r["vm_id"], status=r["status"],
-            recent=list(zip(r["recent_ts"], r["recent_seq"], strict=True)), first_at=r["first_at"],
-            last_at=r["last_at"], episode_count=r["episode_count"], fired_at=r["fired_at"],
-            last_seen_at=r["last_seen_at"], matches=r["matches"], firings=r["firings"],
+            rule_id=r["rule_id"],
+            vm_id=r["vm_id"],
+            status=r["status"],
+            recent=list(zip(r["recent_ts"], r["recent_seq"], strict=True)),
+            first_at=r["first_at"],
+            last_at=r["last_at"],
+            episode_count=r["episode_count"],
+            fired_at=r["fired_at"],
+            last_seen_at=r["last_seen_at"],
+            matches=r["matches"],
+            firings=r["firings"],
         )
 
     def values(self) -> tuple[Any, ...]:
         """The row, in alerts/store.py ``STATE_COLUMNS`` order."""
         return (
-            self.rule_id, self.vm_id, self.status, [m[0] for m in self.recent], [m[1] for m in self.recent],
-            self.first_at, self.last_at, self.episode_count, self.fired_at, self.last_seen_at, self.matches,
+            self.rule_id,
+            self.vm_id,
+            self.status,
+            [m[0] for m in self.recent],
+            [m[1] for m in self.recent],
+            self.first_at,
+            self.last_at,
+            self.episode_count,
+            self.fired_at,
+            self.last_seen_at,
+            self.matches,
             self.firings,
         )
 

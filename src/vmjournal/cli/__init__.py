@@ -27,8 +27,9 @@ app = BareFlagsTyper(
 )
 vm_app = typer.Typer(help="Create, list, show and delete VMs.", epilog=EXIT_CODES_HELP, no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
-alert_app = typer.Typer(help="Alert rules: call a webhook when a journal matches.", epilog=EXIT_CODES_HELP,
-                        no_args_is_help=True)
+alert_app = typer.Typer(
+    help="Alert rules: call a webhook when a journal matches.", epilog=EXIT_CODES_HELP, no_args_is_help=True
+)
 app.add_typer(vm_app, name="vm")
 app.add_typer(db_app, name="db")
 app.add_typer(alert_app, name="alert")

@@ -43,15 +43,25 @@ def create(
     """Create an alert rule; prints the webhook signing secret, which is shown this once."""
 
     def body() -> int:
-        rule = {"name": name, "vm": vm, "unit": unit, "priority": priority, "grep": grep, "match": match or [],
-                "threshold": threshold, "window_seconds": window, "webhook_url": webhook}
+        rule = {
+            "name": name,
+            "vm": vm,
+            "unit": unit,
+            "priority": priority,
+            "grep": grep,
+            "match": match or [],
+            "threshold": threshold,
+            "window_seconds": window,
+            "webhook_url": webhook,
+        }
         with connect(url) as client:
             created = client.create_alert({k: v for k, v in rule.items() if v is not None})
         if json_out:
             _print_json(created)
         else:
-            console().print(f"alert {created['name']} created; signing secret (shown once): {created['secret']}",
-                            markup=False)
+            console().print(
+                f"alert {created['name']} created; signing secret (shown once): {created['secret']}", markup=False
+            )
         return ExitCode.OK
 
     run(body)
@@ -66,8 +76,17 @@ def list_alerts(json_out: JsonOpt = False, url: UrlOpt = DEFAULT_URL) -> None:
         if json_out:
             _print_json(rules)
             return ExitCode.OK
-        rows = [[r["name"], r["status"], r["vm"], _filters(r), f"{r['threshold']}/{r['window_seconds']}s",
-                 ", ".join(r["firing_vms"]) or "-"] for r in rules]
+        rows = [
+            [
+                r["name"],
+                r["status"],
+                r["vm"],
+                _filters(r),
+                f"{r['threshold']}/{r['window_seconds']}s",
+                ", ".join(r["firing_vms"]) or "-",
+            ]
+            for r in rules
+        ]
         if stdout_is_tty():
             table = Table(*(c.upper() for c in _LIST_COLUMNS), header_style="bold", box=None, pad_edge=False)
             for rule, row in zip(rules, rows, strict=True):
@@ -102,12 +121,17 @@ def show(
         out.write(f"fires at: {rule['threshold']} in {rule['window_seconds']}s\nwebhook: {rule['webhook_url']}\n")
         out.write("counts: " + ", ".join(f"{k}={v}" for k, v in rule["counts"].items()) + "\n")
         for state in rule["vms"]:
-            out.write(f"vm {state['vm']}: {state['status']}, {state['matches']} matches, {state['firings']} firings, "
-                      f"last fired {local_time(state['fired_at'])}\n")
+            out.write(
+                f"vm {state['vm']}: {state['status']}, {state['matches']} matches, {state['firings']} firings, "
+                f"last fired {local_time(state['fired_at'])}\n"
+            )
         for event in history:
-            out.write(f"{local_time(event['created_at'])}  {event['status']:<8} {event['vm']}  count={event['count']}"
-                      f"  {event['delivery']} after {event['attempts']} attempt(s)"
-                      + (f" ({event['last_error']})" if event["last_error"] else "") + "\n")
+            out.write(
+                f"{local_time(event['created_at'])}  {event['status']:<8} {event['vm']}  count={event['count']}"
+                f"  {event['delivery']} after {event['attempts']} attempt(s)"
+                + (f" ({event['last_error']})" if event["last_error"] else "")
+                + "\n"
+            )
         return ExitCode.OK
 
     run(body)

@@ -59,8 +59,16 @@ def _write_boots(boots: list[dict[str, Any]]) -> None:
 
 
 def build_query(
-    *, unit: str | None, priority: str | None, boot: str | None, since: str | None, until: str | None,
-    grep: str | None, matches: list[str] | None, identifiers: list[str] | None, kernel: bool,
+    *,
+    unit: str | None,
+    priority: str | None,
+    boot: str | None,
+    since: str | None,
+    until: str | None,
+    grep: str | None,
+    matches: list[str] | None,
+    identifiers: list[str] | None,
+    kernel: bool,
 ) -> EventQuery:
     """The service's query for journalctl's filters (times read in the local time zone)."""
     for term in matches or []:
@@ -68,9 +76,15 @@ def build_query(
         if not sep or not name:
             raise typer.BadParameter(f"{term!r} is not FIELD=VALUE", param_hint="'MATCHES'")
     return EventQuery(
-        unit=unit, priority=priority, boot=boot, since=parse_time(since) if since else None,
-        until=parse_time(until) if until else None, grep=grep, matches=list(matches or []),
-        identifiers=list(identifiers or []), kernel=kernel,
+        unit=unit,
+        priority=priority,
+        boot=boot,
+        since=parse_time(since) if since else None,
+        until=parse_time(until) if until else None,
+        grep=grep,
+        matches=list(matches or []),
+        identifiers=list(identifiers or []),
+        kernel=kernel,
     )
 
 
@@ -88,10 +102,14 @@ def _fleet_hosts(events: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 
 
 def logs(
-    targets: Annotated[list[str], typer.Argument(
-        help="VM names or globs (web-*; several read the fleet, merged in time order), then FIELD=VALUE "
-             "matches as journalctl takes them (one field's values ORed, fields ANDed).",
-        metavar="NAME... [FIELD=VALUE...]")],
+    targets: Annotated[
+        list[str],
+        typer.Argument(
+            help="VM names or globs (web-*; several read the fleet, merged in time order), then FIELD=VALUE "
+            "matches as journalctl takes them (one field's values ORed, fields ANDed).",
+            metavar="NAME... [FIELD=VALUE...]",
+        ),
+    ],
     unit: Annotated[str | None, typer.Option("--unit", "-u", help="Only this unit (nginx = nginx.service).")] = None,
     priority: Annotated[
         str | None, typer.Option("--priority", "-p", help="This priority and more severe (number or name).")
@@ -106,8 +124,10 @@ def logs(
     ] = None,
     until: Annotated[str | None, typer.Option("--until", "-U", help="Entries on or before.")] = None,
     grep: Annotated[str | None, typer.Option("--grep", "-g", help="Only messages matching this pattern.")] = None,
-    identifier: Annotated[list[str] | None, typer.Option(
-        "--identifier", "-t", help="Only this SYSLOG_IDENTIFIER (repeatable).", show_default=False)] = None,
+    identifier: Annotated[
+        list[str] | None,
+        typer.Option("--identifier", "-t", help="Only this SYSLOG_IDENTIFIER (repeatable).", show_default=False),
+    ] = None,
     dmesg: Annotated[
         bool, typer.Option("--dmesg", "-k", help="Kernel messages of the current boot (or of -b).")
     ] = False,
@@ -141,8 +161,17 @@ def logs(
     if (list_boots or field is not None) and (len(names) > 1 or filters.is_glob(names[0])):
         raise typer.BadParameter("takes one VM", param_hint="'--list-boots'" if list_boots else "'--field'")
 
-    query = build_query(unit=unit, priority=priority, boot=boot, since=since, until=until, grep=grep,
-                        matches=matches, identifiers=identifier, kernel=dmesg)
+    query = build_query(
+        unit=unit,
+        priority=priority,
+        boot=boot,
+        since=since,
+        until=until,
+        grep=grep,
+        matches=matches,
+        identifiers=identifier,
+        kernel=dmesg,
+    )
 
     def body() -> int:
         with connect(url) as client:

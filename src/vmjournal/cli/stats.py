@@ -40,16 +40,23 @@ def stats(
     since: Annotated[str | None, typer.Option("--since", "-S", help="Entries on or after.")] = None,
     until: Annotated[str | None, typer.Option("--until", "-U", help="Entries on or before.")] = None,
     grep: Annotated[str | None, typer.Option("--grep", "-g", help="Only messages matching this pattern.")] = None,
-    step: Annotated[str | None, typer.Option("--step", help="Bucket width: 60, 1m, 1h, 1d (default: ~100 buckets).")]
-    = None,
+    step: Annotated[
+        str | None, typer.Option("--step", help="Bucket width: 60, 1m, 1h, 1d (default: ~100 buckets).")
+    ] = None,
     as_json: JsonOpt = False,
     url: UrlOpt = DEFAULT_URL,
 ) -> None:
     """Log volume per time bucket and priority: a bar chart on a terminal, numbers when piped."""
 
     def body() -> int:
-        query = EventQuery(unit=unit, priority=priority, boot=boot, since=parse_time(since) if since else None,
-                           until=parse_time(until) if until else None, grep=grep)
+        query = EventQuery(
+            unit=unit,
+            priority=priority,
+            boot=boot,
+            since=parse_time(since) if since else None,
+            until=parse_time(until) if until else None,
+            grep=grep,
+        )
         with connect(url) as client:
             result = client.histogram(name, query, step)
         buckets = result["buckets"]
@@ -72,8 +79,10 @@ def stats(
             for b in buckets:
                 out.write(f"{local_time(b['start'])}  {b['total']:>8}  {_bar(b, scale, color)}\n")
             total = sum(b["total"] for b in buckets)
-            out.write(f"{total} events in {len(buckets)} buckets of {result['step_seconds']}s "
-                      "(red: err and worse, yellow: warning)\n")
+            out.write(
+                f"{total} events in {len(buckets)} buckets of {result['step_seconds']}s "
+                "(red: err and worse, yellow: warning)\n"
+            )
         return ExitCode.OK
 
     run(body)

@@ -30,29 +30,47 @@ def _alarm(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
 
 def wait(
     name: Annotated[str, typer.Argument(help="VM name.")],
-    matches: Annotated[list[str] | None, typer.Argument(
-        help="FIELD=VALUE matches, as journalctl takes them.", show_default=False)] = None,
+    matches: Annotated[
+        list[str] | None, typer.Argument(help="FIELD=VALUE matches, as journalctl takes them.", show_default=False)
+    ] = None,
     unit: Annotated[str | None, typer.Option("--unit", "-u", help="Only this unit (nginx = nginx.service).")] = None,
     priority: Annotated[
         str | None, typer.Option("--priority", "-p", help="This priority and more severe (number or name).")
     ] = None,
-    since: Annotated[str | None, typer.Option(
-        "--since", "-S", help="Also take an entry already stored, from this time on (closes any gap before "
-                              "the wait starts).")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            "-S",
+            help="Also take an entry already stored, from this time on (closes any gap before the wait starts).",
+        ),
+    ] = None,
     grep: Annotated[str | None, typer.Option("--grep", "-g", help="Only messages matching this pattern.")] = None,
-    identifier: Annotated[list[str] | None, typer.Option(
-        "--identifier", "-t", help="Only this SYSLOG_IDENTIFIER (repeatable).", show_default=False)] = None,
+    identifier: Annotated[
+        list[str] | None,
+        typer.Option("--identifier", "-t", help="Only this SYSLOG_IDENTIFIER (repeatable).", show_default=False),
+    ] = None,
     dmesg: Annotated[bool, typer.Option("--dmesg", "-k", help="Kernel messages.")] = False,
-    timeout: Annotated[float | None, typer.Option(
-        help="Give up after this many seconds (exit 8). Default: wait until one comes.")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Give up after this many seconds (exit 8). Default: wait until one comes.")
+    ] = None,
     output: Annotated[str, typer.Option("--output", "-o", help=", ".join(OUTPUT_MODES) + ".")] = "short",
     url: UrlOpt = DEFAULT_URL,
 ) -> None:
     """Wait for the first matching entry stored after the command started (or since -S), print it, exit 0."""
     if output not in OUTPUT_MODES:
         raise typer.BadParameter(f"must be one of {', '.join(OUTPUT_MODES)}", param_hint="'--output'")
-    query = build_query(unit=unit, priority=priority, boot=None, since=since, until=None, grep=grep,
-                        matches=matches, identifiers=identifier, kernel=dmesg)
+    query = build_query(
+        unit=unit,
+        priority=priority,
+        boot=None,
+        since=since,
+        until=None,
+        grep=grep,
+        matches=matches,
+        identifiers=identifier,
+        kernel=dmesg,
+    )
 
     def body() -> int:
         if timeout is not None:

@@ -104,8 +104,12 @@ async def claim_next(session: AsyncSession, worker: str, stale_seconds: float) -
     if row is None:
         return None
     return ClaimedJob(
-        id=row["id"], vm_id=row["vm_id"], kind=row["kind"], step=row["step"],
-        state=MappingProxyType(dict(row["state"] or {})), attempts=row["attempts"],
+        id=row["id"],
+        vm_id=row["vm_id"],
+        kind=row["kind"],
+        step=row["step"],
+        state=MappingProxyType(dict(row["state"] or {})),
+        attempts=row["attempts"],
     )
 
 

@@ -95,12 +95,18 @@ async def answer(
         # Hand the request's connection back now: the session would otherwise be held for the whole stream.
         await session.commit()
         return await follow_response(
-            request, sessions, vm_id, f, mode=mode, backlog=q.limit,
+            request,
+            sessions,
+            vm_id,
+            f,
+            mode=mode,
+            backlog=q.limit,
             last_event_id=request.headers.get("last-event-id") or q.cursor,
         )
     if mode == "page":
-        page = await service.query_page(session, vm_id, f, limit=q.limit or DEFAULT_PAGE, after=q.cursor,
-                                        descending=q.descending)
+        page = await service.query_page(
+            session, vm_id, f, limit=q.limit or DEFAULT_PAGE, after=q.cursor, descending=q.descending
+        )
         headers = {}
         if page.next:
             query = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
@@ -108,8 +114,9 @@ async def answer(
         body = {"vm": vm_name, "unit": unit, "count": len(page.events), "next": page.next, "events": page.events}
         return Response(orjson.dumps(body), media_type=render.JSON, headers=headers)
     # The first page is read now, so bad input is a clean 400 and not a broken stream.
-    first = await service.query_page(session, vm_id, f, limit=min(q.limit or STREAM_PAGE, STREAM_PAGE),
-                                     after=q.cursor, descending=q.descending)
+    first = await service.query_page(
+        session, vm_id, f, limit=min(q.limit or STREAM_PAGE, STREAM_PAGE), after=q.cursor, descending=q.descending
+    )
     await session.commit()
     media, encode, _ = encoder(mode)
 
@@ -177,8 +184,10 @@ async def follow_response(
                 batch = await follower.next_batch(KEEPALIVE_SECONDS)
                 if batch is None:
                     if mode == "sse":
-                        yield b'event: overflow\ndata: {"error": "too_slow", "message": "this reader fell ' \
-                              b'too far behind; reconnect with Last-Event-ID"}\n\n'
+                        yield (
+                            b'event: overflow\ndata: {"error": "too_slow", "message": "this reader fell '
+                            b'too far behind; reconnect with Last-Event-ID"}\n\n'
+                        )
                     return
                 if not batch:
                     if keepalive:

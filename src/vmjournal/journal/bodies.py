@@ -61,8 +61,9 @@ class _Gzip:
         return self._z.unused_data
 
     def decompress(self, data: bytes, max_length: int = -1) -> bytes:
-        return self._z.decompress(self._z.unconsumed_tail + data if data else self._z.unconsumed_tail,
-                                  max(max_length, 0))
+        return self._z.decompress(
+            self._z.unconsumed_tail + data if data else self._z.unconsumed_tail, max(max_length, 0)
+        )
 
 
 def _inflater(encoding: str) -> _Inflater:
@@ -95,7 +96,8 @@ async def decoded_chunks(request: Request, limit: int | None) -> AsyncIterator[b
         raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit} bytes per request")
     stream = _Stream(encoding) if encoding in ENCODINGS else None
     too_large = (
-        f"the body inflates past the limit of {limit} bytes; send smaller batches" if stream
+        f"the body inflates past the limit of {limit} bytes; send smaller batches"
+        if stream
         else f"the body exceeds the limit of {limit} bytes per request"
     )
     total = 0

@@ -45,8 +45,20 @@ ROW_COLUMNS = (
     "fields",
 )
 
-Row = tuple[str, int, int | None, str | None, str | None, str | None, int | None, str | None,
-            int | None, str | None, str | None, str]
+Row = tuple[
+    str,
+    int,
+    int | None,
+    str | None,
+    str | None,
+    str | None,
+    int | None,
+    str | None,
+    int | None,
+    str | None,
+    str | None,
+    str,
+]
 
 
 class EntryProblem(ValueError):

@@ -174,8 +174,11 @@ class ExportParser:
                 entry = found
             if new_pos - pos > self._max_entry:
                 cursor = entry.get("__CURSOR")
-                out.append(self._count(SkippedEntry(self._entries_done, cursor if isinstance(cursor, str) else None,
-                                                    self._too_long())))
+                out.append(
+                    self._count(
+                        SkippedEntry(self._entries_done, cursor if isinstance(cursor, str) else None, self._too_long())
+                    )
+                )
             else:
                 out.append(entry)
                 self._entries_done += 1
@@ -326,15 +329,12 @@ class ExportParser:
                 if vend + 1 > n:
                     return None
                 if data[vend] != 0x0A:
-                    self._fail(
-                        f"binary field {_show(name_b)} of {size} bytes is not followed by a newline", pos
-                    )
+                    self._fail(f"binary field {_show(name_b)} of {size} bytes is not followed by a newline", pos)
                 value = _json_value(data[vstart:vend])
                 pos = vend + 1
             _add(entry, name_b.decode("utf-8", "replace"), value)
         self._check_names(entry)
         return entry, pos + 1
-
 
     def _skip_entry(self, entry: Entry, problem: str) -> _Skip:
         cursor = entry.get("__CURSOR")

@@ -58,8 +58,9 @@ class _Stream:
         metrics.ingest_skipped.labels(reason).inc()
         shown = repr(cursor[:200]) if cursor else "without __CURSOR"
         problem = problem[:300]
-        log.warning("VM %s: skipped journal entry %s (entry %d of an export stream): %s",
-                    self.vm_name, shown, index, problem)
+        log.warning(
+            "VM %s: skipped journal entry %s (entry %d of an export stream): %s", self.vm_name, shown, index, problem
+        )
         self.last_problem = f"entry {shown} skipped: {problem}"
 
     async def _store(self, rows: list[entries.Row]) -> int:
@@ -134,7 +135,8 @@ async def ingest_export(
         pending += parser.close()
     except ExportFormatError as exc:
         done = (
-            f"the {stream.received} entries before it were stored or skipped as reported" if stream.received
+            f"the {stream.received} entries before it were stored or skipped as reported"
+            if stream.received
             else "nothing was stored"
         )
         raise BadRequest(f"{exc}; {done}", code="bad_export") from None

@@ -21,8 +21,14 @@ MATCH_TEXT = "fields::text LIKE ANY({patterns}::text[])"
 # The field is a list (repeated, or bytes): its column holds the first value only.
 MATCH_LIST = "fields::text LIKE {pattern}"
 
-_COLUMN_TYPES = {"unit": "text", "boot_id": "uuid", "hostname": "text", "pid": "int", "priority": "smallint",
-                 "identifier": "text"}
+_COLUMN_TYPES = {
+    "unit": "text",
+    "boot_id": "uuid",
+    "hostname": "text",
+    "pid": "int",
+    "priority": "smallint",
+    "identifier": "text",
+}
 
 # Distinct values of a field: each value of a repeated field on its own, as JSON texts.
 SELECT_FIELD_VALUES = """
@@ -41,8 +47,11 @@ def match_condition(arg: Callable[[Any], str], field: str, values: list[bytes]) 
     if m.column is not None:
         column_values = m.column_values
         # Plain equality for one value keeps a unit's index scan in time order.
-        by_column = (f"{m.column} = {arg(column_values[0])}" if len(column_values) == 1
-                     else f"{m.column} = ANY({arg(column_values)}::{_COLUMN_TYPES[m.column]}[])")
+        by_column = (
+            f"{m.column} = {arg(column_values[0])}"
+            if len(column_values) == 1
+            else f"{m.column} = ANY({arg(column_values)}::{_COLUMN_TYPES[m.column]}[])"
+        )
         if field in matches.CLIENT_COLUMNS:
             listed = MATCH_LIST.format(pattern=arg("%" + matches.like_escape(f'"{field}":[') + "%"))
             by_column = f"({by_column} OR {listed})"
@@ -50,8 +59,11 @@ def match_condition(arg: Callable[[Any], str], field: str, values: list[bytes]) 
         branches.append(f"{by_column} AND " + MATCH_JSON.format(f=arg(field), forms=arg(m.all_forms)))
     if m.other_forms:
         patterns = [f"%{matches.like_escape(form)}%" for form in m.other_forms]
-        branches.append(MATCH_TEXT.format(patterns=arg(patterns)) + " AND "
-                        + MATCH_JSON.format(f=arg(field), forms=arg(m.other_forms)))
+        branches.append(
+            MATCH_TEXT.format(patterns=arg(patterns))
+            + " AND "
+            + MATCH_JSON.format(f=arg(field), forms=arg(m.other_forms))
+        )
     return "(" + " OR ".join(branches) + ")"
 
 

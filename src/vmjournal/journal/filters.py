@@ -12,17 +12,43 @@ _PRIORITY_ALIASES = {"panic": 0, "error": 3, "warn": 4}
 
 # systemd's unit types: a name ending in one of these is taken as it is; anything else is a service.
 UNIT_TYPES = (
-    "service", "socket", "target", "device", "mount", "automount", "swap", "timer", "path", "slice", "scope",
+    "service",
+    "socket",
+    "target",
+    "device",
+    "mount",
+    "automount",
+    "swap",
+    "timer",
+    "path",
+    "slice",
+    "scope",
 )
 _UNIT_NAME = re.compile(r"[A-Za-z0-9:_.\\@*?\[\]-]{1,256}")
 
 _UNITS_US = {
-    "us": 1, "usec": 1, "ms": 1000, "msec": 1000,
-    "s": 1_000_000, "sec": 1_000_000, "second": 1_000_000, "seconds": 1_000_000,
-    "m": 60_000_000, "min": 60_000_000, "minute": 60_000_000, "minutes": 60_000_000,
-    "h": 3_600_000_000, "hr": 3_600_000_000, "hour": 3_600_000_000, "hours": 3_600_000_000,
-    "d": 86_400_000_000, "day": 86_400_000_000, "days": 86_400_000_000,
-    "w": 604_800_000_000, "week": 604_800_000_000, "weeks": 604_800_000_000,
+    "us": 1,
+    "usec": 1,
+    "ms": 1000,
+    "msec": 1000,
+    "s": 1_000_000,
+    "sec": 1_000_000,
+    "second": 1_000_000,
+    "seconds": 1_000_000,
+    "m": 60_000_000,
+    "min": 60_000_000,
+    "minute": 60_000_000,
+    "minutes": 60_000_000,
+    "h": 3_600_000_000,
+    "hr": 3_600_000_000,
+    "hour": 3_600_000_000,
+    "hours": 3_600_000_000,
+    "d": 86_400_000_000,
+    "day": 86_400_000_000,
+    "days": 86_400_000_000,
+    "w": 604_800_000_000,
+    "week": 604_800_000_000,
+    "weeks": 604_800_000_000,
 }
 _CLOCK = re.compile(r"\d{1,2}:\d{2}(:\d{2})?")
 _SPAN_PART = re.compile(r"\s*(\d+)\s*([a-z]*)")

@@ -43,18 +43,29 @@ async def answer(
     if mode == "sse" or q.follow:
         await session.commit()
         return await fleet_live.follow_response(
-            request, sessions, fl, mode=mode, backlog=q.limit,
+            request,
+            sessions,
+            fl,
+            mode=mode,
+            backlog=q.limit,
             last_event_id=request.headers.get("last-event-id") or q.cursor,
         )
     if mode == "page":
-        page = await fleet.query_page(session, fl, limit=q.limit or DEFAULT_PAGE, after=q.cursor,
-                                      descending=q.descending)
+        page = await fleet.query_page(
+            session, fl, limit=q.limit or DEFAULT_PAGE, after=q.cursor, descending=q.descending
+        )
         headers = {"Link": next_link(request, page.next)} if page.next else {}
-        body = {"vms": sorted(fl.names.values()), "unit": unit, "count": len(page.events), "next": page.next,
-                "events": page.events}
+        body = {
+            "vms": sorted(fl.names.values()),
+            "unit": unit,
+            "count": len(page.events),
+            "next": page.next,
+            "events": page.events,
+        }
         return Response(orjson.dumps(body), media_type=render.JSON, headers=headers)
-    first = await fleet.query_page(session, fl, limit=min(q.limit or STREAM_PAGE, STREAM_PAGE), after=q.cursor,
-                                   descending=q.descending)
+    first = await fleet.query_page(
+        session, fl, limit=min(q.limit or STREAM_PAGE, STREAM_PAGE), after=q.cursor, descending=q.descending
+    )
     await session.commit()
     media, encode, _ = fleet_encoder(mode)
 

@@ -34,8 +34,7 @@ async def snapshot(
             if after is not None:
                 rows = await fleet_store.query_fleet(conn, fl.targets, limit=live.FETCH_ROWS, after=after)
             elif backlog > 0:
-                rows = list(reversed(await fleet_store.query_fleet(conn, fl.targets, limit=backlog,
-                                                                   descending=True)))
+                rows = list(reversed(await fleet_store.query_fleet(conn, fl.targets, limit=backlog, descending=True)))
             else:
                 rows = []
         await session.commit()
@@ -43,7 +42,10 @@ async def snapshot(
 
 
 async def catch_up(
-    sessions: async_sessionmaker[AsyncSession], fl: fleet.Fleet, rows: list[asyncpg.Record], upto: int,
+    sessions: async_sessionmaker[AsyncSession],
+    fl: fleet.Fleet,
+    rows: list[asyncpg.Record],
+    upto: int,
     resuming: bool,
 ) -> AsyncIterator[dict[str, object]]:
     while True:
@@ -55,8 +57,9 @@ async def catch_up(
         last = rows[-1]
         async with sessions() as session:
             conn = await raw_connection(session)
-            rows = await fleet_store.query_fleet(conn, fl.targets, limit=live.FETCH_ROWS,
-                                                 after=store.Position(last["ts"], last["seq"]))
+            rows = await fleet_store.query_fleet(
+                conn, fl.targets, limit=live.FETCH_ROWS, after=store.Position(last["ts"], last["seq"])
+            )
             await session.commit()
 
 
@@ -104,8 +107,7 @@ async def follow_response(
 
     try:
         selected = [join(t.vm_id, t.filter, fl.names[t.vm_id]) for t in fl.targets]
-        upto, rows = await snapshot(sessions, fl, backlog=DEFAULT_BACKLOG if backlog is None else backlog,
-                                    after=after)
+        upto, rows = await snapshot(sessions, fl, backlog=DEFAULT_BACKLOG if backlog is None else backlog, after=after)
         for follower in selected:
             hub.activate(follower, upto)
     except BaseException:
@@ -125,8 +127,10 @@ async def follow_response(
                 batch = await head.next_batch(KEEPALIVE_SECONDS)
                 if batch is None:
                     if mode == "sse":
-                        yield b'event: overflow\ndata: {"error": "too_slow", "message": "this reader fell ' \
-                              b'too far behind; reconnect with Last-Event-ID"}\n\n'
+                        yield (
+                            b'event: overflow\ndata: {"error": "too_slow", "message": "this reader fell '
+                            b'too far behind; reconnect with Last-Event-ID"}\n\n'
+                        )
                     return
                 if not batch:
                     if keepalive:

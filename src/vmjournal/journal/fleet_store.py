@@ -58,8 +58,9 @@ def fleet_page_query(
     args: list[Any] = []
     branches = []
     for index, target in enumerate(targets):
-        sql, branch_args = store.page_query(target.vm_id, target.filter, limit=limit, after=after,
-                                            descending=descending)
+        sql, branch_args = store.page_query(
+            target.vm_id, target.filter, limit=limit, after=after, descending=descending
+        )
         branches.append(f"(SELECT {index} AS vm_index, p.* FROM ({_shift(sql, len(args))}) p)")
         args += branch_args
     if not branches:

@@ -178,7 +178,7 @@ async def partitions(conn: asyncpg.Connection) -> list[Partition]:
     """The day partitions, oldest first, with their bytes on disk."""
     found = []
     for r in await conn.fetch(SELECT_PARTITIONS):
-        stamp = r["name"][len(PREFIX):]
+        stamp = r["name"][len(PREFIX) :]
         day = date(int(stamp[:4]), int(stamp[4:6]), int(stamp[6:8]))
         found.append(Partition(r["name"], day, r["bytes"]))
     return found

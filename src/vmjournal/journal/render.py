@@ -22,8 +22,21 @@ from vmjournal.journal.entries import iso, timestamp_from_us
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
-OUTPUT_MODES = ("short", "short-iso", "short-precise", "short-monotonic", "short-unix", "short-full", "with-unit",
-                "json", "json-pretty", "json-seq", "cat", "export", "verbose")
+OUTPUT_MODES = (
+    "short",
+    "short-iso",
+    "short-precise",
+    "short-monotonic",
+    "short-unix",
+    "short-full",
+    "with-unit",
+    "json",
+    "json-pretty",
+    "json-seq",
+    "cat",
+    "export",
+    "verbose",
+)
 SHORT_MODES = ("short", "short-iso", "short-precise", "short-monotonic", "short-unix", "short-full", "with-unit")
 # journalctl prints the boot line in these modes only (not cat, json or export).
 BOOT_LINE_MODES = (*SHORT_MODES, "verbose")
@@ -162,8 +175,11 @@ def _stamp(ts: datetime | None, fields: Mapping[str, Any], mode: str) -> str:
 def full_time(ts: datetime, precise: bool = False) -> str:
     """systemd's format_timestamp(): ``Mon 2025-11-24 16:00:00 UTC`` (with microseconds if precise)."""
     zone = ts.strftime("%Z")
-    return ts.strftime("%a %Y-%m-%d %H:%M:%S") + (f".{ts.microsecond:06d}" if precise else "") + (
-        f" {zone}" if zone else "")
+    return (
+        ts.strftime("%a %Y-%m-%d %H:%M:%S")
+        + (f".{ts.microsecond:06d}" if precise else "")
+        + (f" {zone}" if zone else "")
+    )
 
 
 def format_bytes(size: int) -> str:
@@ -392,4 +408,3 @@ class TextRenderer:
                     marker = boot_line(boot, self.color)
                 self.boot = boot
         return marker + render_event(event, self.mode, color=self.color, tz=self.tz)
-

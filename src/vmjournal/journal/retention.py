@@ -67,12 +67,14 @@ async def prune_pass(
             total = await partition_store.journal_bytes(conn)
         other = total - sum(p.bytes for p in parts)
         dropped = []
-        for partition, reason in choose(parts, now=now, days=settings.retention_days,
-                                        max_bytes=settings.retention_max_bytes, other_bytes=other):
+        for partition, reason in choose(
+            parts, now=now, days=settings.retention_days, max_bytes=settings.retention_max_bytes, other_bytes=other
+        ):
             async with transaction(sessions) as session:
                 entries = await partition_store.drop(await raw_connection(session), partition)
-            log.info("retention dropped %s (%d entries, %d bytes): %s",
-                     partition.name, entries, partition.bytes, reason)
+            log.info(
+                "retention dropped %s (%d entries, %d bytes): %s", partition.name, entries, partition.bytes, reason
+            )
             dropped.append(Dropped(partition, entries, reason))
         return dropped
 

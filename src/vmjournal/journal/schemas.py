@@ -20,8 +20,9 @@ class IngestResponse(BaseModel):
 
     @classmethod
     def of(cls, result: Any) -> IngestResponse:
-        return cls(received=result.received, stored=result.stored, duplicates=result.duplicates,
-                   skipped=result.skipped or None)
+        return cls(
+            received=result.received, stored=result.stored, duplicates=result.duplicates, skipped=result.skipped or None
+        )
 
 
 class BootPublic(BaseModel):
@@ -56,14 +57,15 @@ class FleetPage(BaseModel):
     unit: str | None
     count: int
     next: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
-    events: list[dict[str, Any]] = Field(description="Events as the VM routes give them, each with `vm`, its VM's "
-                                                     "name, merged in time order across VMs.")
+    events: list[dict[str, Any]] = Field(
+        description="Events as the VM routes give them, each with `vm`, its VM's name, merged in time order across VMs."
+    )
 
 
 class VolumeBucket(BaseModel):
     start: str = Field(description="The bucket's start, ISO 8601 UTC.")
     total: int
-    by_priority: dict[str, int] = Field(description="Events per priority (\"3\" is err), only those with any.")
+    by_priority: dict[str, int] = Field(description='Events per priority ("3" is err), only those with any.')
 
 
 class Histogram(BaseModel):

@@ -159,8 +159,14 @@ async def list_boots(session: AsyncSession, vm_id: UUID) -> list[Mapping[str, An
     boots = await store.list_boots(conn, vm_id)
     count = len(boots)
     return [
-        {"offset": i - count + 1, "index": i + 1, "boot_id": b["boot_id"].hex, "first_at": b["first_at"],
-         "last_at": b["last_at"], "entries": b["entries"]}
+        {
+            "offset": i - count + 1,
+            "index": i + 1,
+            "boot_id": b["boot_id"].hex,
+            "first_at": b["first_at"],
+            "last_at": b["last_at"],
+            "entries": b["entries"],
+        }
         for i, b in enumerate(boots)
     ]
 

@@ -83,9 +83,7 @@ LOCK_VM_INGEST = "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 
 # Highest seq drawn so far, across VMs (not transactional: it only grows).
 SELECT_LAST_SEQ = "SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('journal_event', 'seq')), 0)"
 
-EVENT_COLUMNS = (
-    "seq, cursor, ts, boot_id, unit, priority, identifier, pid, hostname, message, fields::text AS fields"
-)
+EVENT_COLUMNS = "seq, cursor, ts, boot_id, unit, priority, identifier, pid, hostname, message, fields::text AS fields"
 
 # New events of one VM for live followers: the notification's earliest timestamp bounds the
 # (vm_id, ts, seq) index scan; seq orders them as they were committed. ``matched`` lists the
@@ -169,8 +167,15 @@ class EventFilter:
         """What live matching depends on: followers with equal keys share one match column."""
         return (
             None if self.unit_pattern is not None or self.units is None else tuple(self.units),
-            self.unit_pattern, self.priority_min, self.priority_max, self.since, self.until, self.boot_id,
-            self.grep, self.grep_case_sensitive, tuple(self.identifiers),
+            self.unit_pattern,
+            self.priority_min,
+            self.priority_max,
+            self.since,
+            self.until,
+            self.boot_id,
+            self.grep,
+            self.grep_case_sensitive,
+            tuple(self.identifiers),
             tuple((k, tuple(v)) for k, v in sorted(self.matches.items())),
         )
 
@@ -354,8 +359,7 @@ async def live_batch(
     bounds = f"ts >= {q.arg(ts_from)} AND seq > {q.arg(after_seq)}"
     limit_arg = q.arg(limit)
     flags = ", ".join(f"CASE WHEN {_live_match(q, f)} THEN {i} END" for i, f in enumerate(filters))
-    sql = SELECT_LIVE_BATCH.format(matched=f"array_remove(ARRAY[{flags}]::int[], NULL)", bounds=bounds,
-                                   limit=limit_arg)
+    sql = SELECT_LIVE_BATCH.format(matched=f"array_remove(ARRAY[{flags}]::int[], NULL)", bounds=bounds, limit=limit_arg)
     return list(await conn.fetch(sql, *q.args))
 
 

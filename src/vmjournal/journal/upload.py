@@ -80,4 +80,3 @@ async def upload(
             f"this route takes Content-Type: {EXPORT_MEDIA_TYPE}; JSON batches go to POST /vm/{{name}}/boot"
         )
     return await store_export(request, sessions, settings, vm_id, vm_name)
-

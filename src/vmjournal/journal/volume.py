@@ -21,7 +21,26 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MINUTE = timedelta(minutes=1)
 # Round steps a person reads on a chart's axis, in seconds.
 _NICE_STEPS = (
-    1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800,
+    1,
+    2,
+    5,
+    10,
+    15,
+    30,
+    60,
+    120,
+    300,
+    600,
+    900,
+    1800,
+    3600,
+    7200,
+    10800,
+    21600,
+    43200,
+    86400,
+    172800,
+    604800,
 )
 
 
@@ -78,8 +97,11 @@ async def histogram(session: AsyncSession, targets: Sequence[Target], *, step: s
     width = timedelta(seconds=step_seconds)
     start, end = _floor(lo, width), _ceil(hi, width)
     if (end - start) / width > MAX_BUCKETS:
-        raise BadRequest(f"step {step_seconds}s gives more than {MAX_BUCKETS} buckets over this range; "
-                         "use a larger step or a shorter range", code="too_many_buckets")
+        raise BadRequest(
+            f"step {step_seconds}s gives more than {MAX_BUCKETS} buckets over this range; "
+            "use a larger step or a shorter range",
+            code="too_many_buckets",
+        )
     counts: dict[datetime, dict[int, int]] = {}
     for row in await _counts(conn, targets, width, lo, hi):
         per = counts.setdefault(row["bucket"], {})
@@ -88,8 +110,9 @@ async def histogram(session: AsyncSession, targets: Sequence[Target], *, step: s
     at = start
     while at < end:
         per = counts.get(at, {})
-        buckets.append({"start": iso(at), "total": sum(per.values()),
-                        "by_priority": {str(p): n for p, n in sorted(per.items())}})
+        buckets.append(
+            {"start": iso(at), "total": sum(per.values()), "by_priority": {str(p): n for p, n in sorted(per.items())}}
+        )
         at += width
     body["buckets"] = buckets
     return body
@@ -104,8 +127,9 @@ async def _counts(conn: Any, targets: Sequence[Target], width: timedelta, lo: da
         # Whole minutes from the summary, the partial minutes at either edge from the events.
         inner_lo, inner_hi = _ceil(lo, _MINUTE), _floor(hi, _MINUTE)
         if inner_lo < inner_hi:
-            rows = await volume_store.summary_counts(conn, vm_ids, step=width, start=inner_lo, end=inner_hi,
-                                                     priorities=(f.priority_min, f.priority_max))
+            rows = await volume_store.summary_counts(
+                conn, vm_ids, step=width, start=inner_lo, end=inner_hi, priorities=(f.priority_min, f.priority_max)
+            )
             rows += await volume_store.count_events(conn, vm_ids, f, step=width, end=inner_lo)
             rows += await volume_store.count_events(conn, vm_ids, f, step=width, start=inner_hi)
             return rows

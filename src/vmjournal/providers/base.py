@@ -61,9 +61,7 @@ class ProviderError(Exception):
     retry the job later instead of failing the VM.
     """
 
-    def __init__(
-        self, code: str, message: str, *, details: list[str] | None = None, retryable: bool = False
-    ) -> None:
+    def __init__(self, code: str, message: str, *, details: list[str] | None = None, retryable: bool = False) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message

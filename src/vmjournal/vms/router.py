@@ -24,8 +24,9 @@ class ShellScriptResponse(PlainTextResponse):
     media_type = "text/x-shellscript"
 
 
-@bootstrap_router.get("/agent/bootstrap.sh", summary="Agent installer for enrolled machines",
-                      response_class=ShellScriptResponse)
+@bootstrap_router.get(
+    "/agent/bootstrap.sh", summary="Agent installer for enrolled machines", response_class=ShellScriptResponse
+)
 async def bootstrap_script() -> ShellScriptResponse:
     """The script an enrolled machine's install command runs: `sh bootstrap.sh --url URL --name NAME < token`."""
     return ShellScriptResponse(agent_bundle.render_enroll_script())
@@ -48,7 +49,10 @@ async def get_vm(name: VMName, session: SessionDep) -> VMPublic:
 
 
 @router.delete(
-    "/{name}", status_code=202, summary="Delete a VM", response_model=VMPublic,
+    "/{name}",
+    status_code=202,
+    summary="Delete a VM",
+    response_model=VMPublic,
     responses=responses(NotFound, Unauthorized),
 )
 async def delete_vm(name: VMName, session: SessionDep, jobs: JobsDep) -> VMPublic:
@@ -57,7 +61,9 @@ async def delete_vm(name: VMName, session: SessionDep, jobs: JobsDep) -> VMPubli
 
 
 @router.post(
-    "/{name}/token", summary="Rotate a VM's ingest token", response_model=TokenIssued,
+    "/{name}/token",
+    summary="Rotate a VM's ingest token",
+    response_model=TokenIssued,
     responses=responses(NotFound, Conflict, Unauthorized),
 )
 async def rotate_token(name: VMName, session: SessionDep) -> TokenIssued:
@@ -75,22 +81,30 @@ async def rotate_token(name: VMName, session: SessionDep) -> TokenIssued:
 async def create_vm(
     name: VMName,
     # Documented as an enum; checked by the service, so another size answers 400 (invalid_size), not 422.
-    size: Annotated[str, Path(description="small, medium or large.", examples=["small"],
-                              json_schema_extra={"enum": list(SIZES)})],
+    size: Annotated[
+        str, Path(description="small, medium or large.", examples=["small"], json_schema_extra={"enum": list(SIZES)})
+    ],
     session: SessionDep,
     jobs: JobsDep,
     settings: SettingsDep,
     providers: ProvidersDep,
     provider: Annotated[
         str | None,
-        Query(description="azure, qemu or external (a machine you run; the answer carries its token "
-                          "and install command). Default: the service's provider."),
+        Query(
+            description="azure, qemu or external (a machine you run; the answer carries its token "
+            "and install command). Default: the service's provider."
+        ),
     ] = None,
 ) -> VMPublic | VMEnrolled:
     """Ask for a VM of size `small`, `medium` or `large`; it is provisioned in the background (202)."""
     return await service.request_vm(
-        session, jobs, name=name, size=size, provider=provider or settings.default_provider,
-        providers=providers.keys(), service_url=settings.ingest_url,
+        session,
+        jobs,
+        name=name,
+        size=size,
+        provider=provider or settings.default_provider,
+        providers=providers.keys(),
+        service_url=settings.ingest_url,
     )
 
 

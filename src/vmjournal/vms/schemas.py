@@ -29,12 +29,22 @@ class VMPublic(BaseModel):
 
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{
-                "name": "web-1", "size": "small", "provider": "qemu", "status": "running", "step": "running",
-                "error": None, "addresses": {"guest": "10.0.2.15"}, "details": {},
-                "created_at": "2026-11-24T10:00:00Z", "updated_at": "2026-11-24T10:00:40Z",
-                "event_count": 1523, "last_event_at": "2026-11-24T10:00:41Z",
-            }]
+            "examples": [
+                {
+                    "name": "web-1",
+                    "size": "small",
+                    "provider": "qemu",
+                    "status": "running",
+                    "step": "running",
+                    "error": None,
+                    "addresses": {"guest": "10.0.2.15"},
+                    "details": {},
+                    "created_at": "2026-11-24T10:00:00Z",
+                    "updated_at": "2026-11-24T10:00:40Z",
+                    "event_count": 1523,
+                    "last_event_at": "2026-11-24T10:00:41Z",
+                }
+            ]
         }
     )
 
@@ -53,7 +63,8 @@ class VMPublic(BaseModel):
     event_count: int
     last_event_at: datetime | None
     last_ingest_error: str | None = Field(
-        default=None, description="The last journal entry ingest had to skip, with its cursor and why.")
+        default=None, description="The last journal entry ingest had to skip, with its cursor and why."
+    )
     last_ingest_error_at: datetime | None = None
 
 

@@ -28,11 +28,22 @@ def to_public(vm: VM) -> VMPublic:
         else None
     )
     return VMPublic(
-        id=vm.id, name=vm.name, size=vm.size, provider=vm.provider, status=vm.status, step=vm.step,
-        error=error, addresses=dict(vm.addresses or {}), details=dict(vm.details or {}),
-        created_at=vm.created_at, updated_at=vm.updated_at, deleted_at=vm.deleted_at,
-        event_count=vm.event_count, last_event_at=vm.last_event_at,
-        last_ingest_error=vm.last_ingest_error, last_ingest_error_at=vm.last_ingest_error_at,
+        id=vm.id,
+        name=vm.name,
+        size=vm.size,
+        provider=vm.provider,
+        status=vm.status,
+        step=vm.step,
+        error=error,
+        addresses=dict(vm.addresses or {}),
+        details=dict(vm.details or {}),
+        created_at=vm.created_at,
+        updated_at=vm.updated_at,
+        deleted_at=vm.deleted_at,
+        event_count=vm.event_count,
+        last_event_at=vm.last_event_at,
+        last_ingest_error=vm.last_ingest_error,
+        last_ingest_error_at=vm.last_ingest_error_at,
     )
 
 
@@ -79,20 +90,24 @@ async def request_vm(
         )
     token = tokens.new_token() if provider == EXTERNAL else None
     vm = VM(
-        name=name, size=size, provider=provider, status=VMStatus.pending, step="queued",
+        name=name,
+        size=size,
+        provider=provider,
+        status=VMStatus.pending,
+        step="queued",
         token_hash=tokens.token_hash(token) if token else None,
     )
     try:
         vm = await store.insert_vm(session, vm)
     except store.NameTaken:
-        raise Conflict(f"a VM named {name!r} already exists; delete it first or pick another name",
-                       code="name_taken") from None
+        raise Conflict(
+            f"a VM named {name!r} already exists; delete it first or pick another name", code="name_taken"
+        ) from None
     jobs.enqueue(session, vm.id, JobKind.provision)
     public = to_public(vm)
     if token is None:
         return public
-    return VMEnrolled(**public.model_dump(), token=token,
-                      install_command=install_command(service_url, name, token))
+    return VMEnrolled(**public.model_dump(), token=token, install_command=install_command(service_url, name, token))
 
 
 async def get_vm(session: AsyncSession, name: str, *, for_update: bool = False) -> VM:

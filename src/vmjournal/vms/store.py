@@ -63,9 +63,7 @@ async def list_vms_by_status(session: AsyncSession, status: str) -> Sequence[VM]
 
 
 async def update_vm(session: AsyncSession, vm_id: UUID, **values: Any) -> None:
-    await session.execute(
-        sa.update(VM).where(col(VM.id) == vm_id).values(updated_at=sa.func.now(), **values)
-    )
+    await session.execute(sa.update(VM).where(col(VM.id) == vm_id).values(updated_at=sa.func.now(), **values))
 
 
 async def vm_id_by_token_hash(session: AsyncSession, token_hash: str) -> tuple[UUID, str] | None:

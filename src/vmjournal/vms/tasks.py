@@ -181,8 +181,15 @@ class VMTasks:
             if job.kind == JobKind.provision and vm.status in (VMStatus.deleting, VMStatus.deleted):
                 await run.finish(session, note="cancelled: VM deleted")
                 return None
-            await store.update_vm(session, vm.id, status=status, step=job.step or "started",
-                                  error_code=None, error_message=None, error_details=[])
+            await store.update_vm(
+                session,
+                vm.id,
+                status=status,
+                step=job.step or "started",
+                error_code=None,
+                error_message=None,
+                error_details=[],
+            )
         log.info("job %s: %s %s on %s (attempt %s)", job.id, job.kind, vm.name, vm.provider, job.attempts)
         return vm
 
@@ -194,8 +201,9 @@ class VMTasks:
             await self._failed(run, spec, err)
         except Exception as exc:
             log.exception("job %s: provider raised", run.job.id)
-            await self._failed(run, spec, ProviderError("InternalError", str(exc) or type(exc).__name__,
-                                                        retryable=True))
+            await self._failed(
+                run, spec, ProviderError("InternalError", str(exc) or type(exc).__name__, retryable=True)
+            )
 
     async def _provisioned(self, run: JobRun, spec: VMSpec, result: ProviderVM) -> None:
         async with transaction(self.sessions) as session:
@@ -204,19 +212,33 @@ class VMTasks:
             if vm is None or vm.status != VMStatus.provisioning:
                 return  # deleted while we worked: the deprovision job takes it from here
             if result.state == "running":
-                await store.update_vm(session, spec.vm_id, status=VMStatus.running, step="running",
-                                      addresses=result.addresses, details=result.details)
+                await store.update_vm(
+                    session,
+                    spec.vm_id,
+                    status=VMStatus.running,
+                    step="running",
+                    addresses=result.addresses,
+                    details=result.details,
+                )
             else:
                 err = result.error or ProviderError("ProvisioningFailed", "the provider reported a failure")
-                await store.update_vm(session, spec.vm_id, status=VMStatus.failed, step="failed",
-                                      error_code=err.code, error_message=err.message,
-                                      error_details=err.details, details=result.details)
+                await store.update_vm(
+                    session,
+                    spec.vm_id,
+                    status=VMStatus.failed,
+                    step="failed",
+                    error_code=err.code,
+                    error_message=err.message,
+                    error_details=err.details,
+                    details=result.details,
+                )
 
     async def _deprovisioned(self, run: JobRun, spec: VMSpec) -> None:
         async with transaction(self.sessions) as session:
             await run.finish(session)
-            await store.update_vm(session, spec.vm_id, status=VMStatus.deleted, step="deleted",
-                                  token_hash=None, deleted_at=text("now()"))
+            await store.update_vm(
+                session, spec.vm_id, status=VMStatus.deleted, step="deleted", token_hash=None, deleted_at=text("now()")
+            )
             # Nothing can read a deleted VM's journal any more (its name may already be reused).
             await self._purge_journal(session, spec.vm_id)
 
@@ -225,21 +247,37 @@ class VMTasks:
         log.warning("job %s: %s %s failed: %s", job.id, job.kind, spec.name, err)
         async with transaction(self.sessions) as session:
             if err.retryable and await run.retry_later(session, str(err)):
-                await store.update_vm(session, spec.vm_id, error_code=err.code, error_message=err.message,
-                                      error_details=err.details)
+                await store.update_vm(
+                    session, spec.vm_id, error_code=err.code, error_message=err.message, error_details=err.details
+                )
                 return
             await run.fail(session, str(err))
             vm = await store.get_vm(session, spec.vm_id, for_update=True)
             if vm is None or (job.kind == JobKind.provision and vm.status != VMStatus.provisioning):
                 return
-            await store.update_vm(session, spec.vm_id, status=VMStatus.failed, step=f"{job.kind} failed",
-                                  error_code=err.code, error_message=err.message, error_details=err.details)
+            await store.update_vm(
+                session,
+                spec.vm_id,
+                status=VMStatus.failed,
+                step=f"{job.kind} failed",
+                error_code=err.code,
+                error_message=err.message,
+                error_details=err.details,
+            )
 
     async def _record_inspection(self, session: AsyncSession, vm_id: UUID, seen: ProviderVM) -> None:
         if seen.state == "running":
             await store.update_vm(session, vm_id, addresses=seen.addresses, details=seen.details)
             return
-        err = seen.error or ProviderError("VMGone" if seen.state == "gone" else "VMFailed",
-                                          "the provider no longer runs this VM")
-        await store.update_vm(session, vm_id, status=VMStatus.failed, step="lost", error_code=err.code,
-                              error_message=err.message, error_details=err.details)
+        err = seen.error or ProviderError(
+            "VMGone" if seen.state == "gone" else "VMFailed", "the provider no longer runs this VM"
+        )
+        await store.update_vm(
+            session,
+            vm_id,
+            status=VMStatus.failed,
+            step="lost",
+            error_code=err.code,
+            error_message=err.message,
+            error_details=err.details,
+        )

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 QEMU = "qemu-system-x86_64"
 # 16-bit real mode: out 0x3f8 'K'; out 0xf4 0x31 (isa-debug-exit: QEMU exits with (0x31 << 1) | 1); hlt.
-_BOOT_CODE = bytes.fromhex("b04b" "baf803" "ee" "b031" "baf400" "ee" "f4" "ebfd")
+_BOOT_CODE = bytes.fromhex("b04bbaf803eeb031baf400eef4ebfd")
 PROBE_EXIT_CODE = (0x31 << 1) | 1
 
 _cache: dict[str, str] = {}
@@ -32,8 +32,19 @@ def probe_sector() -> bytes:
 
 async def _run_probe(argv: list[str], timeout: float, accel: str) -> tuple[int | None, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        QEMU, "-accel", accel, "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio", *argv,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        QEMU,
+        "-accel",
+        accel,
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-serial",
+        "stdio",
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
     )
     try:
@@ -56,8 +67,17 @@ async def kvm_works(kernel: Path | None, timeout: float = 10.0, accel: str = "kv
         disk = Path(tmp) / "probe.img"
         disk.write_bytes(probe_sector())
         code, out, err = await _run_probe(
-            ["-m", "16", "-drive", f"file={disk},format=raw,if=ide",
-             "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"], timeout, accel)
+            [
+                "-m",
+                "16",
+                "-drive",
+                f"file={disk},format=raw,if=ide",
+                "-device",
+                "isa-debug-exit,iobase=0xf4,iosize=0x04",
+            ],
+            timeout,
+            accel,
+        )
     if code is None:
         return False, f"a {accel} guest did not finish a trivial boot within {timeout:.0f} s"
     if code != PROBE_EXIT_CODE or "K" not in out:
@@ -66,8 +86,18 @@ async def kvm_works(kernel: Path | None, timeout: float = 10.0, accel: str = "kv
     if kernel is None:
         return True, ""
     code, out, err = await _run_probe(
-        ["-m", "256", "-no-reboot", "-kernel", str(kernel),
-         "-append", "console=ttyS0 panic=-1 root=/dev/vmjournal-probe-none"], timeout, accel)
+        [
+            "-m",
+            "256",
+            "-no-reboot",
+            "-kernel",
+            str(kernel),
+            "-append",
+            "console=ttyS0 panic=-1 root=/dev/vmjournal-probe-none",
+        ],
+        timeout,
+        accel,
+    )
     if code is None:
         return False, f"the guest kernel did not boot under {accel} within {timeout:.0f} s"
     if "Kernel panic" not in out:

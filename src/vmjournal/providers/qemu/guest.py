@@ -87,10 +87,14 @@ FILES: dict[str, tuple[int, str]] = {
 }
 ENABLE_UNITS = ("vmjournal-firstboot.service", "systemd-networkd.service")
 # Nothing in a short-lived guest needs them, and under emulation every unit costs boot time.
-MASK_UNITS = ("apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "fstrim.timer",
-              "systemd-networkd-wait-online.service")
-PACKAGES = ("systemd", "systemd-sysv", "udev", "python3", "iproute2", "linux-image-cloud-amd64",
-            "initramfs-tools")
+MASK_UNITS = (
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "e2scrub_all.timer",
+    "fstrim.timer",
+    "systemd-networkd-wait-online.service",
+)
+PACKAGES = ("systemd", "systemd-sysv", "udev", "python3", "iproute2", "linux-image-cloud-amd64", "initramfs-tools")
 
 
 def recipe_digest(suite: str) -> str:

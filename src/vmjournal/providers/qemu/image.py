@@ -56,7 +56,8 @@ def require_tools(names: Iterable[str]) -> None:
     if missing:
         raise ProviderError(
             "QemuPrerequisitesMissing",
-            "the local QEMU provider needs these Debian packages: " + " ".join(missing)
+            "the local QEMU provider needs these Debian packages: "
+            + " ".join(missing)
             + " (install them with apt-get, or run the README's `make run`)",
         )
 
@@ -203,7 +204,10 @@ async def ensure_base_image(settings: QemuSettings, data_dir: Path) -> BaseImage
 
 async def _run(argv: list[str], *, step: str, env: dict[str, str] | None = None) -> None:
     proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
+        *argv,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=env,
         stdin=asyncio.subprocess.DEVNULL,
     )
     assert proc.stdout is not None
@@ -213,9 +217,7 @@ async def _run(argv: list[str], *, step: str, env: dict[str, str] | None = None)
         log.debug("%s: %s", step, line)
         tail = (tail + [line])[-15:]
     if await proc.wait() != 0:
-        raise ProviderError(
-            "QemuImageBuildFailed", f"{step} failed (exit {proc.returncode}): " + " | ".join(tail)
-        )
+        raise ProviderError("QemuImageBuildFailed", f"{step} failed (exit {proc.returncode}): " + " | ".join(tail))
 
 
 async def _build(settings: QemuSettings, directory: Path) -> None:
@@ -228,7 +230,8 @@ async def _build(settings: QemuSettings, directory: Path) -> None:
     tree = work / "rootfs"
     try:
         source = (
-            AptSource(settings.debian_mirror, None) if settings.debian_mirror
+            AptSource(settings.debian_mirror, None)
+            if settings.debian_mirror
             else find_debian_mirror(settings.debian_suite)
         )
         log.info("base image: debootstrap %s from %s (step 1/3, about a minute)", settings.debian_suite, source.uri)
@@ -238,8 +241,9 @@ async def _build(settings: QemuSettings, directory: Path) -> None:
         argv += [settings.debian_suite, str(tree), source.uri]
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", LC_ALL="C")
         await _run(argv, step="debootstrap", env=env)
-        log.info("base image: debootstrap done after %.0f s; configuring the guest (step 2/3)",
-                 time.monotonic() - started)
+        log.info(
+            "base image: debootstrap done after %.0f s; configuring the guest (step 2/3)", time.monotonic() - started
+        )
         await asyncio.to_thread(_customise, tree)
         for unit in guest.ENABLE_UNITS:
             await _run(["systemctl", "--root", str(tree), "enable", unit], step=f"enable {unit}")
@@ -283,8 +287,14 @@ def _customise(tree: Path) -> None:
     # An empty machine-id makes each VM generate its own at first boot (shared base image).
     (tree / "etc/machine-id").write_text("")
     (tree / "var/lib/dbus/machine-id").unlink(missing_ok=True)
-    for junk in ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man",
-                 "usr/share/info", "usr/share/locale"):
+    for junk in (
+        "var/cache/apt/archives",
+        "var/lib/apt/lists",
+        "usr/share/doc",
+        "usr/share/man",
+        "usr/share/info",
+        "usr/share/locale",
+    ):
         target = tree / junk
         if target.is_dir():
             for child in target.iterdir():

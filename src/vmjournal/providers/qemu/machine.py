@@ -84,8 +84,18 @@ class Machine:
             return
         tmp = self.disk.with_suffix(".tmp")
         proc = await asyncio.create_subprocess_exec(
-            "qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base.disk.resolve()), "-F", base.disk_format,
-            str(tmp), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            "qemu-img",
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-b",
+            str(base.disk.resolve()),
+            "-F",
+            base.disk_format,
+            str(tmp),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
         out, _ = await proc.communicate()
         if proc.returncode != 0:
@@ -97,10 +107,20 @@ class Machine:
         relay += f" {shlex.quote(config.service_host)} {config.service_port}"
         fwd = f"tcp:{GUEST_FWD_ADDR}:{GUEST_FWD_PORT}-cmd:{relay}"
         argv = [
-            QEMU, "-name", f"{_opt(self.name)},process={_opt(self.name)}",
+            QEMU,
+            "-name",
+            f"{_opt(self.name)},process={_opt(self.name)}",
             # Not q35: there a guest's reboot under TCG with -kernel hangs after the reset (measured).
-            "-machine", "pc", "-nodefaults", "-no-user-config", "-display", "none",
-            "-smp", str(config.vcpus), "-m", str(config.memory_mib),
+            "-machine",
+            "pc",
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-smp",
+            str(config.vcpus),
+            "-m",
+            str(config.memory_mib),
         ]
         if config.accel == "kvm":
             argv += ["-accel", "kvm", "-cpu", "host"]
@@ -115,12 +135,18 @@ class Machine:
         if self.config_drive.exists():
             argv += ["-drive", f"file={_opt(str(self.config_drive))},if=virtio,format=raw,readonly=on"]
         argv += [
-            "-netdev", f"user,id=net0,restrict=on,guestfwd={_opt(fwd)}",
-            "-device", "virtio-net-pci,netdev=net0",
-            "-device", "virtio-rng-pci",
-            "-chardev", f"file,id=console,path={_opt(str(self.console_log))},append=on",
-            "-serial", "chardev:console",
-            "-pidfile", str(self.pidfile),
+            "-netdev",
+            f"user,id=net0,restrict=on,guestfwd={_opt(fwd)}",
+            "-device",
+            "virtio-net-pci,netdev=net0",
+            "-device",
+            "virtio-rng-pci",
+            "-chardev",
+            f"file,id=console,path={_opt(str(self.console_log))},append=on",
+            "-serial",
+            "chardev:console",
+            "-pidfile",
+            str(self.pidfile),
         ]
         return argv
 
@@ -134,8 +160,12 @@ class Machine:
             # Not asyncio's subprocess: its transport kills the child when the event loop closes, and
             # guests must outlive the service. A thread reaps QEMU while this service is its parent.
             proc = subprocess.Popen(
-                self.argv(config), stdin=subprocess.DEVNULL, stdout=qlog, stderr=qlog,
-                start_new_session=True, cwd=self.dir,
+                self.argv(config),
+                stdin=subprocess.DEVNULL,
+                stdout=qlog,
+                stderr=qlog,
+                start_new_session=True,
+                cwd=self.dir,
             )
         threading.Thread(target=self._wait_exit, args=(proc,), daemon=True, name=f"reap-{self.name}").start()
         deadline = time.monotonic() + 30

@@ -70,26 +70,31 @@ class QemuProvider:
         if config is None:
             vcpus, memory = self.qemu.resources_for(spec.size)
             config = MachineConfig(
-                vcpus=vcpus, memory_mib=memory,
+                vcpus=vcpus,
+                memory_mib=memory,
                 accel=await choose_accel(self.qemu.accel, base.kernel),
-                disk_format=base.disk_format, base_disk=str(base.disk),
+                disk_format=base.disk_format,
+                base_disk=str(base.disk),
                 kernel=str(base.kernel) if base.kernel else None,
                 initrd=str(base.initrd) if base.initrd else None,
                 # The hostname from the kernel command line is set by PID 1 before journald starts,
                 # so even the first boot's earliest entries carry the VM's name.
                 append=f"{base.append} systemd.hostname={guest_hostname(spec.name)}",
-                service_host=self._service_host(), service_port=self.settings.port,
+                service_host=self._service_host(),
+                service_port=self.settings.port,
             )
             m.save_config(config)
         if m.pid() is None and not m.config_drive.exists():
             # Mint the token only now, right before it goes on the drive. A drive that exists was
             # written completely (atomic rename) with the newest token, so a resumed job reuses it.
             agent = await job.issue_agent_config()
-            await write_config_drive(m.config_drive, self._guest_agent_config(agent), spec.name,
-                                     self.qemu.after_install)
+            await write_config_drive(
+                m.config_drive, self._guest_agent_config(agent), spec.name, self.qemu.after_install
+            )
         if m.pid() is None:
-            log.info("starting QEMU for %s (%s, %d vCPU, %d MiB)", spec.name, config.accel, config.vcpus,
-                     config.memory_mib)
+            log.info(
+                "starting QEMU for %s (%s, %d vCPU, %d MiB)", spec.name, config.accel, config.vcpus, config.memory_mib
+            )
             await m.start(config)
         await job.save(step="qemu:boot", accel=config.accel)
         await self._wait_for_agent(m, spec)
@@ -146,8 +151,11 @@ class QemuProvider:
             return self._running(m, config)
         reason = m.exit_reason()
         if not state.get("agent_installed"):
-            return ProviderVM(state="failed", details=self._details(m, config),
-                              error=ProviderError("QemuExited", f"{reason} (console log: {m.console_log})"))
+            return ProviderVM(
+                state="failed",
+                details=self._details(m, config),
+                error=ProviderError("QemuExited", f"{reason} (console log: {m.console_log})"),
+            )
         log.warning("QEMU of %s is not running (%s); starting it again", spec.name, reason)
         try:
             await m.start(config)
@@ -185,8 +193,13 @@ class QemuProvider:
         return replace(agent, url=f"http://{GUEST_FWD_ADDR}:{GUEST_FWD_PORT}")
 
     def _details(self, m: Machine, config: MachineConfig) -> dict[str, str]:
-        return {"console_log": str(m.console_log), "qemu_log": str(m.qemu_log), "accel": config.accel,
-                "vcpus": str(config.vcpus), "memory_mib": str(config.memory_mib)}
+        return {
+            "console_log": str(m.console_log),
+            "qemu_log": str(m.qemu_log),
+            "accel": config.accel,
+            "vcpus": str(config.vcpus),
+            "memory_mib": str(config.memory_mib),
+        }
 
     def _running(self, m: Machine, config: MachineConfig) -> ProviderVM:
         details = self._details(m, config)
@@ -197,7 +210,7 @@ class QemuProvider:
 def _marker_line(text: str, marker: str) -> str | None:
     for line in text.splitlines():
         if marker in line:
-            return line[line.index(marker):].strip()
+            return line[line.index(marker) :].strip()
     return None
 
 
@@ -219,8 +232,17 @@ async def write_config_drive(path: Path, agent: AgentConfig, name: str, after_in
                 f.write(content)
         image = Path(tmp) / "config.img"
         proc = await asyncio.create_subprocess_exec(
-            "mkfs.ext4", "-q", "-F", "-L", guest.CONFIG_LABEL, "-d", str(root), str(image), CONFIG_DRIVE_SIZE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-L",
+            guest.CONFIG_LABEL,
+            "-d",
+            str(root),
+            str(image),
+            CONFIG_DRIVE_SIZE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
         out, _ = await proc.communicate()
         if proc.returncode != 0:
