@@ -47,7 +47,13 @@ def running_service(**env: str) -> Iterator[RunningService]:
         data = Path(tmp)
         port = free_port()
         values = {k: v for k, v in os.environ.items() if not k.startswith("VMJOURNAL_")}
-        values |= {"VMJOURNAL_DATA_DIR": str(data), "VMJOURNAL_PORT": str(port), "VMJOURNAL_PROVIDER": "external"}
+        values |= {
+            "VMJOURNAL_DATA_DIR": str(data),
+            "VMJOURNAL_PORT": str(port),
+            "VMJOURNAL_PROVIDER": "external",
+            # Bench corpora have fixed timestamps: retention must not drop them mid-run.
+            "VMJOURNAL_RETENTION_DAYS": "0",
+        }
         values |= env
         log = open(data / "service.log", "wb")
         proc = subprocess.Popen(

@@ -52,6 +52,9 @@ def test_settings(database_url: str, data_dir: Path, **overrides: object) -> Set
         "provider": "test",
         "job_heartbeat_seconds": 0.5,
         "job_stale_seconds": 3.0,
+        # Test journals carry fixed timestamps from long ago: retention would drop them. The
+        # retention tests set it themselves.
+        "retention_days": 0,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)
@@ -97,6 +100,7 @@ def service_env(database_url: str, data_dir: Path, **env: str) -> dict[str, str]
         "VMJOURNAL_PROVIDER": "test",
         "VMJOURNAL_JOB_HEARTBEAT_SECONDS": "0.5",
         "VMJOURNAL_JOB_STALE_SECONDS": "3",
+        "VMJOURNAL_RETENTION_DAYS": "0",  # see test_settings
     }
     return values | env
 

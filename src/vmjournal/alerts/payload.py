@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 import orjson
 
 from vmjournal.alerts.rules import Rule
-from vmjournal.journal.render import event_from_record
+from vmjournal.journal.events import event_from_record
 
 SIGNATURE_HEADER = "X-Vmjournal-Signature"
 IDEMPOTENCY_HEADER = "Idempotency-Key"

@@ -23,7 +23,8 @@ from starlette.background import BackgroundTask
 
 from vmjournal.errors import BadRequest
 from vmjournal.journal import live, render, service, store
-from vmjournal.journal.render import OUTPUT_MODES, parse_position, render_export
+from vmjournal.journal.events import parse_position
+from vmjournal.journal.render import OUTPUT_MODES, render_export
 
 STREAM_PAGE = 1000
 DEFAULT_PAGE = 100

@@ -21,8 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from vmjournal.db import raw_connection
 from vmjournal.errors import BadRequest, NotFound
 from vmjournal.journal import filters, fleet_store, service, store
+from vmjournal.journal.events import event_from_record, parse_position, position_token
 from vmjournal.journal.fleet_store import Target
-from vmjournal.journal.render import event_from_record, parse_position, position_token
 from vmjournal.vms import service as vms_service
 
 # A VM name (letters, digits, hyphens) or a glob of one.

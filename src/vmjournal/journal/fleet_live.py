@@ -19,7 +19,7 @@ from vmjournal.db import raw_connection
 from vmjournal.errors import BadRequest
 from vmjournal.journal import fleet, fleet_answers, fleet_store, live, store
 from vmjournal.journal.answers import DEFAULT_BACKLOG, KEEPALIVE_SECONDS, get_hub
-from vmjournal.journal.render import parse_position
+from vmjournal.journal.events import parse_position
 
 
 async def snapshot(

@@ -38,7 +38,7 @@ from vmjournal import metrics
 from vmjournal.db import raw_connection
 from vmjournal.journal import store
 from vmjournal.journal.entries import timestamp_from_us
-from vmjournal.journal.render import event_from_record
+from vmjournal.journal.events import event_from_record
 from vmjournal.vms import service as vms_service
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Events as the API returns them (built from stored records), and journalctl's output modes.
+"""journalctl's output modes, for events as the API returns them (see events.py).
 
 Every mode of ``OUTPUT_MODES`` prints what ``journalctl -o MODE`` (systemd 252) prints for the same
 entries, so scripts and eyes trained on journalctl keep working; ``TextRenderer`` adds the
@@ -9,7 +9,6 @@ renders in the local time zone, as journalctl does; the service in UTC.
 
 from __future__ import annotations
 
-import base64
 import re
 import struct
 from collections.abc import Mapping
@@ -18,10 +17,9 @@ from typing import Any
 
 import orjson
 
-from vmjournal.journal.entries import iso, timestamp_from_us
-
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
+
 OUTPUT_MODES = (
     "short",
     "short-iso",
@@ -50,40 +48,6 @@ EXPORT = "application/vnd.fdo.journal"
 JSON_SEQ = "application/json-seq"
 SSE = "text/event-stream"
 TEXT = "text/plain; charset=utf-8"
-
-
-def position_token(ts: datetime, seq: int) -> str:
-    """An opaque keyset position: where a page ended, or an SSE event id."""
-    raw = f"{(ts - _EPOCH) // _US}:{seq}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def parse_position(token: str) -> tuple[datetime, int] | None:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        ts_us, seq = raw.split(":")
-        return timestamp_from_us(int(ts_us)), int(seq)
-    except (ValueError, UnicodeDecodeError, OverflowError):
-        return None
-
-
-def event_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The original entry with the derived fields next to it."""
-    event: dict[str, Any] = orjson.loads(record["fields"])
-    boot_id = record["boot_id"]
-    event.update(
-        cursor=event.get("__CURSOR"),
-        timestamp=iso(record["ts"]),
-        boot_id=boot_id.hex if boot_id is not None else None,
-        unit=record["unit"],
-        priority=record["priority"],
-        identifier=record["identifier"],
-        pid=record["pid"],
-        hostname=record["hostname"],
-        message=record["message"],
-        position=position_token(record["ts"], record["seq"]),
-    )
-    return event
 
 
 def journal_fields(event: Mapping[str, Any]) -> dict[str, Any]:

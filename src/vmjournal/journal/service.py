@@ -16,7 +16,7 @@ from vmjournal import metrics
 from vmjournal.db import raw_connection
 from vmjournal.errors import BadRequest, NotFound, PayloadTooLarge
 from vmjournal.journal import entries, field_store, filters, matches, partition_store, store
-from vmjournal.journal.render import event_from_record, parse_position, position_token
+from vmjournal.journal.events import event_from_record, parse_position, position_token
 
 
 @dataclass(frozen=True)
