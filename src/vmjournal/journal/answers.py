@@ -8,7 +8,7 @@ with ``?follow=true``. The events come from the process's live hub (journal/live
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
@@ -30,6 +30,9 @@ STREAM_PAGE = 1000
 DEFAULT_PAGE = 100
 DEFAULT_BACKLOG = 10
 KEEPALIVE_SECONDS = 15.0
+
+# One event as the bytes of a stream.
+Encode = Callable[[Mapping[str, Any]], bytes]
 
 
 @dataclass
@@ -121,19 +124,61 @@ async def answer(
     await session.commit()
     media, encode, _ = encoder(mode)
 
-    async def stream() -> AsyncIterator[bytes]:
-        page, sent = first, 0
-        while True:
-            yield b"".join(encode(event) for event in page.events)
-            sent += len(page.events)
-            if page.next is None or (q.limit is not None and sent >= q.limit):
-                return
-            size = STREAM_PAGE if q.limit is None else min(STREAM_PAGE, q.limit - sent)
-            # A short transaction per page: a slow reader must not hold a connection for the whole stream.
-            async with sessions() as s:
-                page = await service.query_page(s, vm_id, f, limit=size, after=page.next, descending=q.descending)
+    async def next_page(size: int, after: str) -> service.Page:
+        # A short transaction per page: a slow reader must not hold a connection for the whole stream.
+        async with sessions() as s:
+            return await service.query_page(s, vm_id, f, limit=size, after=after, descending=q.descending)
 
-    return StreamingResponse(stream(), media_type=media)
+    return StreamingResponse(paged_stream(first, encode, q.limit, next_page), media_type=media)
+
+
+async def paged_stream(
+    first: service.Page, encode: Encode, limit: int | None, next_page: Callable[[int, str], Awaitable[service.Page]]
+) -> AsyncIterator[bytes]:
+    """Pages encoded one after another until ``limit`` events or the last page."""
+    page, sent = first, 0
+    while True:
+        yield b"".join(encode(event) for event in page.events)
+        sent += len(page.events)
+        if page.next is None or (limit is not None and sent >= limit):
+            return
+        page = await next_page(STREAM_PAGE if limit is None else min(STREAM_PAGE, limit - sent), page.next)
+
+
+async def live_stream(
+    mode: str,
+    encode: Encode,
+    keepalive: bytes | None,
+    backlog: AsyncIterator[Mapping[str, Any]],
+    follower: live.Follower,
+    close: Callable[[], None],
+) -> AsyncIterator[bytes]:
+    """A follow stream: the backlog, the ``live`` marker (SSE), then each batch the follower gets;
+    an ``overflow`` event ends it when the reader fell too far behind. ``close`` runs at the end."""
+    try:
+        if mode == "sse":
+            yield b"retry: 2000\n\n"
+        async for event in backlog:
+            yield encode(event)
+        if mode == "sse":
+            # Marks the end of the backlog: what follows was stored after the stream began.
+            yield b"event: live\ndata: {}\n\n"
+        while True:
+            batch = await follower.next_batch(KEEPALIVE_SECONDS)
+            if batch is None:
+                if mode == "sse":
+                    yield (
+                        b'event: overflow\ndata: {"error": "too_slow", "message": "this reader fell '
+                        b'too far behind; reconnect with Last-Event-ID"}\n\n'
+                    )
+                return
+            if not batch:
+                if keepalive:
+                    yield keepalive
+                continue
+            yield b"".join(encode(event) for event in batch)
+    finally:
+        close()
 
 
 def get_hub(request: Request) -> live.LiveHub:
@@ -172,34 +217,10 @@ async def follow_response(
         raise
     media, encode, keepalive = encoder(mode)
 
-    async def stream() -> AsyncIterator[bytes]:
-        try:
-            if mode == "sse":
-                yield b"retry: 2000\n\n"
-            async for event in live.catch_up(sessions, vm_id, f, rows, upto, after is not None):
-                yield encode(event)
-            if mode == "sse":
-                # Marks the end of the backlog: what follows was stored after the stream began.
-                yield b"event: live\ndata: {}\n\n"
-            while True:
-                batch = await follower.next_batch(KEEPALIVE_SECONDS)
-                if batch is None:
-                    if mode == "sse":
-                        yield (
-                            b'event: overflow\ndata: {"error": "too_slow", "message": "this reader fell '
-                            b'too far behind; reconnect with Last-Event-ID"}\n\n'
-                        )
-                    return
-                if not batch:
-                    if keepalive:
-                        yield keepalive
-                    continue
-                yield b"".join(encode(event) for event in batch)
-        finally:
-            hub.unregister(follower)
-
+    backlog_events = live.catch_up(sessions, vm_id, f, rows, upto, after is not None)
+    stream = live_stream(mode, encode, keepalive, backlog_events, follower, lambda: hub.unregister(follower))
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     # The background task also unregisters a follower whose client left before the stream began.
     return StreamingResponse(
-        stream(), media_type=media, headers=headers, background=BackgroundTask(hub.unregister, follower)
+        stream, media_type=media, headers=headers, background=BackgroundTask(hub.unregister, follower)
     )

@@ -4,7 +4,7 @@ journalctl shows the host, export format), or a live follow of every selected VM
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -13,7 +13,7 @@ from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from vmjournal.journal import answers, fleet, fleet_live, render
+from vmjournal.journal import answers, fleet, fleet_live, render, service
 from vmjournal.journal.answers import DEFAULT_PAGE, STREAM_PAGE
 
 
@@ -69,16 +69,9 @@ async def answer(
     await session.commit()
     media, encode, _ = fleet_encoder(mode)
 
-    async def stream() -> AsyncIterator[bytes]:
-        page, sent = first, 0
-        while True:
-            yield b"".join(encode(event) for event in page.events)
-            sent += len(page.events)
-            if page.next is None or (q.limit is not None and sent >= q.limit):
-                return
-            size = STREAM_PAGE if q.limit is None else min(STREAM_PAGE, q.limit - sent)
-            # A short transaction per page: a slow reader must not hold a connection for the whole stream.
-            async with sessions() as s:
-                page = await fleet.query_page(s, fl, limit=size, after=page.next, descending=q.descending)
+    async def next_page(size: int, after: str) -> service.Page:
+        # A short transaction per page: a slow reader must not hold a connection for the whole stream.
+        async with sessions() as s:
+            return await fleet.query_page(s, fl, limit=size, after=after, descending=q.descending)
 
-    return StreamingResponse(stream(), media_type=media)
+    return StreamingResponse(answers.paged_stream(first, encode, q.limit, next_page), media_type=media)

@@ -17,8 +17,8 @@ from starlette.background import BackgroundTask
 
 from vmjournal.db import raw_connection
 from vmjournal.errors import BadRequest
-from vmjournal.journal import fleet, fleet_answers, fleet_store, live, store
-from vmjournal.journal.answers import DEFAULT_BACKLOG, KEEPALIVE_SECONDS, get_hub
+from vmjournal.journal import answers, fleet, fleet_answers, fleet_store, live, store
+from vmjournal.journal.answers import DEFAULT_BACKLOG, get_hub
 from vmjournal.journal.events import parse_position
 
 
@@ -115,30 +115,9 @@ async def follow_response(
         raise
     media, encode, keepalive = fleet_answers.fleet_encoder(mode)
 
-    async def stream() -> AsyncIterator[bytes]:
-        try:
-            if mode == "sse":
-                yield b"retry: 2000\n\n"
-            async for event in catch_up(sessions, fl, rows, upto, after is not None):
-                yield encode(event)
-            if mode == "sse":
-                yield b"event: live\ndata: {}\n\n"
-            while True:
-                batch = await head.next_batch(KEEPALIVE_SECONDS)
-                if batch is None:
-                    if mode == "sse":
-                        yield (
-                            b'event: overflow\ndata: {"error": "too_slow", "message": "this reader fell '
-                            b'too far behind; reconnect with Last-Event-ID"}\n\n'
-                        )
-                    return
-                if not batch:
-                    if keepalive:
-                        yield keepalive
-                    continue
-                yield b"".join(encode(event) for event in batch)
-        finally:
-            close()
+    stream = answers.live_stream(
+        mode, encode, keepalive, catch_up(sessions, fl, rows, upto, after is not None), head, close
+    )
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(stream(), media_type=media, headers=headers, background=BackgroundTask(close))
+    return StreamingResponse(stream, media_type=media, headers=headers, background=BackgroundTask(close))
