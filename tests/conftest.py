@@ -157,3 +157,20 @@ def journal_tools() -> None:
     """The real journal tools must be installed (.ci/run installs them); fail loudly if not."""
     missing = [t for t in (JOURNAL_REMOTE, "journalctl") if not (Path(t).exists() or shutil.which(t))]
     assert not missing, f"missing {missing}: apt-get install systemd-journal-remote"
+
+
+@pytest.fixture
+def old_database(pg_url: str) -> Iterator[str]:
+    """An empty database, for migration tests that start it at an older revision."""
+    name = f"vmjournal_old_{uuid.uuid4().hex[:10]}"
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(pg_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    yield with_database(pg_url, name)
+    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
-import pytest
 from support.journal_files import wide_entries
-from support.service import with_database
 
 from vmjournal.db import alembic_config
 from vmjournal.journal import entries, field_store, store, volume_store
@@ -26,22 +23,6 @@ FILTERS = [
     store.EventFilter(identifiers=["systemd"]),
     store.EventFilter(grep="entry 1[0-9]+7"),
 ]
-
-
-@pytest.fixture
-def old_database(pg_url: str) -> Iterator[str]:
-    name = f"vmjournal_part_{uuid.uuid4().hex[:10]}"
-
-    async def run(sql: str) -> None:
-        conn = await asyncpg.connect(pg_url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run(f'CREATE DATABASE "{name}"'))
-    yield with_database(pg_url, name)
-    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 async def answers(conn: asyncpg.Connection, vm_ids: list[uuid.UUID]) -> list[Any]:

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 
 import asyncpg
-import pytest
 from support.journal_files import wide_entries
-from support.service import with_database
 
 from vmjournal.db import alembic_config
 from vmjournal.journal import entries, store
@@ -20,22 +17,6 @@ COUNTED = """
 SELECT vm_id, date_bin('1 minute', ts, timestamptz 'epoch') AS minute, priority, count(*) AS entries
 FROM journal_event GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
 """
-
-
-@pytest.fixture
-def old_database(pg_url: str) -> Iterator[str]:
-    name = f"vmjournal_mig_{uuid.uuid4().hex[:10]}"
-
-    async def run(sql: str) -> None:
-        conn = await asyncpg.connect(pg_url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run(f'CREATE DATABASE "{name}"'))
-    yield with_database(pg_url, name)
-    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def test_upgrade_fills_the_summary_from_existing_events(old_database: str) -> None:
