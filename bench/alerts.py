@@ -19,6 +19,7 @@ import asyncpg
 import httpx
 import orjson
 from common import running_service
+from ingest import post_all
 from support.api import enroll_sync
 from support.receiver import Receiver
 
@@ -81,21 +82,6 @@ def rules(url: str) -> list[dict[str, object]]:
     return made
 
 
-async def agent(url: str, vm: str, token: str, batches: list[bytes]) -> None:
-    async with httpx.AsyncClient(timeout=120) as http:
-        for body in batches:
-            response = await http.post(
-                f"{url}/vm/{vm}/boot",
-                content=body,
-                headers={
-                    "Authorization": f"Bearer {token}",
-                    "Content-Type": "application/json",
-                    "Content-Encoding": "gzip",
-                },
-            )
-            response.raise_for_status()
-
-
 async def ingest_round(url: str, tokens: dict[str, str], per_vm: int, batch: int) -> float:
     start = time.time()
     work = {}
@@ -103,7 +89,7 @@ async def ingest_round(url: str, tokens: dict[str, str], per_vm: int, batch: int
         rows = entries(vm, per_vm, start - 3600)
         work[vm] = [gzip.compress(orjson.dumps(rows[i : i + batch]), 1) for i in range(0, len(rows), batch)]
     began = time.perf_counter()
-    await asyncio.gather(*(agent(url, vm, tokens[vm], work[vm]) for vm in tokens))
+    await asyncio.gather(*(post_all(url, vm, tokens[vm], work[vm]) for vm in tokens))
     return per_vm * len(tokens) / (time.perf_counter() - began)
 
 
