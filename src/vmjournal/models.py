@@ -7,7 +7,7 @@ declared here so that migrations and the schema stay in one place.
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -116,7 +116,9 @@ class Job(SQLModel, table=True):
 
 
 class JournalEvent(SQLModel, table=True):
-    """One journal entry: every original field in ``fields``, plus the columns filters need.
+    """One journal entry: the columns filters need, a reference to its context (the sending
+    process's fields, stored once in ``journal_context``) and its own remaining fields in ``rest``;
+    journal/layout.py puts the original entry back together from them.
 
     Range-partitioned by ``ts``, one partition per UTC day (journal/partition_store.py creates them
     and retention drops them); Alembic's env leaves the partitions themselves alone.
@@ -134,33 +136,52 @@ class JournalEvent(SQLModel, table=True):
             "seq",
             postgresql_where=sa.text("about_unit IS NOT NULL"),
         ),
-        sa.PrimaryKeyConstraint("vm_id", "ts", "cursor", name="pk_journal_event"),
+        sa.Index("ix_journal_event_vm_identifier_ts", "vm_id", "identifier", "ts", "seq"),
+        # Warnings and worse are a few percent of a journal: their pages must not walk the rest.
+        sa.Index("ix_journal_event_vm_severe_ts", "vm_id", "ts", "seq", postgresql_where=sa.text("priority <= 4")),
+        sa.PrimaryKeyConstraint("vm_id", "ts", "seqnum", "xor", name="pk_journal_event"),
         {"postgresql_partition_by": "RANGE (ts)"},
     )
 
-    # The journal cursor identifies an entry, and the partition key is in every unique key: an
-    # entry's partition comes from its own timestamp, so a resent entry meets its first copy.
+    # The identity is the cursor's sequence number and entry hash (or a hash of a cursor of
+    # another shape), and the partition key is in every unique key: an entry's partition comes
+    # from its own timestamp, so a resent entry meets its first copy.
     # No foreign key to vm: attaching a day partition would then lock vm against every in-flight
     # ingest's counter update, and each row would pay the check. Ingest writes only the VM it
     # authenticated; purge removes a VM's events.
     vm_id: UUID = Field(sa_column=sa.Column(pg.UUID, nullable=False))
-    # Byte-order collation: cursors are opaque, and locale-aware comparison slows every insert.
-    cursor: str = Field(sa_column=sa.Column(sa.Text(collation="C"), nullable=False))
-    # Insertion order: the tie-breaker that makes keyset pagination stable (not indexed on its own).
-    seq: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), nullable=False))
     ts: datetime = Field(sa_column=_tz(nullable=False))
+    # Insertion order: the tie-breaker that makes keyset pagination stable.
+    seq: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), nullable=False))
+    seqnum: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    xor: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    context_id: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
     monotonic_us: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
     boot_id: UUID | None = Field(default=None, sa_column=sa.Column(pg.UUID))
+    pid: int | None = Field(default=None, sa_column=sa.Column(sa.Integer))
+    priority: int | None = Field(default=None, sa_column=sa.Column(sa.SmallInteger))
     # _SYSTEMD_UNIT: the unit whose processes wrote the entry.
     unit: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
     # The unit an entry is *about* (UNIT from PID 1, OBJECT_SYSTEMD_UNIT, COREDUMP_UNIT), as journalctl -u matches.
     about_unit: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
-    priority: int | None = Field(default=None, sa_column=sa.Column(sa.SmallInteger))
     identifier: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
-    pid: int | None = Field(default=None, sa_column=sa.Column(sa.Integer))
     hostname: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
     message: str | None = Field(default=None, sa_column=sa.Column(sa.Text))
-    # json, not jsonb: kept as sent, and measurably faster to ingest.
+    # json, not jsonb: kept as sent, and faster to ingest. Null when the columns and context hold it all.
+    rest: Any = Field(default=None, sa_column=sa.Column(sa.JSON))
+
+
+class JournalContext(SQLModel, table=True):
+    """An entry template: field names in order, the sending process's values (journal/layout.py).
+
+    ``id`` is a hash of ``fields``' text. ``last_day`` is the latest day of an entry using it, so
+    retention can drop the contexts no remaining day refers to."""
+
+    __tablename__ = "journal_context"
+
+    vm_id: UUID = Field(sa_column=sa.Column(pg.UUID, primary_key=True))
+    id: int = Field(sa_column=sa.Column(sa.BigInteger, primary_key=True, autoincrement=False))
+    last_day: date = Field(sa_column=sa.Column(sa.Date, nullable=False))
     fields: Any = Field(sa_column=sa.Column(sa.JSON, nullable=False))
 
 

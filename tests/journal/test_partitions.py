@@ -22,7 +22,7 @@ from vmjournal import db
 from vmjournal.config import Settings
 from vmjournal.journal import entries, partition_store, retention, store
 
-DAY_US = partition_store.DAY_US
+DAY_US = entries.DAY_US
 # 2025-11-24 00:00 UTC, a day boundary.
 DAY0 = 1_763_942_400_000_000
 

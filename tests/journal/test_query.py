@@ -211,7 +211,7 @@ class TestFirstPagesWithoutStatistics:
                 for start in range(0, PLAN_EVENTS, 5000)
             ]
             # Autoanalyze could otherwise give the day partitions statistics halfway through the test.
-            days = {row[1] // partition_store.DAY_US for batch in batches for row in entries.to_rows(batch)}
+            days = {day for batch in batches for day in entries.to_rows(batch).days()}
             async with conn.transaction():
                 await partition_store.create_days(conn, days)
             for name in [p.name for p in await partition_store.partitions(conn)]:

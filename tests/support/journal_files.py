@@ -151,13 +151,15 @@ def wide_entries(start: int, count: int, *, boot: str, units: Sequence[str]) -> 
     message about that unit. For loading many events straight through the store."""
     out = []
     for i in range(start, start + count):
-        unit = units[i % len(units)]
+        u = i % len(units)
+        unit = units[u]
         stem = unit.split(".")[0].split("@")[0]
         ts = 1_764_000_000_000_000 + i * 1000
+        mono = 1_000_000 + i * 1000
         entry = {
-            "__CURSOR": f"s=8f2b1c9d0e7a4b3c9d8e7f6a5b4c3d2e;i={i:x};b={boot};m={i * 1000:x};t={ts:x};x={i * 7919:x}",
+            "__CURSOR": f"s=8f2b1c9d0e7a4b3c9d8e7f6a5b4c3d2e;i={i:x};b={boot};m={mono:x};t={ts:x};x={i * 7919:x}",
             "__REALTIME_TIMESTAMP": str(ts),
-            "__MONOTONIC_TIMESTAMP": str(1_000_000 + i * 1000),
+            "__MONOTONIC_TIMESTAMP": str(mono),
             "_BOOT_ID": boot,
             "_MACHINE_ID": "5d2c8e1f9a7b4c3d8e6f1a2b3c4d5e6f",
             "_HOSTNAME": "web-prod-eu-west-03",
@@ -172,9 +174,10 @@ def wide_entries(start: int, count: int, *, boot: str, units: Sequence[str]) -> 
             "_SYSTEMD_CGROUP": f"/system.slice/{unit}",
             "_SYSTEMD_SLICE": "system.slice",
             "_SYSTEMD_UNIT": unit,
-            "_SYSTEMD_INVOCATION_ID": f"{i * 2654435761 % (1 << 128):032x}",
+            # One process per unit: its trusted fields repeat, as a real service's do.
+            "_SYSTEMD_INVOCATION_ID": f"{(u + 1) * 2654435761:032x}",
             "_SOURCE_REALTIME_TIMESTAMP": str(ts - 17),
-            "_PID": str(1000 + i % 3000),
+            "_PID": str(1000 + u),
             "SYSLOG_FACILITY": "3",
             "SYSLOG_IDENTIFIER": stem,
             "PRIORITY": str(6 if i % 47 else 3),

@@ -10,11 +10,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-import orjson
+from typing import Any, Final
 
 from vmjournal.input_errors import InvalidInput
+from vmjournal.journal import layout
 
 # PID 1 and coredumps log about units; journalctl -u counts those entries as the unit's too.
 _COREDUMP_MESSAGE_ID = "fc2e22bc6ee647b6b90729ab34a250b1"
@@ -27,13 +26,16 @@ _UNIT_NAME_MAX = 256
 _CURSOR_MAX = 1024  # well inside PostgreSQL's btree key limit, far above journald's ~130 characters
 _INT_MAX = 2**31 - 1
 _BIGINT_MAX = 2**63 - 1
+DAY_US = 86_400 * 1_000_000
 # Field names already checked: a journal has a few hundred distinct ones.
 _known_names: set[str] = set()
 
 ROW_COLUMNS = (
-    "cursor",
+    "seqnum",
+    "xor",
     "ts_us",
     "monotonic_us",
+    "context_id",
     "boot_id",
     "unit",
     "about_unit",
@@ -42,13 +44,15 @@ ROW_COLUMNS = (
     "pid",
     "hostname",
     "message",
-    "fields",
+    "rest",
 )
 
 Row = tuple[
-    str,
+    int,
+    int,
     int,
     int | None,
+    int,
     str | None,
     str | None,
     str | None,
@@ -57,8 +61,12 @@ Row = tuple[
     int | None,
     str | None,
     str | None,
-    str,
+    str | None,
 ]
+# Positions in a Row (literals, so each row[...] keeps its type).
+TS_US: Final = 2
+CONTEXT_ID: Final = 4
+assert ROW_COLUMNS[TS_US] == "ts_us" and ROW_COLUMNS[CONTEXT_ID] == "context_id"
 
 
 class EntryProblem(ValueError):
@@ -168,8 +176,8 @@ def _check_names(entry: Mapping[str, Any]) -> None:
             _known_names.add(name)
 
 
-def to_row(entry: Any) -> Row:
-    """One entry as a row; raises ``EntryProblem`` if it cannot be stored."""
+def to_row(entry: Any) -> tuple[Row, bytes]:
+    """One entry as a row and its context; raises ``EntryProblem`` if it cannot be stored."""
     if not isinstance(entry, dict):
         raise EntryProblem("not a JSON object")
     cursor = entry.get("__CURSOR")
@@ -191,11 +199,16 @@ def to_row(entry: Any) -> Row:
     if boot_id is not None and not (isinstance(boot_id, str) and _HEX128.fullmatch(boot_id)):
         raise EntryProblem("_BOOT_ID is not a 128-bit hex id")
     _check_names(entry)
+    monotonic_us = _int(entry.get("__MONOTONIC_TIMESTAMP"), _BIGINT_MAX)
     priority = _int(entry.get("PRIORITY"), 7)
-    return (
-        cursor,
+    message = _text(entry.get("MESSAGE"))
+    parts = layout.split(entry, layout.Columns(ts_us, monotonic_us, message, priority))
+    row = (
+        parts.seqnum,
+        parts.xor,
         ts_us,
-        _int(entry.get("__MONOTONIC_TIMESTAMP"), _BIGINT_MAX),
+        monotonic_us,
+        parts.context_id,
         boot_id,
         _unit(entry.get("_SYSTEMD_UNIT")),
         about_unit(entry),
@@ -203,21 +216,57 @@ def to_row(entry: Any) -> Row:
         _label(entry.get("SYSLOG_IDENTIFIER")),
         _int(entry.get("_PID"), _INT_MAX),
         _label(entry.get("_HOSTNAME")),
-        _text(entry.get("MESSAGE")),
-        # Byte arrays stay arrays, and a NUL in a string becomes the escape \u0000 that json (not jsonb) keeps.
-        orjson.dumps(entry).decode(),
+        message,
+        parts.rest,
     )
+    return row, parts.context
 
 
-def to_rows(entries: Iterable[Any]) -> list[Row]:
+class Batch:
+    """Rows ready for COPY, with the contexts they reference, each once (journal/layout.py)."""
+
+    def __init__(self) -> None:
+        self.rows: list[Row] = []
+        self.cursors: list[str] = []
+        # context id -> (its text, the latest day of an entry using it)
+        self.contexts: dict[int, tuple[str, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def add(self, entry: Any) -> None:
+        """Raises ``EntryProblem`` if the entry cannot be stored."""
+        row, context = to_row(entry)
+        self._append(row, context.decode(), entry["__CURSOR"])
+
+    def _append(self, row: Row, context: str, cursor: str) -> None:
+        self.rows.append(row)
+        self.cursors.append(cursor)
+        day = row[TS_US] // DAY_US
+        known = self.contexts.get(row[CONTEXT_ID])
+        if known is None or known[1] < day:
+            self.contexts[row[CONTEXT_ID]] = (context, day)
+
+    def days(self) -> set[int]:
+        return {row[TS_US] // DAY_US for row in self.rows}
+
+    def only(self, index: int) -> Batch:
+        """A batch of the one row at ``index``."""
+        one = Batch()
+        row = self.rows[index]
+        one._append(row, self.contexts[row[CONTEXT_ID]][0], self.cursors[index])
+        return one
+
+
+def to_rows(entries: Iterable[Any]) -> Batch:
     """Validate and convert entries; raises ``BadEntry`` naming the first entry that is not storable."""
-    rows: list[Row] = []
+    batch = Batch()
     for index, entry in enumerate(entries):
         try:
-            rows.append(to_row(entry))
+            batch.add(entry)
         except EntryProblem as exc:
             raise BadEntry(index, str(exc)) from None
-    return rows
+    return batch
 
 
 def timestamp_from_us(ts_us: int) -> datetime:

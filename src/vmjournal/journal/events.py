@@ -8,8 +8,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
-
+from vmjournal.journal import layout
 from vmjournal.journal.entries import iso, timestamp_from_us
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -33,7 +32,7 @@ def parse_position(token: str) -> tuple[datetime, int] | None:
 
 def event_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
     """The original entry with the derived fields next to it."""
-    event: dict[str, Any] = orjson.loads(record["fields"])
+    event = layout.assemble(record)
     boot_id = record["boot_id"]
     event.update(
         cursor=event.get("__CURSOR"),

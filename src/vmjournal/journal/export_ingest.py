@@ -63,21 +63,21 @@ class _Stream:
         )
         self.last_problem = f"entry {shown} skipped: {problem}"
 
-    async def _store(self, rows: list[entries.Row]) -> int:
+    async def _store(self, rows: entries.Batch) -> int:
         async with transaction(self.sessions) as session:
             conn = await raw_connection(session)
             with metrics.ingest_seconds.time():
                 return await store.ingest(conn, self.vm_id, rows)
 
     async def flush(self, items: list[Entry | SkippedEntry]) -> None:
-        rows: list[entries.Row] = []
+        rows = entries.Batch()
         indexes: list[int] = []
         for offset, item in enumerate(items, start=self.received):
             if isinstance(item, SkippedEntry):
                 self.skip(item.index, item.cursor, item.problem, "too_large")
                 continue
             try:
-                rows.append(entries.to_row(item))
+                rows.add(item)
                 indexes.append(offset)
             except entries.EntryProblem as exc:
                 self.skip(offset, _cursor(item), str(exc), "bad_entry")
@@ -87,11 +87,11 @@ class _Stream:
         except _REFUSED:
             # One at a time, to find the entries the database refuses and store the others.
             stored = 0
-            for index, row in zip(indexes, rows, strict=True):
+            for position, index in enumerate(indexes):
                 try:
-                    stored += await self._store([row])
+                    stored += await self._store(rows.only(position))
                 except _REFUSED as exc:
-                    self.skip(index, row[0], f"the database refused it: {exc}", "database")
+                    self.skip(index, rows.cursors[position], f"the database refused it: {exc}", "database")
         self.stored += stored
         metrics.ingested.labels("stored").inc(stored)
         metrics.ingested.labels("duplicate").inc(len(rows) - stored)

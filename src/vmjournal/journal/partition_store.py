@@ -17,7 +17,6 @@ from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 
-DAY_US = 86_400 * 1_000_000
 _EPOCH_DAY = date(1970, 1, 1)
 PREFIX = "journal_event_p"
 
@@ -63,7 +62,7 @@ ORDER BY c.relname
 SELECT_JOURNAL_BYTES = """
 SELECT coalesce(sum(pg_total_relation_size(i.inhrelid)), 0)::bigint
      + pg_total_relation_size('journal_boot') + pg_total_relation_size('journal_unit')
-     + pg_total_relation_size('journal_volume')
+     + pg_total_relation_size('journal_volume') + pg_total_relation_size('journal_context')
 FROM pg_inherits i WHERE i.inhparent = 'journal_event'::regclass
 """
 
@@ -119,6 +118,8 @@ WHERE u.vm_id = g.vm_id AND u.unit = g.unit
 """
 # Minutes bin from the epoch, so a day's minutes all fall inside that day.
 DELETE_VOLUME = "DELETE FROM journal_volume WHERE minute >= $1 AND minute < $2"
+# A context is kept while a day it was last used on (or a later one) is.
+DELETE_OLD_CONTEXTS = "DELETE FROM journal_context WHERE last_day < $1"
 SUBTRACT_VMS = """
 UPDATE vm SET event_count = greatest(vm.event_count - g.n, 0)
 FROM unnest($1::uuid[], $2::bigint[]) g(vm_id, n) WHERE vm.id = g.vm_id
@@ -224,4 +225,6 @@ async def drop(conn: asyncpg.Connection, partition: Partition) -> int:
         await conn.execute(RESET_UNIT_BOUNDS, vm_ids, names, hi)
     await conn.execute(DELETE_VOLUME, lo, hi)
     await conn.execute(SUBTRACT_VMS, [r["vm_id"] for r in vms], [r["n"] for r in vms])
+    remaining = [p.day for p in await partitions(conn)]
+    await conn.execute(DELETE_OLD_CONTEXTS, min(remaining, default=partition.day + timedelta(days=1)))
     return sum(r["n"] for r in vms)

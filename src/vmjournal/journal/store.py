@@ -15,28 +15,34 @@ import asyncpg
 import orjson
 
 from vmjournal.journal import field_store, partition_store
-from vmjournal.journal.entries import ROW_COLUMNS, Row
+from vmjournal.journal.entries import ROW_COLUMNS, Batch
 
 # Session-local and emptied at commit, so concurrent batches on other connections never mix.
 CREATE_STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS journal_staging (
-    cursor text, ts_us bigint, monotonic_us bigint, boot_id text, unit text, about_unit text,
-    priority smallint, identifier text, pid integer, hostname text, message text, fields text
+    seqnum bigint, xor bigint, ts_us bigint, monotonic_us bigint, context_id bigint, boot_id text, unit text,
+    about_unit text, priority smallint, identifier text, pid integer, hostname text, message text, rest text
 ) ON COMMIT DELETE ROWS;
 -- Emptied here too, in case a caller stores several batches in one transaction.
 DELETE FROM journal_staging
 """
 
-# One statement moves the batch, skips cursors already stored, keeps the boot, unit and volume
-# summaries and the VM's counters, and wakes live followers. Returns how many were new.
+# One statement stores the batch's contexts once, moves the batch while skipping entries already
+# stored, keeps the boot, unit and volume summaries and the VM's counters, and wakes live
+# followers. $2-$4 are the contexts (ids, texts, latest day numbers). Returns how many were new.
 MERGE_STAGING = """
-WITH ins AS (
-    INSERT INTO journal_event (vm_id, cursor, ts, monotonic_us, boot_id, unit, about_unit, priority,
-                               identifier, pid, hostname, message, fields)
-    SELECT $1, cursor, timestamptz 'epoch' + ts_us * interval '1 microsecond', monotonic_us,
-           boot_id::uuid, unit, about_unit, priority, identifier, pid, hostname, message, fields::json
+WITH contexts AS (
+    INSERT INTO journal_context AS c (vm_id, id, last_day, fields)
+    SELECT $1, id, date '1970-01-01' + day, fields::json
+    FROM unnest($2::bigint[], $3::text[], $4::int[]) k(id, fields, day)
+    ON CONFLICT (vm_id, id) DO UPDATE SET last_day = excluded.last_day WHERE c.last_day < excluded.last_day
+), ins AS (
+    INSERT INTO journal_event (vm_id, ts, seqnum, xor, context_id, monotonic_us, boot_id, pid, priority, unit,
+                               about_unit, identifier, hostname, message, rest)
+    SELECT $1, timestamptz 'epoch' + ts_us * interval '1 microsecond', seqnum, xor, context_id, monotonic_us,
+           boot_id::uuid, pid, priority, unit, about_unit, identifier, hostname, message, rest::json
     FROM journal_staging
-    ON CONFLICT (vm_id, ts, cursor) DO NOTHING
+    ON CONFLICT (vm_id, ts, seqnum, xor) DO NOTHING
     RETURNING boot_id, ts, unit, about_unit, priority
 ), boots AS (
     INSERT INTO journal_boot AS b (vm_id, boot_id, first_at, last_at, entries)
@@ -83,7 +89,13 @@ LOCK_VM_INGEST = "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 
 # Highest seq drawn so far, across VMs (not transactional: it only grows).
 SELECT_LAST_SEQ = "SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('journal_event', 'seq')), 0)"
 
-EVENT_COLUMNS = "seq, cursor, ts, boot_id, unit, priority, identifier, pid, hostname, message, fields::text AS fields"
+# What journal/layout.py needs to put an entry back together, and the filter columns. The context
+# is looked up per returned row (after LIMIT), by its primary key.
+EVENT_COLUMNS = (
+    "seq, ts, seqnum, xor, monotonic_us, boot_id, unit, priority, identifier, pid, hostname, message, "
+    "rest::text AS rest, (SELECT c.fields::text FROM journal_context c "
+    "WHERE c.vm_id = journal_event.vm_id AND c.id = journal_event.context_id) AS context"
+)
 
 # New events of one VM for live followers: the notification's earliest timestamp bounds the
 # (vm_id, ts, seq) index scan; seq orders them as they were committed. ``matched`` lists the
@@ -102,6 +114,7 @@ PURGE_VM = (
     "DELETE FROM journal_boot WHERE vm_id = $1",
     "DELETE FROM journal_unit WHERE vm_id = $1",
     "DELETE FROM journal_volume WHERE vm_id = $1",
+    "DELETE FROM journal_context WHERE vm_id = $1",
 )
 
 SELECT_BOOTS = """
@@ -117,7 +130,7 @@ SELECT unit FROM journal_unit WHERE vm_id = $1 AND unit LIKE $2 ORDER BY unit
 """
 
 
-async def ingest(conn: asyncpg.Connection, vm_id: UUID, rows: Sequence[Row]) -> int:
+async def ingest(conn: asyncpg.Connection, vm_id: UUID, rows: Batch) -> int:
     """Store the rows not stored yet; returns how many were new."""
     if not rows:
         return 0
@@ -129,12 +142,15 @@ async def ingest(conn: asyncpg.Connection, vm_id: UUID, rows: Sequence[Row]) -> 
     return await _ingest(conn, vm_id, rows)
 
 
-async def _ingest(conn: asyncpg.Connection, vm_id: UUID, rows: Sequence[Row]) -> int:
+async def _ingest(conn: asyncpg.Connection, vm_id: UUID, batch: Batch) -> int:
     # Each entry's partition is its own day: the batch's days exist before the insert.
-    await partition_store.lock_ingest(conn, vm_id, {row[1] // partition_store.DAY_US for row in rows})
+    await partition_store.lock_ingest(conn, vm_id, batch.days())
     await conn.execute(CREATE_STAGING)
-    await conn.copy_records_to_table("journal_staging", records=rows, columns=ROW_COLUMNS)
-    stored: int = await conn.fetchval(MERGE_STAGING, vm_id)
+    await conn.copy_records_to_table("journal_staging", records=batch.rows, columns=ROW_COLUMNS)
+    ids = list(batch.contexts)
+    texts = [batch.contexts[i][0] for i in ids]
+    days = [batch.contexts[i][1] for i in ids]
+    stored: int = await conn.fetchval(MERGE_STAGING, vm_id, ids, texts, days)
     return stored
 
 

@@ -1,0 +1,178 @@
+"""How an entry is laid out in the store, and put back together byte for byte.
+
+journald stores each distinct ``FIELD=value`` once and lets entries point at it; most of an
+entry's fields are the sending process's (its PID, command line, cgroup, unit, boot, host) and
+repeat across thousands of entries. So an entry is split three ways:
+
+- its *context*: the entry's field names in their order, with the values of the process's fields
+  (``_*`` trusted fields, the syslog identifier, the source file and function); every other name
+  holds ``0``, a value no journal field can have (fields are strings or lists). Stored once per VM
+  in ``journal_context``, keyed by a hash of its text;
+- the values the event's columns already hold (``__REALTIME_TIMESTAMP``, ``__MONOTONIC_TIMESTAMP``,
+  ``MESSAGE``, ``PRIORITY``, and the cursor's sequence number and hash), whenever the column gives
+  back the very same text; otherwise the value stays with the entry's other fields;
+- the entry's *rest*: its own remaining fields, a small JSON object.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+# A process's fields that are the entry's own, not the process's.
+_PER_ENTRY_TRUSTED = frozenset(
+    {"_SOURCE_REALTIME_TIMESTAMP", "_SOURCE_MONOTONIC_TIMESTAMP", "_SOURCE_BOOTTIME_TIMESTAMP", "_LINE_BREAK"}
+)
+# Fields a client writes that stay the same across a process's entries (or a few values of them).
+_PER_PROCESS_CLIENT = frozenset(
+    {"SYSLOG_IDENTIFIER", "SYSLOG_FACILITY", "SYSLOG_PID", "CODE_FILE", "CODE_FUNC", "MESSAGE_ID", "__SEQNUM_ID"}
+)
+# journald's cursor: sequence id, sequence number, boot, monotonic and realtime clocks, entry hash.
+# Hex numbers without leading zeros, so rebuilding the text from the numbers gives it back exactly.
+_HEX = r"(0|[1-9a-f][0-9a-f]{0,15})"
+_CURSOR = re.compile(rf"s=([0-9a-f]{{32}});i={_HEX};b=([0-9a-f]{{32}});m={_HEX};t={_HEX};x={_HEX}")
+_U64 = 1 << 64
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+# Templates already hashed, by their text: a VM's batches keep reusing a few hundred.
+_KNOWN_MAX = 50_000
+_known: dict[bytes, int] = {}
+
+
+def in_context(name: str) -> bool:
+    """Whether a field's values belong to the process (its context) rather than to one entry."""
+    if name[:1] == "_" and name[1:2] != "_":
+        return name not in _PER_ENTRY_TRUSTED
+    return name in _PER_PROCESS_CLIENT
+
+
+def _signed(number: int) -> int:
+    return number - _U64 if number >= _U64 >> 1 else number
+
+
+def hash64(data: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big", signed=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """What the event's own columns hold, against which an entry's values are compared."""
+
+    ts_us: int
+    monotonic_us: int | None
+    message: str | None
+    priority: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    seqnum: int
+    xor: int
+    context_id: int
+    context: bytes
+    rest: str | None
+
+
+def split(entry: Mapping[str, Any], cols: Columns) -> Split:
+    """The entry's context, its identity numbers (the cursor's sequence number and hash, or a hash
+    of a cursor of another shape) and its rest."""
+    template: dict[str, Any] = {}
+    rest: dict[str, Any] = {}
+    for name, value in entry.items():
+        if in_context(name):
+            template[name] = value
+        else:
+            template[name] = 0
+            rest[name] = value
+    cursor: str = entry["__CURSOR"]
+    m = _CURSOR.fullmatch(cursor)
+    if (
+        m is not None
+        and m[3] == entry.get("_BOOT_ID")
+        and cols.monotonic_us is not None
+        and int(m[4], 16) == cols.monotonic_us
+        and int(m[5], 16) == cols.ts_us
+    ):
+        seqnum, xor = _signed(int(m[2], 16)), _signed(int(m[6], 16))
+        template["__CURSOR"] = m[1]
+        del rest["__CURSOR"]
+        if rest.get("__SEQNUM") == str(seqnum):
+            del rest["__SEQNUM"]
+    else:
+        # Another sender's cursor: kept as it is, and identified by its hash.
+        seqnum, xor = hash64(cursor.encode("utf-8", "surrogatepass")), 0
+    if rest.get("__REALTIME_TIMESTAMP") == str(cols.ts_us):
+        del rest["__REALTIME_TIMESTAMP"]
+    if cols.monotonic_us is not None and rest.get("__MONOTONIC_TIMESTAMP") == str(cols.monotonic_us):
+        del rest["__MONOTONIC_TIMESTAMP"]
+    if cols.message is not None and rest.get("MESSAGE") == cols.message:
+        del rest["MESSAGE"]
+    if cols.priority is not None and rest.get("PRIORITY") == str(cols.priority):
+        del rest["PRIORITY"]
+    text = orjson.dumps(template)
+    context_id = _known.get(text)
+    if context_id is None:
+        if len(_known) >= _KNOWN_MAX:
+            _known.clear()
+        context_id = _known[text] = hash64(text)
+    return Split(seqnum, xor, context_id, text, orjson.dumps(rest).decode() if rest else None)
+
+
+@lru_cache(maxsize=4096)
+def _template(text: str) -> dict[str, Any]:
+    parsed: dict[str, Any] = orjson.loads(text)
+    return parsed
+
+
+def assemble(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The entry as it was received, from an event row: ``context`` (the template's text), ``rest``,
+    and the columns ``ts``, ``monotonic_us``, ``message``, ``priority``, ``boot_id``, ``seqnum``, ``xor``."""
+    template = _template(record["context"])
+    rest_text = record["rest"]
+    rest: dict[str, Any] = orjson.loads(rest_text) if rest_text is not None else {}
+    entry: dict[str, Any] = {}
+    for name, value in template.items():
+        if value.__class__ is not int:
+            if name == "__CURSOR":
+                entry[name] = _cursor(value, record)
+            else:
+                entry[name] = value
+        elif name in rest:
+            entry[name] = rest[name]
+        else:
+            entry[name] = _from_columns(name, record)
+    return entry
+
+
+def _cursor(seqnum_id: str, record: Mapping[str, Any]) -> str:
+    boot_id: UUID = record["boot_id"]
+    return (
+        f"s={seqnum_id};i={record['seqnum'] % _U64:x};b={boot_id.hex};m={record['monotonic_us']:x};"
+        f"t={ts_us(record['ts']):x};x={record['xor'] % _U64:x}"
+    )
+
+
+def _from_columns(name: str, record: Mapping[str, Any]) -> Any:
+    if name == "MESSAGE":
+        return record["message"]
+    if name == "__REALTIME_TIMESTAMP":
+        return str(ts_us(record["ts"]))
+    if name == "__MONOTONIC_TIMESTAMP":
+        return str(record["monotonic_us"])
+    if name == "PRIORITY":
+        return str(record["priority"])
+    if name == "__SEQNUM":
+        return str(record["seqnum"] % _U64)
+    raise ValueError(f"field {name} is in neither the entry nor its columns")
+
+
+def ts_us(ts: datetime) -> int:
+    return (ts - _EPOCH) // _US
