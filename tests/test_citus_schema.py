@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import asyncpg
 
-DISTRIBUTED = ("journal_event", "journal_boot", "journal_unit", "journal_volume")
+DISTRIBUTED = ("journal_event", "journal_context", "journal_boot", "journal_unit", "journal_volume")
+# Every journal table but the day partitions (which follow their parent).
+JOURNAL_TABLES = """
+SELECT relname FROM pg_class WHERE relname LIKE 'journal\\_%' AND relkind IN ('r', 'p') AND NOT relispartition
+"""
 
 UNIQUE_INDEXES = """
 SELECT c.relname AS table_name, i.relname AS index_name,
@@ -31,8 +35,10 @@ async def test_distributed_tables_fit_citus(database_url: str) -> None:
         uniques = await conn.fetch(UNIQUE_INDEXES, list(DISTRIBUTED))
         keys = await conn.fetch(FOREIGN_KEYS, list(DISTRIBUTED))
         partitioned = await conn.fetchval("SELECT relkind FROM pg_class WHERE relname = 'journal_event'")
+        tables = {r["relname"] for r in await conn.fetch(JOURNAL_TABLES)}
     finally:
         await conn.close()
+    assert tables == set(DISTRIBUTED), "a new journal table: decide how it is distributed (docs/scale-out.md)"
     # Every distributed table has its primary key, and each unique index holds the distribution column.
     assert {r["table_name"] for r in uniques} == set(DISTRIBUTED)
     for r in uniques:

@@ -122,12 +122,10 @@ def _create(columns: str, key: str, parts: list[tuple[str, str]]) -> None:
 def _copy(source: str, convert: Callable[[Any], tuple[Any, ...]], columns: Sequence[str]) -> None:
     conn = _driver()
     # A server-side cursor: the journal may be far larger than memory.
-    cursor = await_only(conn.cursor(source))
-    while True:
-        records = await_only(cursor.fetch(CHUNK))
-        if not records:
-            break
+    await_only(conn.execute(f"DECLARE journal_move NO SCROLL CURSOR FOR {source}"))
+    while records := await_only(conn.fetch(f"FETCH {CHUNK} FROM journal_move")):
         await_only(conn.copy_records_to_table("journal_event", records=[convert(r) for r in records], columns=columns))
+    await_only(conn.execute("CLOSE journal_move"))
 
 
 def _finish(before_sequence: str) -> None:

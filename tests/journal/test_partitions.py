@@ -59,6 +59,16 @@ def shifted(start: int, count: int, *, day: float, boot: str, units: list[str] |
     return moved
 
 
+EVENTS_WITHOUT_CONTEXT = """
+SELECT count(*) FROM journal_event e
+WHERE NOT EXISTS (SELECT FROM journal_context c WHERE c.vm_id = e.vm_id AND c.id = e.context_id)
+"""
+CONTEXTS_UNUSED = """
+SELECT count(*) FROM journal_context c
+WHERE NOT EXISTS (SELECT FROM journal_event e WHERE e.vm_id = c.vm_id AND e.context_id = c.id)
+"""
+
+
 async def add_vm(conn: asyncpg.Connection, name: str) -> uuid.UUID:
     vm_id = uuid.uuid4()
     await conn.execute(
@@ -77,6 +87,9 @@ async def assert_summaries_true(conn: asyncpg.Connection) -> None:
         assert [tuple(r) for r in await conn.fetch(kept)] == [tuple(r) for r in await conn.fetch(counted)], kept
     for _, kept_count, counted_count in await conn.fetch(VM_COUNTS):
         assert kept_count == counted_count
+    # Every event's context is there, and no context outlives the last event using it.
+    assert await conn.fetchval(EVENTS_WITHOUT_CONTEXT) == 0
+    assert await conn.fetchval(CONTEXTS_UNUSED) == 0
 
 
 @pytest.fixture
@@ -108,7 +121,7 @@ class TestExactlyOnce:
         assert await put(conn, vm_id, batch[::3] + later + batch[1::3]) == 500
         assert await put(conn, vm_id, batch + later) == 0
         assert await conn.fetchval("SELECT count(*) FROM journal_event WHERE vm_id = $1", vm_id) == 2500
-        assert await conn.fetchval("SELECT count(DISTINCT cursor) FROM journal_event") == 2500
+        assert await conn.fetchval("SELECT count(DISTINCT (seqnum, xor)) FROM journal_event") == 2500
         await assert_summaries_true(conn)
 
     async def test_any_timestamp_is_stored(self, conn: asyncpg.Connection) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 
 import asyncpg
+from support import old_journal
 from support.journal_files import wide_entries
 
 from vmjournal.db import alembic_config
@@ -35,28 +36,9 @@ def test_upgrade_fills_the_summary_from_existing_events(old_database: str) -> No
                     vm_id,
                     f"old-{n}",
                 )
-                rows = entries.to_rows(wide_entries(n * 50_000, 20_000, boot=uuid.uuid4().hex, units=["a.service"]))
                 # The old schema's ingest: straight into journal_event (the old statement had no volume CTE).
-                await conn.copy_records_to_table(
-                    "journal_event",
-                    records=[
-                        (vm_id, r[0], entries.timestamp_from_us(r[1]), r[2], uuid.UUID(r[3]), *r[4:]) for r in rows
-                    ],
-                    columns=[
-                        "vm_id",
-                        "cursor",
-                        "ts",
-                        "monotonic_us",
-                        "boot_id",
-                        "unit",
-                        "about_unit",
-                        "priority",
-                        "identifier",
-                        "pid",
-                        "hostname",
-                        "message",
-                        "fields",
-                    ],
+                await old_journal.insert(
+                    conn, vm_id, wide_entries(n * 50_000, 20_000, boot=uuid.uuid4().hex, units=["a.service"])
                 )
             return ids
         finally:

@@ -43,6 +43,7 @@ FROM {table} CROSS JOIN LATERAL (SELECT {json} AS j) f
 LEFT JOIN LATERAL json_array_elements(
     CASE WHEN json_typeof(j) = 'array' AND json_typeof(j->0) <> 'number' THEN j END) v ON true
 WHERE vm_id = $1 AND json_typeof(j) IS DISTINCT FROM 'null' AND j IS NOT NULL
+ORDER BY 1
 """
 
 

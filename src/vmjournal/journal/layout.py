@@ -54,6 +54,18 @@ def in_context(name: str) -> bool:
     return name in _PER_PROCESS_CLIENT
 
 
+# Names already classified: a journal has a few hundred distinct ones.
+_CLASSES_MAX = 10_000
+_classes: dict[str, bool] = {}
+
+
+def _classify(name: str) -> bool:
+    is_context = in_context(name)
+    if len(_classes) < _CLASSES_MAX:
+        _classes[name] = is_context
+    return is_context
+
+
 def _signed(number: int) -> int:
     return number - _U64 if number >= _U64 >> 1 else number
 
@@ -86,8 +98,12 @@ def split(entry: Mapping[str, Any], cols: Columns) -> Split:
     of a cursor of another shape) and its rest."""
     template: dict[str, Any] = {}
     rest: dict[str, Any] = {}
+    classes = _classes
     for name, value in entry.items():
-        if in_context(name):
+        is_context = classes.get(name)
+        if is_context is None:
+            is_context = _classify(name)
+        if is_context:
             template[name] = value
         else:
             template[name] = 0

@@ -217,7 +217,8 @@ def _filter_conditions(q: _Query, f: EventFilter, *, live: bool) -> list[str]:
     """The filter's SQL conditions except units, shared by pages and live follow."""
     where = []
     if f.priority_max < 7 or f.priority_min > 0:
-        where.append(f"priority BETWEEN {q.arg(f.priority_min)} AND {q.arg(f.priority_max)}")
+        # Literals, not parameters: only then can a generic plan use the partial index of severe entries.
+        where.append(f"priority BETWEEN {int(f.priority_min)} AND {int(f.priority_max)}")
     if f.since is not None:
         where.append(f"ts >= {q.arg(f.since)}")
     if f.until is not None:
