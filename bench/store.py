@@ -1,0 +1,388 @@
+"""The journal store against systemd-journal-remote on realistic entries: ingest, size, first pages, prune.
+
+Builds its corpora itself (``support.realistic``: a Debian server guest's journal, about 1 kB of
+JSON per entry), writes each with systemd-journal-remote and reads it back with
+``journalctl -o json --all``, which is what the service is fed, as the agent sends it (1000-entry
+gzip JSON arrays, one batch at a time per VM). Everything goes through public paths: HTTP for
+ingest and pages, ``vmjournal db prune`` for retention, SQL only to measure the journal's size.
+
+1. the corpus: fields and JSON bytes per entry;
+2. the peer: systemd-journal-remote writing the same entries (export format on stdin,
+   --split-mode=none, its default --compress=yes), entries/s and its file's bytes per entry;
+3. HTTP ingest with dedupe, one VM, then four VMs at once (each its own machine's corpus);
+4. bytes on disk per stored entry: every relation named journal_* and its partition tree
+   (partitions, indexes, TOAST), after VACUUM ANALYZE and CHECKPOINT;
+5. first page (100 events) p50/p99 over HTTP with --page-events in one VM beside the others;
+6. ingest rate of one VM without a prune and while ``vmjournal db prune`` drops old days.
+
+Targets from the store issue; figures are noisy on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import os
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import httpx
+import orjson
+from common import RunningService, running_service
+from support.api import enroll_sync
+from support.journal_files import JOURNAL_REMOTE, export_format
+from support.realistic import DebianGuest, Entry, journal
+
+DAY_US = 86_400_000_000
+BATCH = 1000
+RETENTION_DAYS = 30
+OLD_DAYS = 3  # of the prune VM, beyond retention
+
+# Every relation named journal_* with its whole partition tree (pg_partition_tree lists nothing for a
+# plain table);
+# pg_total_relation_size counts each one's indexes and TOAST. Grouped by the tree's root.
+JOURNAL_SIZES = r"""
+WITH named AS (
+    SELECT c.oid FROM pg_class c
+    WHERE c.relname LIKE 'journal\_%' AND c.relkind IN ('r', 'p', 'm')
+      AND c.relnamespace = current_schema()::regnamespace
+), tree AS (
+    SELECT oid AS relid FROM named
+    UNION SELECT t.relid FROM named, pg_partition_tree(named.oid) t
+)
+SELECT coalesce(pg_partition_root(relid), relid)::regclass::text AS root,
+       sum(pg_total_relation_size(relid))::bigint AS bytes, count(*) AS relations
+FROM tree GROUP BY 1 ORDER BY 2 DESC
+"""
+
+
+def encode_batch(lines: list[bytes]) -> bytes:
+    """One batch as the agent sends it: a JSON array of journalctl's lines, gzip level 3."""
+    return gzip.compress(b"[" + b",".join(lines) + b"]", compresslevel=3)
+
+
+@dataclass
+class Written:
+    """Entries through systemd-journal-remote and back out of journalctl."""
+
+    lines: list[bytes]
+    seconds: float  # journal-remote's run
+    file_bytes: int  # the journal file's size
+    used_bytes: int  # its header and objects up to the last (journald grows files in 8 MiB steps)
+
+
+def journal_used(path: Path) -> int:
+    """End of the journal file's last object (header field tail_object_offset, then that object's size)."""
+    with path.open("rb") as f:
+        tail = struct.unpack("<Q", f.read(144)[136:144])[0]
+        f.seek(tail)
+        size = struct.unpack("<Q", f.read(16)[8:16])[0]
+    return int(tail + (size + 7) // 8 * 8)
+
+
+def through_peer(entries: list[Entry], tmp: Path, *, compress: bool = True, read: bool = True) -> Written:
+    path = tmp / f"peer-{compress}-{time.monotonic_ns()}.journal"
+    export = export_format(entries)
+    args = [JOURNAL_REMOTE, f"--output={path}", "--split-mode=none", *([] if compress else ["--compress=no"]), "-"]
+    start = time.perf_counter()
+    subprocess.run(args, input=export, check=True, capture_output=True)
+    seconds = time.perf_counter() - start
+    lines: list[bytes] = []
+    if read:
+        cmd = ["journalctl", f"--file={path}", "-o", "json", "--all", "--no-pager"]
+        lines = subprocess.run(cmd, check=True, capture_output=True).stdout.splitlines()
+        assert len(lines) == len(entries), (len(lines), len(entries))
+    written = Written(lines, seconds, path.stat().st_size, journal_used(path))
+    path.unlink()
+    return written
+
+
+def batches_of(lines: list[bytes]) -> list[bytes]:
+    return [encode_batch(lines[i : i + BATCH]) for i in range(0, len(lines), BATCH)]
+
+
+@dataclass
+class Agent:
+    """One VM's agent: batches in order, ``in_flight`` at a time; when each was acknowledged."""
+
+    url: str
+    name: str
+    token: str
+    in_flight: int = 1
+    stored: int = 0
+    acked: list[tuple[float, int]] = field(default_factory=list)  # (time, entries)
+    stop: asyncio.Event | None = None
+
+    async def send(self, batches: list[bytes]) -> None:
+        queue = iter(batches)
+        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
+        headers["Content-Encoding"] = "gzip"
+        async with httpx.AsyncClient(base_url=self.url, timeout=300, headers=headers) as http:
+
+            async def worker() -> None:
+                for body in queue:
+                    if self.stop is not None and self.stop.is_set():
+                        return
+                    response = await http.post(f"/vm/{self.name}/boot", content=body)
+                    response.raise_for_status()
+                    self.stored += response.json()["stored"]
+                    self.acked.append((time.perf_counter(), BATCH))
+
+            await asyncio.gather(*(worker() for _ in range(self.in_flight)))
+
+
+def enroll(svc: RunningService, name: str, in_flight: int = 1) -> Agent:
+    return Agent(svc.url, name, enroll_sync(svc.url, name), in_flight)
+
+
+async def ingest(agents: list[tuple[Agent, list[bytes]]]) -> tuple[float, int]:
+    """Every agent sends its batches at once; seconds and entries stored."""
+    start = time.perf_counter()
+    await asyncio.gather(*(a.send(b) for a, b in agents))
+    return time.perf_counter() - start, sum(a.stored for a, _ in agents)
+
+
+async def journal_sizes(database_url: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("VACUUM ANALYZE")
+        await conn.execute("CHECKPOINT")
+        rows: list[asyncpg.Record] = await conn.fetch(JOURNAL_SIZES)
+        return rows
+    finally:
+        await conn.close()
+
+
+def prepared(pieces: Iterator[list[Entry]], tmp: Path) -> Iterator[list[bytes]]:
+    """Batches of each piece, the next piece made in a thread while the caller sends this one."""
+
+    def make() -> list[bytes] | None:
+        piece = next(pieces, None)
+        return None if piece is None else batches_of(through_peer(piece, tmp).lines)
+
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(make)
+        while (batches := future.result()) is not None:
+            future = pool.submit(make)
+            yield batches
+
+
+def timed(client: httpx.Client, path: str, params: dict[str, str], rounds: int, check: Callable[[int], bool]) -> str:
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        response = client.get(path, params={"limit": "100", **params})
+        samples.append((time.perf_counter() - start) * 1000)
+        response.raise_for_status()
+        count = response.json()["count"]
+        assert check(count), (path, params, count)
+    samples.sort()
+    p99 = samples[min(len(samples) - 1, -(-len(samples) * 99 // 100) - 1)]
+    return f"p50 {statistics.median(samples):.1f} ms, p99 {p99:.1f} ms ({count} events)"
+
+
+def utc(us: int) -> str:
+    return datetime.fromtimestamp(us / 1e6, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def rate(acked: list[tuple[float, int]], lo: float, hi: float) -> float:
+    return sum(n for t, n in acked if lo < t <= hi) / (hi - lo)
+
+
+async def prune_while_ingesting(svc: RunningService, agent: Agent, batches: list[bytes]) -> tuple[str, str, str]:
+    """Baseline rate after a warm-up, then the rate while ``vmjournal db prune`` runs (its whole life,
+    start-up included); sending stops when it exits."""
+    agent.stop = asyncio.Event()
+    sender = asyncio.create_task(agent.send(batches))
+    while len(agent.acked) < 10:  # warm-up
+        await asyncio.sleep(0.05)
+    warm = time.perf_counter()
+    await asyncio.sleep(4)
+    start = time.perf_counter()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VMJOURNAL_")}
+    env |= {"VMJOURNAL_DATABASE_URL": svc.database_url, "VMJOURNAL_RETENTION_DAYS": str(RETENTION_DAYS)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "vmjournal", "db", "prune", env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    out, _ = await proc.communicate()
+    end = time.perf_counter()
+    agent.stop.set()
+    await sender
+    if proc.returncode != 0:
+        raise RuntimeError(out.decode())
+    base, during = rate(agent.acked, warm, start), rate(agent.acked, start, end)
+    ran_out = " (batches ran out: raise --prune-entries)" if agent.acked[-1][0] < end else ""
+    said = out.decode().strip().splitlines()[-1]
+    return (
+        f"{during:,.0f}/s vs {base:,.0f}/s before: {during / base - 1:+.0%}{ran_out}",
+        f"`vmjournal db prune` ran {end - start:.1f} s: {said}",
+        "within 20 %: " + ("met" if during >= 0.8 * base else "NOT met"),
+    )
+
+
+class Report:
+    """The figures, printed as they come and as one table at the end."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, str, str]] = []
+
+    def row(self, what: str, measured: str, target: str = "", peer: str = "") -> None:
+        self.rows.append((what, measured, target, peer))
+        print(f"  {what}: {measured}", flush=True)
+
+    def table(self) -> str:
+        widths = [max(len(r[i]) for r in self.rows) for i in range(4)]
+        head = ("what", "measured", "target", "peer")
+        lines = [head, tuple("-" * w for w in widths), *self.rows]
+        return "\n".join(" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in lines)
+
+
+@dataclass
+class Peer:
+    rate: float  # entries/s
+    bytes: float  # file size per entry
+    json_bytes: float
+
+
+def corpora(report: Report, n: int, today_us: int, tmp: Path) -> tuple[Peer, list[list[bytes]]]:
+    """Five machines' journals of yesterday afternoon through the peer; the first one's figures."""
+    print(f"building 5 corpora of {n:,} entries (each its own machine)", flush=True)
+    raw = [
+        [e for p in journal(seed, n, start_us=today_us - DAY_US // 2, interval_us=DAY_US / 2 / n) for e in p]
+        for seed in range(5)
+    ]
+    peer = through_peer(raw[0], tmp)
+    plain = through_peer(raw[0], tmp, compress=False, read=False)
+    lines = [peer.lines, *(through_peer(r, tmp).lines for r in raw[1:])]
+    del raw
+    parsed = [orjson.loads(line) for line in lines[0]]
+    json_bytes = sum(map(len, lines[0])) / n
+    report.row("corpus: fields per entry (mean)", f"{sum(map(len, parsed)) / n:.1f}", "about 29")
+    report.row("corpus: JSON bytes per entry (mean)", f"{json_bytes:.0f} B", "about 1 kB")
+    kernel = sum(e["_TRANSPORT"] == "kernel" for e in parsed) / n
+    units = len({e.get("_SYSTEMD_UNIT") for e in parsed})
+    procs = len({(e["_BOOT_ID"], e.get("_PID")) for e in parsed})
+    report.row("corpus: shape", f"{kernel:.1%} kernel, {units} units, {procs} processes, 2 boots", "about 2 % kernel")
+    result = Peer(n / peer.seconds, peer.file_bytes / n, json_bytes)
+    report.row("peer: systemd-journal-remote, default --compress=yes", f"{result.rate:,.0f} entries/s")
+    report.row(
+        "peer: its journal file per entry",
+        f"{result.bytes:.0f} B file size ({peer.used_bytes / n:.0f} B used; --compress=no:"
+        f" {plain.file_bytes / n:.0f} B, {n / plain.seconds:,.0f}/s)",
+    )
+    return result, [batches_of(c) for c in lines]
+
+
+def ingest_and_size(report: Report, svc: RunningService, peer: Peer, batches: list[list[bytes]]) -> None:
+    n = sum(map(len, batches)) * BATCH // len(batches)
+    one = enroll(svc, "store-1")
+    seconds, stored = asyncio.run(ingest([(one, batches[0])]))
+    peer_rate = f"{peer.rate:,.0f}/s"
+    r = stored / seconds
+    what = "HTTP ingest, 1 VM, 1000-entry gzip batches one at a time"
+    report.row(what, f"{r:,.0f}/s = {r / peer.rate:.2f}x", ">= 1.0x", peer_rate)
+    four = [(enroll(svc, f"store-4-{i}"), b) for i, b in enumerate(batches[1:])]
+    seconds, stored4 = asyncio.run(ingest(four))
+    r = stored4 / seconds
+    report.row(
+        "HTTP ingest, 4 VMs at once, each its own corpus", f"{r:,.0f}/s = {r / peer.rate:.2f}x", ">= 1.5x", peer_rate
+    )
+    assert stored == n and stored4 == 4 * n, (stored, stored4)
+    sizes = asyncio.run(journal_sizes(svc.database_url))
+    per = sum(s["bytes"] for s in sizes) / (5 * n)
+    report.row(
+        "bytes on disk per stored entry (5 VMs)",
+        f"{per:.0f} B = {per / peer.bytes:.2f}x",
+        "<= 1.0x",
+        f"{peer.bytes:.0f} B; raw JSON {peer.json_bytes:.0f} B",
+    )
+    parts = "; ".join(f"{s['root']} {s['bytes'] / (5 * n):.0f} B ({s['relations']} rel.)" for s in sizes)
+    report.row("  of which (journal_* trees, after VACUUM ANALYZE)", parts)
+
+
+def first_pages(report: Report, svc: RunningService, tmp: Path, today_us: int, args: argparse.Namespace) -> None:
+    m, span = args.page_events, args.page_days * DAY_US
+    print(f"loading {m:,} events over {args.page_days} days, 4 boots, into one VM", flush=True)
+    pages = enroll(svc, "pages", in_flight=2)
+    start_us = today_us - span
+    start = time.perf_counter()
+    for piece in prepared(journal(100, m, start_us=start_us, interval_us=span / m, boots=4, chunk=50_000), tmp):
+        asyncio.run(pages.send(piece))
+    assert pages.stored == m, pages.stored
+    print(f"  loaded at {m / (time.perf_counter() - start):,.0f}/s (2 batches in flight)", flush=True)
+    asyncio.run(journal_sizes(svc.database_url))  # for its VACUUM ANALYZE
+    mid = start_us + span // 2
+    window = {"since": utc(mid), "until": utc(mid + 3_600_000_000)}
+    some, none = (lambda c: c > 0), (lambda c: c == 0)
+    cases: list[tuple[str, str, dict[str, str], Callable[[int], bool], str]] = [
+        ("unit (ssh, about 6 %)", "/boot/ssh", {}, some, "< 20 ms"),
+        ("unit, newest first", "/boot/ssh", {"order": "desc"}, some, "< 20 ms"),
+        ("priority=crit, never matches", "/boot", {"priority": "crit"}, none, "< 20 ms"),
+        ("previous boot (boot=-1)", "/boot", {"boot": "-1"}, some, "< 20 ms"),
+        ("since/until, 1 h mid-journal", "/boot", window, some, "< 20 ms"),
+        ("identifier (sudo, about 1 %)", "/boot", {"identifier": "sudo"}, some, "< 20 ms"),
+        ("grep of an absent word", "/boot", {"grep": "xylophone"}, none, "< 100 ms"),
+        ("grep of a word (about 2 %)", "/boot", {"grep": "evictions"}, some, "< 100 ms"),
+    ]
+    with httpx.Client(base_url=f"{svc.url}/vm/pages", timeout=120) as client:
+        for label, path, params, check, target in cases:
+            measured = timed(client, path, params, args.rounds, check)
+            report.row(f"first page, {m:,} events: {label}", measured, f"p99 {target}")
+
+
+def prune(report: Report, svc: RunningService, tmp: Path, today_us: int, n: int, live: int) -> None:
+    print(f"prune: {n:,} entries over {OLD_DAYS} days older than {RETENTION_DAYS} days, then live", flush=True)
+    per_day = n // OLD_DAYS
+    first_day = today_us - (RETENTION_DAYS + OLD_DAYS + 1) * DAY_US
+    # 0.99: the boots' downtime stays inside the old days
+    guest = DebianGuest(200, start_us=first_day, interval_us=0.99 * DAY_US / per_day)
+    old = []
+    for _ in range(OLD_DAYS):
+        guest.reboot()
+        old += guest.take(per_day)
+    agent = enroll(svc, "prune")
+    asyncio.run(agent.send(batches_of(through_peer(old, tmp).lines)))
+    del old
+    guest.now_us, guest.interval_us = int(time.time() * 1e6), 1000
+    guest.reboot()
+    batches = batches_of(through_peer(guest.take(live), tmp).lines)
+    during, said, verdict = asyncio.run(prune_while_ingesting(svc, Agent(svc.url, "prune", agent.token), batches))
+    report.row("ingest of one VM while a prune drops old days", during, verdict)
+    report.row("  the prune", said)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entries", type=int, default=100_000, help="per VM for the ingest and size figures")
+    parser.add_argument("--page-events", type=int, default=500_000, help="in the VM of the first-page figures")
+    parser.add_argument("--page-days", type=int, default=6, help="that VM's journal spans this many days")
+    parser.add_argument("--rounds", type=int, default=50, help="requests per first-page shape")
+    parser.add_argument("--prune-entries", type=int, default=400_000, help="prepared for the prune's ingest")
+    args = parser.parse_args()
+    today_us = int(time.time()) // 86_400 * DAY_US
+    report = Report()
+    with tempfile.TemporaryDirectory(prefix="vmjournal-store-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        peer, batches = corpora(report, args.entries, today_us, tmp)
+        with running_service() as svc:
+            ingest_and_size(report, svc, peer, batches)
+            del batches
+            first_pages(report, svc, tmp, today_us, args)
+            prune(report, svc, tmp, today_us, args.entries, args.prune_entries)
+    print()
+    print(report.table())
+
+
+if __name__ == "__main__":
+    main()
