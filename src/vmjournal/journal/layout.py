@@ -12,10 +12,14 @@ repeat across thousands of entries. So an entry is split three ways:
   ``MESSAGE``, ``PRIORITY``, and the cursor's sequence number and hash), whenever the column gives
   back the very same text; otherwise the value stays with the entry's other fields;
 - the entry's *rest*: its own remaining fields, a small JSON object.
+
+Fields come back in one canonical order (journalctl's own JSON order is its hash table's, a
+different one for each entry); every name and value comes back byte for byte.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import re
 from collections.abc import Mapping
@@ -66,6 +70,16 @@ def _classify(name: str) -> bool:
     return is_context
 
 
+def _canonical_order(entry: Mapping[str, Any]) -> list[str]:
+    """The cursor and clocks first, then the fields by name. journalctl -o json prints an entry's
+    fields in its hash table's order, a different one for each entry: kept, every entry of a
+    process would need a context of its own."""
+    names = sorted(entry)
+    # "__*" sorts after every other name ("_" follows the letters and digits).
+    cut = bisect.bisect_left(names, "__")
+    return names[cut:] + names[:cut]
+
+
 def _signed(number: int) -> int:
     return number - _U64 if number >= _U64 >> 1 else number
 
@@ -99,7 +113,8 @@ def split(entry: Mapping[str, Any], cols: Columns) -> Split:
     template: dict[str, Any] = {}
     rest: dict[str, Any] = {}
     classes = _classes
-    for name, value in entry.items():
+    for name in _canonical_order(entry):
+        value = entry[name]
         is_context = classes.get(name)
         if is_context is None:
             is_context = _classify(name)
