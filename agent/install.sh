@@ -3,7 +3,8 @@
 #
 #   sh install.sh [CONFIG]
 #
-# Run as root from the directory holding vmjournal_agent.py and vmjournal-agent.service.
+# Run as root from the directory holding vmjournal_agent.py, vmjournal_agent_send.py and
+# vmjournal-agent.service.
 # CONFIG (default: agent.conf next to this script) holds "url = ...", "name = ..." and
 # "token = ..."; it is installed as /etc/vmjournal-agent/agent.conf, mode 0600, owned by root.
 # Running it again upgrades the agent and its config; the saved cursor is kept, so nothing is
@@ -21,7 +22,9 @@ unitdir=$root/etc/systemd/system
 fail() { echo "install.sh: $*" >&2; exit 1; }
 
 [ -r "$conf" ] || fail "config file $conf not found"
-[ -r "$here/vmjournal_agent.py" ] || fail "vmjournal_agent.py not found next to install.sh"
+for module in vmjournal_agent.py vmjournal_agent_send.py; do
+    [ -r "$here/$module" ] || fail "$module not found next to install.sh"
+done
 [ -r "$here/vmjournal-agent.service" ] || fail "vmjournal-agent.service not found next to install.sh"
 
 if [ -z "$root" ]; then
@@ -41,10 +44,14 @@ fi
 umask 022
 mkdir -p "$libdir" "$confdir" "$unitdir"
 chmod 0700 "$confdir"
-# Write beside the target, then rename: a half-copied program or config is never live.
-cp "$here/vmjournal_agent.py" "$libdir/.vmjournal_agent.py.new"
-chmod 0755 "$libdir/.vmjournal_agent.py.new"
-mv -f "$libdir/.vmjournal_agent.py.new" "$libdir/vmjournal_agent.py"
+# Write beside the target, then rename: a half-copied program or config is never live. The
+# module the program imports goes first, so a new program never starts beside an old module.
+for module in vmjournal_agent_send.py:0644 vmjournal_agent.py:0755; do
+    file=${module%:*}
+    cp "$here/$file" "$libdir/.$file.new"
+    chmod "${module#*:}" "$libdir/.$file.new"
+    mv -f "$libdir/.$file.new" "$libdir/$file"
+done
 (umask 077 && cp "$conf" "$confdir/.agent.conf.new")
 chmod 0600 "$confdir/.agent.conf.new"
 if [ "$(id -u)" = 0 ]; then chown root:root "$confdir" "$confdir/.agent.conf.new"; fi

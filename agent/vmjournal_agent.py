@@ -10,13 +10,16 @@ Reads     the system journal (or --directory / --file) by running journalctl; ne
           systemd-journal group, nothing else. No shell, no third-party modules (Python 3.8+ stdlib).
 Sends     POST <url>/vm/<name>/boot, "Authorization: Bearer <token>", a gzipped JSON array of
           `journalctl -o json` objects. A batch closes at --batch-entries, --batch-bytes, or
-          --flush-seconds after its first entry arrived. Redirects are not followed. A --file is
-          re-read every second (journalctl cannot follow a single file).
-State     --state-file holds LAST_CURSOR=<cursor of the last entry the service acknowledged>. It is
-          rewritten (temp file, fsync, rename) only after a 2xx, and on start the agent resumes after
+          --flush-seconds after its first entry arrived; up to --in-flight batches (default 2) are
+          on the wire at once. Redirects are not followed. A --file is re-read every second
+          (journalctl cannot follow a single file). vmjournal_agent_send.py, installed beside this
+          file, does the sending.
+State     --state-file holds LAST_CURSOR=<cursor of the last entry the service acknowledged, with
+          every entry before it acknowledged too>. It is rewritten (temp file, fsync, rename) only
+          after a 2xx for that batch and every batch before it, and on start the agent resumes after
           it, so the end of the previous boot is not lost. Without a state it sends the current boot
-          (with --directory/--file: everything in them). A crash between a 2xx and the rename resends
-          one batch, which the service deduplicates by __CURSOR.
+          (with --directory/--file: everything in them). A crash resends at most the batches that
+          were in flight, which the service deduplicates by __CURSOR.
 Errors    Network errors, 5xx, 408 and 429 retry the batch with exponential backoff and jitter (at most
           60 s), honouring Retry-After. 3xx, 401, 403 and 404 mean the agent is misconfigured, not that
           an entry is bad: retried every minute or so. Any other 4xx splits the batch in halves until
@@ -27,24 +30,19 @@ It never listens on a port and never runs anything the service sends.
 from __future__ import annotations
 
 import argparse
-import email.utils
 import fcntl
-import gzip
-import json
 import logging
 import os
 import queue
-import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from typing import IO, Any
+
+from vmjournal_agent_send import TICK, Sender, Watchdog, Window, sd_notify, write_cursor
 
 VERSION = "0.1.0"
 DEFAULT_CONFIG = "/etc/vmjournal-agent/agent.conf"
@@ -53,46 +51,16 @@ DEFAULT_STATE = "/var/lib/vmjournal-agent/state"
 DEFAULTS: dict[str, Any] = {
     "url": None, "name": None, "token": None, "token_file": None, "state_file": DEFAULT_STATE,
     "directory": None, "file": None, "once": False, "verbose": False,
-    "batch_entries": 2000, "batch_bytes": 4 * 1024 * 1024, "flush_seconds": 1.0,
+    "batch_entries": 2000, "batch_bytes": 4 * 1024 * 1024, "flush_seconds": 1.0, "in_flight": 2,
 }
+NUMBERS = {"batch_entries": int, "batch_bytes": int, "flush_seconds": float, "in_flight": int}
 # fmt: on
-HTTP_TIMEOUT = 30.0
-MAX_BACKOFF = 60.0
-MAX_RETRY_AFTER = 600.0
-MISCONFIGURED = {401, 403, 404}  # about the agent, not the entries: splitting would drop them all
-TICK = 10.0  # longest wait between watchdog pings
 
 log = logging.getLogger("vmjournal-agent")
 
 
 class ConfigError(Exception):
     pass
-
-
-class Rejected(Exception):
-    """The service refused a batch for its content (a 4xx other than 408/429)."""
-
-    def __init__(self, status: int, text: str) -> None:
-        super().__init__(f"HTTP {status}: {text}")
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # surfaces as an HTTPError; a redirect would resend the token elsewhere
-
-
-def sd_notify(message: str) -> None:
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.connect(address)
-            sock.sendall(message.encode())
-    except OSError as exc:
-        log.debug("sd_notify failed: %s", exc)
 
 
 def read_chunks(fd: int, chunks: queue.Queue[bytes], stop: threading.Event) -> None:
@@ -113,82 +81,14 @@ def read_chunks(fd: int, chunks: queue.Queue[bytes], stop: threading.Event) -> N
             return
 
 
-def read_cursor(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("LAST_CURSOR="):
-                    return line[len("LAST_CURSOR=") :].strip() or None
-    except FileNotFoundError:
-        pass
-    return None
-
-
-def write_cursor(path: str, cursor: str | None) -> None:
-    """Replace the state file atomically, so a crash leaves either the old cursor or the new one."""
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("# vmjournal-agent state. Do not edit.\n")
-        if cursor:
-            f.write(f"LAST_CURSOR={cursor}\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def cursor_of(line: bytes) -> str | None:
-    try:
-        cursor = json.loads(line).get("__CURSOR")
-    except (ValueError, AttributeError):
-        return None
-    return cursor if isinstance(cursor, str) else None
-
-
-def retry_after(headers: Any) -> float | None:
-    value = (headers or {}).get("Retry-After")
-    if not value:
-        return None
-    try:
-        return min(MAX_RETRY_AFTER, max(0.0, float(value)))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
-        return None
-    return min(MAX_RETRY_AFTER, max(0.0, when - time.time()))
-
-
 class Agent:
     def __init__(self, cfg: argparse.Namespace, token: str) -> None:
         self.cfg = cfg
         self.endpoint = f"{cfg.url.rstrip('/')}/vm/{urllib.parse.quote(cfg.name, safe='')}/boot"
-        self.headers = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
-        self.headers.update({"Content-Encoding": "gzip", "User-Agent": "vmjournal-agent/" + VERSION})
-        self.opener = urllib.request.build_opener(_NoRedirect)
-        self.cursor = read_cursor(cfg.state_file)
-        self.last_ping = 0.0
-        self.sent = self.skipped = 0
-
-    def ping(self) -> None:
-        now = time.monotonic()
-        if now - self.last_ping >= TICK / 2:
-            self.last_ping = now
-            sd_notify("WATCHDOG=1")
-
-    def pause(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while True:
-            self.ping()
-            left = end - time.monotonic()
-            if left <= 0:
-                return
-            time.sleep(min(left, TICK))
+        headers = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
+        headers.update({"Content-Encoding": "gzip", "User-Agent": "vmjournal-agent/" + VERSION})
+        self.watchdog = Watchdog()
+        self.window = Window(Sender(self.endpoint, headers, self.watchdog), cfg.state_file, cfg.in_flight)
 
     def journalctl(self, follow: bool) -> subprocess.Popen[bytes]:
         argv = ["journalctl", "-o", "json", "--all", "--no-pager", "-q"]
@@ -196,8 +96,8 @@ class Agent:
             argv += ["--directory", self.cfg.directory]
         elif self.cfg.file:
             argv += ["--file", self.cfg.file]
-        if self.cursor:
-            argv.append("--after-cursor=" + self.cursor)
+        if self.window.cursor:
+            argv.append("--after-cursor=" + self.window.cursor)
         elif not (self.cfg.directory or self.cfg.file):
             argv.append("--boot")
         if follow:
@@ -226,15 +126,15 @@ class Agent:
                 reader.join(5)
                 stdout.close()
             failures = failures + 1 if code != 0 and lines == 0 else 0
-            if failures >= 3 and self.cursor:
+            if failures >= 3 and self.window.cursor:
                 # A corrupt saved cursor must not stall the agent forever; the service
                 # deduplicates whatever is sent again.
                 log.error("journalctl keeps failing (exit %d) from the saved cursor; starting afresh", code)
-                self.cursor = None
+                self.window.cursor = None
             elif self.cfg.once and (code == 0 or failures >= 3):
                 if code != 0:
                     raise ConfigError(f"journalctl failed (exit {code})")
-                log.info("done: %d entries sent, %d rejected", self.sent, self.skipped)
+                log.info("done: %d entries sent, %d rejected", self.window.sent, self.window.skipped)
                 return
             elif code == 0 and not follow and not self.cfg.file:
                 follow = True  # caught up; journalctl cannot follow a single --file, so that is polled
@@ -242,7 +142,7 @@ class Agent:
             elif code != 0 or not self.cfg.file:
                 log.warning("journalctl exited (%d); restarting it", code)
             follow = False
-            self.pause(min(60.0, 2.0**failures))
+            self.watchdog.pause(min(60.0, 2.0**failures))
 
     def pump(self, chunks: queue.Queue[bytes]) -> int:
         """Read journalctl's output, sending batches as they close; returns the lines read at EOF."""
@@ -258,7 +158,8 @@ class Agent:
                 if rest.strip():
                     batch.append(rest)
                 if batch:
-                    self.deliver(batch)
+                    self.window.ship(batch)
+                self.window.drain()  # the next journalctl starts after the saved cursor
                 return total
             if chunk:
                 lines = (rest + chunk).split(b"\n")
@@ -272,68 +173,12 @@ class Agent:
                     size += len(line) + 1
                     total += 1
                     if len(batch) >= cfg.batch_entries or size >= cfg.batch_bytes:
-                        self.deliver(batch)
+                        self.window.ship(batch)
                         batch, size = [], 0
             if batch and time.monotonic() >= deadline:
-                self.deliver(batch)
+                self.window.ship(batch)
                 batch, size = [], 0
-            self.ping()
-
-    def deliver(self, lines: list[bytes]) -> None:
-        """Send lines; on a content rejection, bisect to find and skip the offending entries."""
-        while True:
-            try:
-                self.post(lines)
-            except Rejected as exc:
-                if len(lines) > 1:
-                    mid = len(lines) // 2
-                    self.deliver(lines[:mid])
-                    self.deliver(lines[mid:])
-                    return
-                try:
-                    self.post([])  # a service (or proxy) refusing even an empty batch is not the entry's fault
-                except Rejected as again:
-                    log.error("the service refuses every batch (%s); retrying in a minute", again)
-                    self.pause(60.0)
-                    continue
-                self.skipped += 1
-                log.error("service rejected entry %s (%s); skipping it", cursor_of(lines[0]) or lines[0][:200], exc)
-            else:
-                self.sent += len(lines)
-            break
-        cursor = cursor_of(lines[-1])
-        if cursor:
-            write_cursor(self.cfg.state_file, cursor)
-            self.cursor = cursor
-
-    def post(self, lines: list[bytes]) -> None:
-        body = gzip.compress(b"[" + b",".join(lines) + b"]", compresslevel=3)
-        attempt = 0
-        while True:
-            self.ping()  # a long bisect of slow requests must not trip the watchdog
-            request = urllib.request.Request(self.endpoint, data=body, headers=self.headers, method="POST")
-            delay = min(MAX_BACKOFF, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)
-            try:
-                with self.opener.open(request, timeout=HTTP_TIMEOUT) as response:
-                    text = response.read(4096).decode("utf-8", "replace")
-                log.debug("sent %d entries: HTTP %d %s", len(lines), response.status, text)
-                return
-            except urllib.error.HTTPError as exc:
-                text = exc.read(500).decode("utf-8", "replace").strip()
-                exc.close()
-                if exc.code in (408, 429) or exc.code >= 500:
-                    after = retry_after(exc.headers)
-                    delay = delay if after is None else after
-                elif exc.code in MISCONFIGURED or exc.code < 400:
-                    delay = max(delay, 30.0 + random.uniform(0, 30.0))
-                else:
-                    raise Rejected(exc.code, text) from None
-                problem = f"HTTP {exc.code}: {text}"
-            except (OSError, ValueError) as exc:  # URLError, timeouts, resets, bad status lines
-                problem = str(exc)
-            log.warning("sending %d entries failed (%s); retrying in %.1f s", len(lines), problem, delay)
-            attempt += 1
-            self.pause(delay)
+            self.watchdog.ping()
 
 
 def parse_config(path: str) -> dict[str, Any]:
@@ -374,6 +219,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-entries", type=int, metavar="N", help="most entries per request (default 2000)")
     p.add_argument("--batch-bytes", type=int, metavar="N", help="most JSON bytes per request (default 4 MiB)")
     p.add_argument("--flush-seconds", type=float, metavar="S", help="send S s after a batch's first entry (1)")
+    p.add_argument("--in-flight", type=int, metavar="N", help="batches on the wire at once (default 2; 1: one by one)")
     p.add_argument("-v", "--verbose", action="store_true", default=None, help="log every request (to stderr)")
     p.add_argument("--version", action="version", version="vmjournal-agent " + VERSION)
     args = p.parse_args(argv)
@@ -383,7 +229,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         settings.update(parse_config(config))
     settings.update({k: v for k, v in vars(args).items() if v is not None and k != "config"})
     try:
-        for key, kind in (("batch_entries", int), ("batch_bytes", int), ("flush_seconds", float)):
+        for key, kind in NUMBERS.items():
             settings[key] = kind(settings[key])
     except ValueError as exc:
         raise ConfigError(f"bad number: {exc}") from None
@@ -412,8 +258,8 @@ def main(argv: list[str] | None = None) -> int:
                 token = f.read().strip()
         if not token:
             raise ConfigError("no token: set --token-file, or 'token = ...' in the config file")
-        if min(cfg.batch_entries, cfg.batch_bytes) < 1 or cfg.flush_seconds < 0:
-            raise ConfigError("batch sizes must be positive and --flush-seconds not negative")
+        if min(cfg.batch_entries, cfg.batch_bytes, cfg.in_flight) < 1 or cfg.flush_seconds < 0:
+            raise ConfigError("batch sizes and --in-flight must be positive and --flush-seconds not negative")
         os.makedirs(os.path.dirname(os.path.abspath(cfg.state_file)), exist_ok=True)
         # One agent per state file; and fail now, not after the first batch, if state cannot be saved.
         lock = open(cfg.state_file + ".lock", "w")
@@ -422,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         except BlockingIOError:
             raise ConfigError(f"another agent is using {cfg.state_file}") from None
         agent = Agent(cfg, token)
-        write_cursor(cfg.state_file, agent.cursor)
+        write_cursor(cfg.state_file, agent.window.cursor)
     except (ConfigError, OSError) as exc:
         log.error("%s", exc)
         return 2
@@ -433,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     source = cfg.directory or cfg.file or "the journal"
-    log.info("shipping %s to %s (after cursor %s)", source, agent.endpoint, agent.cursor or "none: from the start")
+    cursor = agent.window.cursor or "none: from the start"
+    log.info("shipping %s to %s (after cursor %s)", source, agent.endpoint, cursor)
     try:
         agent.run()
     except ConfigError as exc:

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-AGENT_FILES = ("vmjournal_agent.py", "vmjournal-agent.service", "install.sh")
+# The program is vmjournal_agent.py; it imports vmjournal_agent_send.py from its own directory.
+AGENT_FILES = ("vmjournal_agent.py", "vmjournal_agent_send.py", "vmjournal-agent.service", "install.sh")
 
 
 @dataclass(frozen=True)

@@ -142,8 +142,9 @@ class TestFollow:
         agent.runs[0].send_signal(signal.SIGTERM)
         assert agent.runs[0].wait(10) == 0
 
+    @pytest.mark.parametrize("in_flight", [1, 2])
     def test_sigkill_mid_batch_then_restart(
-        self, live_service: Callable[..., Any], agent_factory: Callable[..., Agent], tmp_path: Path
+        self, in_flight: int, live_service: Callable[..., Any], agent_factory: Callable[..., Agent], tmp_path: Path
     ) -> None:
         # Enough entries that the kill lands mid-stream even on a fast, idle machine.
         TOTAL = 20_000  # noqa: N806
@@ -153,23 +154,126 @@ class TestFollow:
         path = write_journal(sample_entries(TOTAL), directory)
         agent = agent_factory(svc.url, "vm4", token, ["--directory", str(directory)])
         batch = 250
-        first = agent.start("--batch-entries", str(batch), "--flush-seconds", "0.2")
+        args = ("--batch-entries", str(batch), "--flush-seconds", "0.2", "--in-flight", str(in_flight))
+        first = agent.start(*args)
 
         wait_until(lambda: event_count(svc.url, "vm4") >= 500, 60, "the first batches")
         os.kill(first.pid, signal.SIGKILL)
         first.wait()
         assert 500 <= event_count(svc.url, "vm4") < TOTAL, "the kill must land mid-stream"
-        agent.start("--batch-entries", str(batch), "--flush-seconds", "0.2")
+        agent.start(*args)
         wait_until(lambda: event_count(svc.url, "vm4") >= TOTAL, 120, "every entry")
         time.sleep(1)
 
         expected = {e["__CURSOR"] for e in journal_json(path)}
         assert set(by_cursor(stored_events(svc.url, "vm4"))) == expected
-        # At-least-once across a crash: at most the batch in flight is sent twice (and not stored twice);
-        # its answer may have been lost with the killed agent.
+        # At-least-once across a crash: at most the batches in flight are sent twice (and not stored
+        # twice); their answers may have been lost with the killed agent.
         answers = agent.responses()
-        assert TOTAL - batch <= sum(a["stored"] for a in answers) <= TOTAL
-        assert sum(a["duplicates"] for a in answers) <= batch
+        assert TOTAL - in_flight * batch <= sum(a["stored"] for a in answers) <= TOTAL
+        assert sum(a["duplicates"] for a in answers) <= in_flight * batch
+
+
+def stored_count(url: str, name: str) -> int:
+    count: int = httpx.get(f"{url}/vm/{name}", timeout=30).json()["event_count"]
+    return count
+
+
+def saved_cursor(agent: Agent) -> str | None:
+    lines = agent.state.read_text().splitlines() if agent.state.exists() else []
+    return next((line[len("LAST_CURSOR=") :] for line in lines if line.startswith("LAST_CURSOR=")), None)
+
+
+def assert_cursor_behind_acknowledged(cursor: str | None, order: list[str], stored: set[str], window: int) -> None:
+    """The saved cursor names an entry with every entry up to it stored, and at most ``window``
+    entries stored after it (the batches acknowledged, or stored with their answer lost, but not saved)."""
+    upto = order.index(cursor) + 1 if cursor else 0
+    assert set(order[:upto]) <= stored, "the saved cursor ran ahead of an unacknowledged batch"
+    assert len(stored - set(order[:upto])) <= window
+
+
+class TestInFlight:
+    """Two batches in flight (the default) against the real service."""
+
+    def test_every_entry_is_stored_once(
+        self, live_service: Callable[..., Any], agent_factory: Callable[..., Agent], tmp_path: Path
+    ) -> None:
+        svc = live_service()
+        token = enroll_sync(svc.url, "pipe1")
+        path = write_journal([*sample_entries(6000), *odd_entries(0)], tmp_path / "journal")
+        agent = agent_factory(svc.url, "pipe1", token, ["--file", str(path)])
+
+        out = agent.once("--batch-entries", "200", "--in-flight", "2")
+        assert "done: 6004 entries sent, 0 rejected" in out
+        assert "(2 batches in flight)" in out and "(3 batches in flight)" not in out
+        assert by_cursor(stored_events(svc.url, "pipe1")) == by_cursor(journal_json(path))
+        answers = agent.responses()
+        assert sum(a["stored"] for a in answers) == 6004
+        assert sum(a["duplicates"] for a in answers) == 0
+        assert saved_cursor(agent) == journal_json(path)[-1]["__CURSOR"]
+
+    def test_cursor_stays_behind_when_the_service_is_killed(
+        self, live_service: Callable[..., Any], agent_factory: Callable[..., Agent], tmp_path: Path
+    ) -> None:
+        total, batch = 20_000, 250
+        svc = live_service()
+        token = enroll_sync(svc.url, "pipe2")
+        path = write_journal(sample_entries(total), tmp_path / "journal")
+        order = [e["__CURSOR"] for e in journal_json(path)]
+        agent = agent_factory(svc.url, "pipe2", token, ["--directory", str(path.parent)])
+        proc = agent.start("--batch-entries", str(batch), "--flush-seconds", "0.2", "--in-flight", "2")
+
+        wait_until(lambda: stored_count(svc.url, "pipe2") >= 2000, 60, "the first batches")
+        svc.kill()
+        time.sleep(1.5)  # every request in flight fails; nothing can be acknowledged any more
+        proc.send_signal(signal.SIGSTOP)  # frozen while the service comes back to be asked what it holds
+        try:
+            cursor = saved_cursor(agent)
+            svc.start()
+            stored = set(by_cursor(stored_events(svc.url, "pipe2")))
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        assert len(stored) < total, "the kill must land mid-stream"
+        assert_cursor_behind_acknowledged(cursor, order, stored, 2 * batch)
+
+        wait_until(lambda: stored_count(svc.url, "pipe2") >= total, 120, "every entry")
+        assert set(by_cursor(stored_events(svc.url, "pipe2"))) == set(order)
+        assert sum(a["duplicates"] for a in agent.responses()) <= 2 * batch
+        wait_until(lambda: saved_cursor(agent) == order[-1], 30, "the last cursor saved")
+
+    def test_cursor_stays_behind_when_the_token_is_revoked(
+        self, live_service: Callable[..., Any], agent_factory: Callable[..., Agent], tmp_path: Path
+    ) -> None:
+        total, batch = 20_000, 250
+        svc = live_service()
+        token = enroll_sync(svc.url, "pipe3")
+        path = write_journal(sample_entries(total), tmp_path / "journal")
+        order = [e["__CURSOR"] for e in journal_json(path)]
+        agent = agent_factory(svc.url, "pipe3", token, ["--directory", str(path.parent)])
+        args = ("--batch-entries", str(batch), "--flush-seconds", "0.2", "--in-flight", "2")
+        proc = agent.start(*args)
+
+        wait_until(lambda: stored_count(svc.url, "pipe3") >= 1000, 60, "the first batches")
+        rotated = httpx.post(f"{svc.url}/vm/pipe3/token", timeout=30)
+        assert rotated.status_code == 200, rotated.text
+        wait_until(lambda: re.search(r"HTTP 40[13]", agent.log()) is not None, 30, "the agent refused")
+        time.sleep(2)  # the other batch in flight gets its answer too; then the agent waits 30-60 s
+        cursor = saved_cursor(agent)
+        stored = set(by_cursor(stored_events(svc.url, "pipe3")))
+        assert len(stored) < total, "the revocation must land mid-stream"
+        assert_cursor_behind_acknowledged(cursor, order, stored, 2 * batch)
+
+        # The new token in its config and a restart, as an operator would: the rest arrives, once.
+        agent.config.write_text(f"url = {svc.url}\nname = pipe3\ntoken = {rotated.json()['token']}\n")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        assert saved_cursor(agent) == cursor
+        agent.start(*args)
+        wait_until(lambda: stored_count(svc.url, "pipe3") >= total, 120, "every entry")
+        assert set(by_cursor(stored_events(svc.url, "pipe3"))) == set(order)
+        answers = agent.responses()
+        assert sum(a["stored"] for a in answers) == total  # no answer was lost: each entry stored once
+        assert sum(a["duplicates"] for a in answers) <= 2 * batch
 
 
 class TestReboot:

@@ -18,14 +18,23 @@ import pytest
 from support.agent import AGENT, PYTHON
 from support.journal_files import journal_json, sample_entries, write_journal
 
+# For the batch whose first entry has this cursor: its next answers, as (status, headers, seconds to wait).
+ByBatch = dict[str, list[tuple[int, dict[str, str], float]]]
+
 
 class Scripted(ThreadingHTTPServer):
-    """Answers each POST with the next scripted (status, headers) and then 200; records what it got."""
+    """Answers each POST with the next scripted (status, headers) and then 200; records what it got.
 
-    def __init__(self, script: list[tuple[int, dict[str, str]]], default: int = 200) -> None:
+    ``by_batch`` scripts the answers to one batch, whatever order the agent's requests arrive in."""
+
+    def __init__(
+        self, script: list[tuple[int, dict[str, str]]], default: int = 200, by_batch: ByBatch | None = None
+    ) -> None:
         super().__init__(("127.0.0.1", 0), Handler)
         self.script = list(script)
         self.default = default
+        self.by_batch = by_batch or {}
+        self.lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []
 
     @property
@@ -40,17 +49,18 @@ class Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         if self.headers.get("Content-Encoding") == "gzip":
             body = gzip.decompress(body)
-        srv = self.server
-        status, headers = srv.script.pop(0) if srv.script else (srv.default, {})
-        srv.requests.append(
-            {
-                "at": time.monotonic(),
-                "path": self.path,
-                "status": status,
-                "auth": self.headers.get("Authorization"),
-                "entries": json.loads(body),
-            }
-        )
+        srv, entries, at = self.server, json.loads(body), time.monotonic()
+        with srv.lock:
+            scripted = srv.by_batch.get(entries[0]["__CURSOR"]) if entries else None
+            if scripted:
+                status, headers, wait = scripted.pop(0)
+            else:
+                (status, headers), wait = srv.script.pop(0) if srv.script else (srv.default, {}), 0.0
+        time.sleep(wait)
+        request = {"at": at, "path": self.path, "status": status, "auth": self.headers.get("Authorization")}
+        with srv.lock:
+            # "done": before the answer is written, so before the agent can act on it.
+            srv.requests.append(request | {"entries": entries, "done": time.monotonic()})
         self.send_response(status)
         for key, value in headers.items():
             self.send_header(key, value)
@@ -69,8 +79,10 @@ def journal(tmp_path: Path) -> Path:
 
 
 @contextmanager
-def serve(script: list[tuple[int, dict[str, str]]], default: int = 200) -> Iterator[Scripted]:
-    server = Scripted(script, default)
+def serve(
+    script: list[tuple[int, dict[str, str]]], default: int = 200, by_batch: ByBatch | None = None
+) -> Iterator[Scripted]:
+    server = Scripted(script, default, by_batch)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -102,6 +114,10 @@ def run_agent(url: str, journal: Path, tmp: Path, *args: str) -> subprocess.Pope
             "-v",
             "--batch-entries",
             "10",
+            # The scripts below answer requests in the order they come: one batch at a time. The
+            # tests of several batches in flight pass --in-flight again (the last one counts).
+            "--in-flight",
+            "1",
             *args,
         ],
         stderr=subprocess.PIPE,
@@ -173,3 +189,99 @@ class TestRefusals:
             assert "HTTP 403" in err and "skipping" not in err
             assert len(server.requests) == 1
             assert "tok-abc" not in err
+
+
+class StateWatcher:
+    """Reads the agent's state file every 10 ms and keeps (when it was read, the cursor it named)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.samples: list[tuple[float, str | None]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                text = self.path.read_text()
+            except FileNotFoundError:
+                text = ""
+            cursor = next((line[12:] for line in text.splitlines() if line.startswith("LAST_CURSOR=")), None)
+            self.samples.append((time.monotonic(), cursor))
+            self._stop.wait(0.01)
+
+    def stop(self) -> list[tuple[float, str | None]]:
+        self._stop.set()
+        self._thread.join(5)
+        return self.samples
+
+
+def assert_saved_in_order(
+    samples: list[tuple[float, str | None]], requests: list[dict[str, Any]], order: list[str]
+) -> None:
+    """Every cursor the state file named was the last entry of a batch answered 200 before it was read,
+    with every entry before it answered 200 too."""
+    position = {cursor: i for i, cursor in enumerate(order)}
+    for read_at, cursor in samples:
+        if cursor is None:
+            continue
+        answered = [r for r in requests if r["status"] == 200 and r["done"] < read_at]
+        assert any(r["entries"][-1]["__CURSOR"] == cursor for r in answered), cursor
+        acknowledged = {e["__CURSOR"] for r in answered for e in r["entries"]}
+        assert set(order[: position[cursor] + 1]) <= acknowledged, f"saved {cursor} ahead of an unanswered batch"
+
+
+def run_watched(server: Scripted, journal: Path, tmp: Path, *args: str) -> tuple[list[tuple[float, str | None]], str]:
+    watcher = StateWatcher(tmp / "state")
+    proc = run_agent(server.url, journal, tmp, *args)
+    err = proc.communicate(timeout=60)[1]
+    samples = watcher.stop()
+    assert proc.returncode == 0, err
+    return samples, err
+
+
+class TestInFlight:
+    @pytest.mark.parametrize("in_flight", [2, 3])
+    def test_batches_overlap_up_to_the_window(self, in_flight: int, tmp_path: Path) -> None:
+        journal = write_journal(sample_entries(60), tmp_path / "journal")
+        order = [e["__CURSOR"] for e in journal_json(journal)]
+        slow: ByBatch = {order[i]: [(200, {}, 0.4)] for i in range(0, 60, 10)}
+        with serve([], by_batch=slow) as server:
+            samples, _ = run_watched(server, journal, tmp_path, "--in-flight", str(in_flight))
+        requests = server.requests
+        assert sorted(e["__CURSOR"] for r in requests for e in r["entries"]) == sorted(order)  # each once
+        most = max(sum(1 for o in requests if o["at"] <= r["at"] < o["done"]) for r in requests)
+        assert most == in_flight
+        assert_saved_in_order(samples, requests, order)
+        assert samples[-1][1] == order[-1]
+
+    def test_cursor_waits_for_an_older_batch_answered_late(self, journal: Path, tmp_path: Path) -> None:
+        order = [e["__CURSOR"] for e in journal_json(journal)]
+        with serve([], by_batch={order[0]: [(200, {}, 1.5)]}) as server:
+            samples, _ = run_watched(server, journal, tmp_path, "--in-flight", "2")
+        first, second, third = sorted(server.requests, key=lambda r: order.index(r["entries"][0]["__CURSOR"]))
+        assert second["done"] < first["done"] - 1  # the second batch was acknowledged first
+        # Its cursor was not saved meanwhile, and its slot stayed taken: the third batch waited.
+        meanwhile = [cursor for read_at, cursor in samples if second["done"] < read_at < first["done"]]
+        assert meanwhile and set(meanwhile) == {None}
+        assert third["at"] > first["done"]
+        assert_saved_in_order(samples, server.requests, order)
+        assert samples[-1][1] == order[-1]
+
+    def test_a_refused_batch_holds_the_window_and_its_retry_after(self, journal: Path, tmp_path: Path) -> None:
+        order = [e["__CURSOR"] for e in journal_json(journal)]
+        with serve([], by_batch={order[0]: [(503, {"Retry-After": "2"}, 0.0)]}) as server:
+            samples, err = run_watched(server, journal, tmp_path, "--in-flight", "2")
+        refused = next(r for r in server.requests if r["status"] == 503)
+        others = [r for r in server.requests if r is not refused]
+        # Nothing goes out while the first batch waits out its Retry-After but the second batch's first
+        # attempt, if it was on its way before the agent read the 503.
+        waiting = [r for r in others if refused["done"] <= r["at"] < refused["done"] + 1.9]
+        assert len(waiting) <= 1 and all(r["entries"][0]["__CURSOR"] == order[10] for r in waiting), waiting
+        retried = next(r for r in others if r["entries"] == refused["entries"])
+        assert all(r["at"] >= retried["done"] for r in others if r["entries"][0]["__CURSOR"] == order[20])
+        assert sorted(e["__CURSOR"] for r in others for e in r["entries"]) == sorted(order)  # each once
+        assert_saved_in_order(samples, server.requests, order)
+        assert samples[-1][1] == order[-1]
+        assert "HTTP 503" in err and "retrying in 2.0 s" in err

@@ -25,7 +25,7 @@ def run_bootstrap(script: str, root: Path, tmp: Path) -> subprocess.CompletedPro
 class TestAgentFiles:
     def test_are_the_repository_files(self) -> None:
         files = agent_files()
-        assert set(files) == {"vmjournal_agent.py", "vmjournal-agent.service", "install.sh"}
+        assert set(files) == {"vmjournal_agent.py", "vmjournal_agent_send.py", "vmjournal-agent.service", "install.sh"}
         for name, data in files.items():
             assert data == (REPO_AGENT / name).read_bytes()
 
@@ -42,11 +42,14 @@ class TestBootstrapScript:
         assert result.returncode == 0, result.stderr
 
         program = root / "usr/local/lib/vmjournal-agent/vmjournal_agent.py"
+        module = root / "usr/local/lib/vmjournal-agent/vmjournal_agent_send.py"
         config = root / "etc/vmjournal-agent/agent.conf"
         unit = root / "etc/systemd/system/vmjournal-agent.service"
         assert program.read_bytes() == (REPO_AGENT / "vmjournal_agent.py").read_bytes()
+        assert module.read_bytes() == (REPO_AGENT / "vmjournal_agent_send.py").read_bytes()
         assert unit.read_bytes() == (REPO_AGENT / "vmjournal-agent.service").read_bytes()
         assert stat.S_IMODE(program.stat().st_mode) == 0o755
+        assert stat.S_IMODE(module.stat().st_mode) == 0o644
         assert stat.S_IMODE(config.stat().st_mode) == 0o600
         assert stat.S_IMODE(config.parent.stat().st_mode) == 0o700
         assert (config.stat().st_uid, config.stat().st_gid) == (0, 0)
@@ -109,7 +112,7 @@ class TestBootstrapScript:
 
 class TestInstallScript:
     def test_missing_config_is_a_clear_error(self, tmp_path: Path) -> None:
-        for name in ("install.sh", "vmjournal_agent.py", "vmjournal-agent.service"):
+        for name in ("install.sh", "vmjournal_agent.py", "vmjournal_agent_send.py", "vmjournal-agent.service"):
             shutil.copy(REPO_AGENT / name, tmp_path / name)
         result = subprocess.run(
             ["dash", str(tmp_path / "install.sh")],
