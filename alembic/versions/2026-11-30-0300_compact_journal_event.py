@@ -72,7 +72,7 @@ COMMON_INDEXES = (
 NEW_INDEXES = (
     *COMMON_INDEXES,
     "CREATE INDEX ix_journal_event_vm_identifier_ts ON journal_event (vm_id, identifier, ts, seq)",
-    "CREATE INDEX ix_journal_event_vm_severe_ts ON journal_event (vm_id, ts, seq) WHERE priority <= 4",
+    "CREATE INDEX ix_journal_event_vm_severe_ts ON journal_event (vm_id, priority, ts, seq) WHERE priority <= 4",
 )
 INDEX_NAMES = (
     "ix_journal_event_vm_ts",

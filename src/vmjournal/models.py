@@ -138,7 +138,14 @@ class JournalEvent(SQLModel, table=True):
         ),
         sa.Index("ix_journal_event_vm_identifier_ts", "vm_id", "identifier", "ts", "seq"),
         # Warnings and worse are a few percent of a journal: their pages must not walk the rest.
-        sa.Index("ix_journal_event_vm_severe_ts", "vm_id", "ts", "seq", postgresql_where=sa.text("priority <= 4")),
+        sa.Index(
+            "ix_journal_event_vm_severe_ts",
+            "vm_id",
+            "priority",
+            "ts",
+            "seq",
+            postgresql_where=sa.text("priority <= 4"),
+        ),
         sa.PrimaryKeyConstraint("vm_id", "ts", "seqnum", "xor", name="pk_journal_event"),
         {"postgresql_partition_by": "RANGE (ts)"},
     )

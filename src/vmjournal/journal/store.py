@@ -232,7 +232,10 @@ def _filter_conditions(q: _Query, f: EventFilter, *, live: bool) -> list[str]:
     if f.grep is not None:
         op = "~" if f.grep_case_sensitive else "~*"
         where.append(f"message {op} {q.arg(f.grep)}")
-    if f.identifiers:
+    if len(f.identifiers) == 1:
+        # Plain equality keeps the identifier's index scan in time order.
+        where.append(f"identifier = {q.arg(f.identifiers[0])}")
+    elif f.identifiers:
         where.append(f"identifier = ANY({q.arg(f.identifiers)}::text[])")
     where += [field_store.match_condition(q.arg, name, values) for name, values in f.matches.items()]
     return where
@@ -264,6 +267,9 @@ def _select(where: list[str], order: str, limit_arg: str) -> str:
     )
 
 
+# Priorities up to this one (warning) have their own index (journal_event's severe entries).
+SEVERE_MAX = 4
+
 # Up to this many units (a glob) get their own index-ordered scans, merged; beyond, one scan of the
 # VM's (vm_id, ts) index filtered by unit, which finds a page quickly when so many units match.
 MERGED_UNITS_MAX = 16
@@ -280,6 +286,11 @@ def page_query(
         cmp = "<" if descending else ">"
         where.append(f"(ts, seq) {cmp} ({q.arg(after.ts)}, {q.arg(after.seq)})")
     limit_arg = q.arg(limit)
+    if f.units is None and f.priority_max <= SEVERE_MAX:
+        # Warnings and worse are a few percent of a journal: one index-ordered scan per priority of
+        # the small index of severe entries, merged, instead of walking everything else.
+        by_priority = [[f"priority = {p}"] for p in range(int(f.priority_min), int(f.priority_max) + 1)]
+        return _union(where, by_priority, order, limit_arg), q.args
     if not f.units:
         # No unit filter, or a glob that matches no unit yet.
         return _select(where if f.units is None else [*where, "false"], order, limit_arg), q.args
@@ -299,8 +310,13 @@ def page_query(
         many = q.arg(f.units)
         branches.append([f"unit = ANY({many}::text[])"])
         branches.append([f"about_unit = ANY({many}::text[])", f"(unit IS NULL OR unit <> ALL({many}::text[]))"])
+    return _union(where, branches, order, limit_arg), q.args
+
+
+def _union(where: list[str], branches: list[list[str]], order: str, limit_arg: str) -> str:
+    """Each branch's page, index-ordered, merged into one page."""
     union = " UNION ALL ".join(f"({_select([*where, *extra], order, limit_arg)})" for extra in branches)
-    return f"SELECT * FROM ({union}) e ORDER BY ts {order}, seq {order} LIMIT {limit_arg}", q.args
+    return f"SELECT * FROM ({union}) e ORDER BY ts {order}, seq {order} LIMIT {limit_arg}"
 
 
 # Every page has an index that yields its order ((vm_id, ts, seq) at least), and walking it stops
