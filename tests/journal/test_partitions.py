@@ -215,6 +215,23 @@ class TestRetention:
         await assert_summaries_true(conn)
         assert await retention.prune_pass(sessions, keep, now=now + timedelta(days=3650)) == []
 
+    async def test_a_pass_stopped_after_detaching_is_finished_by_the_next(
+        self, conn: asyncpg.Connection, sessions: Any
+    ) -> None:
+        vm_ids = [await add_vm(conn, "stopped")]
+        await self._load_days(conn, vm_ids, 3)
+        oldest = (await partition_store.partitions(conn))[0]
+        async with conn.transaction():
+            name = await partition_store.detach(conn, oldest)
+        # The process stops here: the day is out of journal_event, the summaries still count it.
+        assert name is not None and await partition_store.detached(conn) == [name]
+        now = datetime.fromtimestamp(DAY0 / 1e6, UTC) + timedelta(days=2, hours=12)
+        keep = Settings(database_url=SETTINGS_URL[0], retention_days=0)
+        assert await retention.prune_pass(sessions, keep, now=now) == []
+        assert await partition_store.detached(conn) == []
+        assert await conn.fetchval("SELECT to_regclass($1)", name) is None
+        await assert_summaries_true(conn)
+
 
 # The database URL of the running test, for the helpers that open their own connections.
 SETTINGS_URL: list[str] = [""]

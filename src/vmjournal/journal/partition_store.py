@@ -4,9 +4,12 @@ oldest for retention with the boot, unit and volume summaries and the VM counter
 ``journal_event`` is range-partitioned on ``ts``, one partition per UTC day named
 ``journal_event_pYYYYMMDD``. Days are numbered from the epoch (ts_us // DAY_US), as ingest sees them.
 
-Locks: every ingest holds PARTITIONS_LOCK shared for its transaction; a drop holds it exclusively,
-so no batch is between "its day's partition exists" and its insert while one goes, and what a
-partition held is counted with nothing arriving. Creating a partition is serialized by its own lock.
+Locks: every ingest holds PARTITIONS_LOCK shared for its transaction. A drop detaches the day in
+a short transaction holding it exclusively (so no batch is between "its day's partition exists"
+and its insert), renamed out of the way; what the detached table held is then taken out of the
+summaries and the table dropped in a second transaction, while ingest and queries go on. A pass
+interrupted between the two finds the detached table and finishes it. Creating a partition is
+serialized by its own lock.
 """
 
 from __future__ import annotations
@@ -69,7 +72,13 @@ FROM pg_inherits i WHERE i.inhparent = 'journal_event'::regclass
 # Every entry journald writes carries _BOOT_ID, so the boots' summary knows the oldest one.
 SELECT_OLDEST = "SELECT min(first_at) FROM journal_boot"
 
-# What a partition holds, counted under the exclusive lock just before it is dropped.
+DETACHED_SUFFIX = "_detached"
+DETACH = "ALTER TABLE journal_event DETACH PARTITION {name}; ALTER TABLE {name} RENAME TO {name}" + DETACHED_SUFFIX
+SELECT_DETACHED = f"""
+SELECT relname FROM pg_class WHERE relkind = 'r' AND relname LIKE '{PREFIX}%{DETACHED_SUFFIX}' ORDER BY relname
+"""
+
+# What a detached day held, taken out of the summaries before its table is dropped.
 COUNT_BOOTS = "SELECT vm_id, boot_id, count(*) AS n FROM {name} WHERE boot_id IS NOT NULL GROUP BY 1, 2"
 COUNT_UNITS = """
 SELECT vm_id, name AS unit, count(*) AS n FROM (
@@ -78,11 +87,13 @@ SELECT vm_id, name AS unit, count(*) AS n FROM (
     SELECT vm_id, about_unit FROM {name} WHERE about_unit IS NOT NULL AND about_unit IS DISTINCT FROM unit
 ) u GROUP BY 1, 2
 """
+COUNT_VOLUME = """
+SELECT vm_id, date_bin('1 minute', ts, timestamptz 'epoch') AS minute, coalesce(priority, 7) AS priority, count(*) AS n
+FROM {name} GROUP BY 1, 2, 3
+"""
 COUNT_VMS = "SELECT vm_id, count(*) AS n FROM {name} GROUP BY 1"
 DROP_TABLE = "DROP TABLE {name}"
 
-# After the drop: subtract, forget what is empty, and move first/last to what remains (an index
-# walk each, from the remaining end; a summary's bound outside the dropped day stays as it is).
 SUBTRACT_BOOTS = """
 UPDATE journal_boot b SET entries = b.entries - g.n
 FROM unnest($1::uuid[], $2::uuid[], $3::bigint[]) g(vm_id, boot_id, n)
@@ -116,8 +127,12 @@ UPDATE journal_unit u SET
 FROM unnest($1::uuid[], $2::text[]) g(vm_id, unit)
 WHERE u.vm_id = g.vm_id AND u.unit = g.unit
 """
-# Minutes bin from the epoch, so a day's minutes all fall inside that day.
-DELETE_VOLUME = "DELETE FROM journal_volume WHERE minute >= $1 AND minute < $2"
+SUBTRACT_VOLUME = """
+UPDATE journal_volume v SET entries = v.entries - g.n
+FROM unnest($1::uuid[], $2::timestamptz[], $3::smallint[], $4::bigint[]) g(vm_id, minute, priority, n)
+WHERE v.vm_id = g.vm_id AND v.minute = g.minute AND v.priority = g.priority
+"""
+DELETE_EMPTY_VOLUME = "DELETE FROM journal_volume WHERE entries <= 0"
 # A context is kept while a day it was last used on (or a later one) is.
 DELETE_OLD_CONTEXTS = "DELETE FROM journal_context WHERE last_day < $1"
 SUBTRACT_VMS = """
@@ -200,31 +215,47 @@ async def oldest_entry(conn: asyncpg.Connection) -> datetime | None:
     return value
 
 
-async def drop(conn: asyncpg.Connection, partition: Partition) -> int:
-    """Drop one day's partition and take what it held out of the summaries; returns its entry count.
-    Runs in the caller's transaction, which should hold nothing else: it blocks ingest until it ends."""
+async def detach(conn: asyncpg.Connection, partition: Partition) -> str | None:
+    """Take a day out of journal_event, renamed out of the way; returns the detached table's name
+    (None if the day is gone already). Runs in the caller's short transaction, which blocks ingest
+    until it ends: it should hold nothing else."""
     await conn.execute(DROP_LOCK_TIMEOUT)
     await conn.execute(LOCK_PARTITIONS)
-    name = partition.name
-    if not await conn.fetchval(EXISTS, name):
-        return 0
+    if not await conn.fetchval(EXISTS, partition.name):
+        return None
+    await conn.execute(DETACH.format(name=partition.name))
+    return partition.name + DETACHED_SUFFIX
+
+
+async def detached(conn: asyncpg.Connection) -> list[str]:
+    """Days detached by a pass that stopped before settling them."""
+    return [r["relname"] for r in await conn.fetch(SELECT_DETACHED)]
+
+
+async def settle(conn: asyncpg.Connection, name: str) -> int:
+    """Take what a detached day held out of the summaries, and drop it; returns its entry count.
+    Ingest and queries go on meanwhile."""
+    day = date(int(name[len(PREFIX) :][:4]), int(name[len(PREFIX) :][4:6]), int(name[len(PREFIX) :][6:8]))
+    end = Partition(name, day, 0).end
     boots = await conn.fetch(COUNT_BOOTS.format(name=name))
     units = await conn.fetch(COUNT_UNITS.format(name=name))
+    volume = await conn.fetch(COUNT_VOLUME.format(name=name))
     vms = await conn.fetch(COUNT_VMS.format(name=name))
     await conn.execute(DROP_TABLE.format(name=name))
-    lo, hi = partition.start, partition.end
     if boots:
         vm_ids, boot_ids, counts = ([r[k] for r in boots] for k in ("vm_id", "boot_id", "n"))
         await conn.execute(SUBTRACT_BOOTS, vm_ids, boot_ids, counts)
         await conn.execute(DELETE_EMPTY_BOOTS)
-        await conn.execute(RESET_BOOT_BOUNDS, vm_ids, boot_ids, hi)
+        await conn.execute(RESET_BOOT_BOUNDS, vm_ids, boot_ids, end)
     if units:
         vm_ids, names, counts = ([r[k] for r in units] for k in ("vm_id", "unit", "n"))
         await conn.execute(SUBTRACT_UNITS, vm_ids, names, counts)
         await conn.execute(DELETE_EMPTY_UNITS)
-        await conn.execute(RESET_UNIT_BOUNDS, vm_ids, names, hi)
-    await conn.execute(DELETE_VOLUME, lo, hi)
+        await conn.execute(RESET_UNIT_BOUNDS, vm_ids, names, end)
+    if volume:
+        await conn.execute(SUBTRACT_VOLUME, *([r[k] for r in volume] for k in ("vm_id", "minute", "priority", "n")))
+        await conn.execute(DELETE_EMPTY_VOLUME)
     await conn.execute(SUBTRACT_VMS, [r["vm_id"] for r in vms], [r["n"] for r in vms])
     remaining = [p.day for p in await partitions(conn)]
-    await conn.execute(DELETE_OLD_CONTEXTS, min(remaining, default=partition.day + timedelta(days=1)))
+    await conn.execute(DELETE_OLD_CONTEXTS, min(remaining, default=day + timedelta(days=1)))
     return sum(r["n"] for r in vms)

@@ -1,8 +1,8 @@
 """Journal retention: which day partitions go, dropped one at a time; and the partitions made ahead.
 
 A pass runs in one process at a time (a transaction-level advisory lock held by a session that
-does nothing else); each drop is its own short transaction, so ingest waits for one day's drop at
-most, never for the whole pass.
+does nothing else). Each day goes in two transactions: a short one detaches it (ingest waits for
+that only), the next takes it out of the summaries and drops it while ingest goes on.
 """
 
 from __future__ import annotations
@@ -65,13 +65,23 @@ async def prune_pass(
             await partition_store.create_days(conn, range(first, first + DAYS_AHEAD + 1))
             parts = await partition_store.partitions(conn)
             total = await partition_store.journal_bytes(conn)
+            leftovers = await partition_store.detached(conn)
+        for leftover in leftovers:
+            async with transaction(sessions) as session:
+                await partition_store.settle(await raw_connection(session), leftover)
+            log.info("retention finished dropping %s, detached by an earlier pass", leftover)
         other = total - sum(p.bytes for p in parts)
         dropped = []
         for partition, reason in choose(
             parts, now=now, days=settings.retention_days, max_bytes=settings.retention_max_bytes, other_bytes=other
         ):
+            # Detaching is short and blocks ingest; settling the summaries and dropping do not.
             async with transaction(sessions) as session:
-                entries = await partition_store.drop(await raw_connection(session), partition)
+                name = await partition_store.detach(await raw_connection(session), partition)
+            if name is None:
+                continue
+            async with transaction(sessions) as session:
+                entries = await partition_store.settle(await raw_connection(session), name)
             log.info(
                 "retention dropped %s (%d entries, %d bytes): %s", partition.name, entries, partition.bytes, reason
             )
