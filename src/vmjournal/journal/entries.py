@@ -19,7 +19,6 @@ from vmjournal.journal import layout
 _COREDUMP_MESSAGE_ID = "fc2e22bc6ee647b6b90729ab34a250b1"
 _HEX128 = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F-]{36}")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_FIELD_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
 # systemd's unichar_is_control(): what makes journalctl call a value unprintable.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _UNIT_NAME_MAX = 256
@@ -27,8 +26,6 @@ _CURSOR_MAX = 1024  # well inside PostgreSQL's btree key limit, far above journa
 _INT_MAX = 2**31 - 1
 _BIGINT_MAX = 2**63 - 1
 DAY_US = 86_400 * 1_000_000
-# Field names already checked: a journal has a few hundred distinct ones.
-_known_names: set[str] = set()
 
 ROW_COLUMNS = (
     "seqnum",
@@ -165,17 +162,6 @@ def about_unit(entry: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _check_names(entry: Mapping[str, Any]) -> None:
-    if entry.keys() <= _known_names:
-        return
-    for name in entry.keys() - _known_names:
-        if not _FIELD_NAME.fullmatch(name):
-            shown = name if len(name) <= 80 else name[:80] + "..."
-            raise EntryProblem(f"invalid field name {shown!r} (journal fields are A-Z, 0-9 and _, at most 64)")
-        if len(_known_names) < 10_000:
-            _known_names.add(name)
-
-
 def to_row(entry: Any) -> tuple[Row, bytes]:
     """One entry as a row and its context; raises ``EntryProblem`` if it cannot be stored."""
     if not isinstance(entry, dict):
@@ -198,11 +184,13 @@ def to_row(entry: Any) -> tuple[Row, bytes]:
     boot_id = entry.get("_BOOT_ID")
     if boot_id is not None and not (isinstance(boot_id, str) and _HEX128.fullmatch(boot_id)):
         raise EntryProblem("_BOOT_ID is not a 128-bit hex id")
-    _check_names(entry)
     monotonic_us = _int(entry.get("__MONOTONIC_TIMESTAMP"), _BIGINT_MAX)
     priority = _int(entry.get("PRIORITY"), 7)
     message = _text(entry.get("MESSAGE"))
-    parts = layout.split(entry, layout.Columns(ts_us, monotonic_us, message, priority))
+    try:
+        parts = layout.split(entry, layout.Columns(ts_us, monotonic_us, message, priority))
+    except layout.BadName as exc:
+        raise EntryProblem(str(exc)) from None
     row = (
         parts.seqnum,
         parts.xor,

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import operator
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -46,9 +47,9 @@ _CURSOR = re.compile(rf"s=([0-9a-f]{{32}});i={_HEX};b=([0-9a-f]{{32}});m={_HEX};
 _U64 = 1 << 64
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
-# Templates already hashed, by their text: a VM's batches keep reusing a few hundred.
-_KNOWN_MAX = 50_000
-_known: dict[bytes, int] = {}
+# Contexts already made, by field names and values: a VM's batches keep reusing a few hundred.
+_KNOWN_MAX = 20_000
+_known: dict[Any, tuple[bytes, int]] = {}
 
 
 def in_context(name: str) -> bool:
@@ -58,26 +59,20 @@ def in_context(name: str) -> bool:
     return name in _PER_PROCESS_CLIENT
 
 
-# Names already classified: a journal has a few hundred distinct ones.
-_CLASSES_MAX = 10_000
-_classes: dict[str, bool] = {}
+# Plans by field-name set: a journal has a few hundred (bounded, so odd senders cannot grow it).
+_PLANS_MAX = 10_000
+_plans: dict[tuple[str, ...], _Plan] = {}
+_FIELD_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
 
 
-def _classify(name: str) -> bool:
-    is_context = in_context(name)
-    if len(_classes) < _CLASSES_MAX:
-        _classes[name] = is_context
-    return is_context
-
-
-def _canonical_order(entry: Mapping[str, Any]) -> list[str]:
+def _canonical_order(entry: Mapping[str, Any]) -> tuple[str, ...]:
     """The cursor and clocks first, then the fields by name. journalctl -o json prints an entry's
     fields in its hash table's order, a different one for each entry: kept, every entry of a
     process would need a context of its own."""
     names = sorted(entry)
     # "__*" sorts after every other name ("_" follows the letters and digits).
     cut = bisect.bisect_left(names, "__")
-    return names[cut:] + names[:cut]
+    return (*names[cut:], *names[:cut])
 
 
 def _signed(number: int) -> int:
@@ -107,24 +102,53 @@ class Split:
     rest: str | None
 
 
+class BadName(ValueError):
+    """A field name journald could not have written."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How entries with one set of field names split: their canonical order, the context's names
+    and the entry's own (each read in one C call), and the template with 0 everywhere."""
+
+    context_values: Callable[[Mapping[str, Any]], Any]
+    context_names: tuple[str, ...]
+    own_values: Callable[[Mapping[str, Any]], Any]
+    own_names: tuple[str, ...]
+    zeros: dict[str, Any]
+
+
+def _getter(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], Any]:
+    if len(names) == 1:
+        name = names[0]
+        return lambda entry: (entry[name],)
+    return operator.itemgetter(*names) if names else lambda entry: ()
+
+
+def _plan(names: tuple[str, ...]) -> _Plan:
+    for name in names:
+        if not _FIELD_NAME.fullmatch(name):
+            shown = name if len(name) <= 80 else name[:80] + "..."
+            raise BadName(f"invalid field name {shown!r} (journal fields are A-Z, 0-9 and _, at most 64)")
+    context = tuple(n for n in names if in_context(n))
+    own = tuple(n for n in names if not in_context(n))
+    plan = _Plan(_getter(context), context, _getter(own), own, dict.fromkeys(names, 0))
+    if len(_plans) >= _PLANS_MAX:
+        _plans.clear()
+    _plans[names] = plan
+    return plan
+
+
 def split(entry: Mapping[str, Any], cols: Columns) -> Split:
     """The entry's context, its identity numbers (the cursor's sequence number and hash, or a hash
-    of a cursor of another shape) and its rest."""
-    template: dict[str, Any] = {}
-    rest: dict[str, Any] = {}
-    classes = _classes
-    for name in _canonical_order(entry):
-        value = entry[name]
-        is_context = classes.get(name)
-        if is_context is None:
-            is_context = _classify(name)
-        if is_context:
-            template[name] = value
-        else:
-            template[name] = 0
-            rest[name] = value
+    of a cursor of another shape) and its rest; raises ``BadName`` for an impossible field name."""
+    names = _canonical_order(entry)
+    plan = _plans.get(names) or _plan(names)
+    context_values = plan.context_values(entry)
+    rest = dict(zip(plan.own_names, plan.own_values(entry), strict=True))
     cursor: str = entry["__CURSOR"]
     m = _CURSOR.fullmatch(cursor)
+    seqnum_id: str | None = None
     if (
         m is not None
         and m[3] == entry.get("_BOOT_ID")
@@ -132,8 +156,8 @@ def split(entry: Mapping[str, Any], cols: Columns) -> Split:
         and int(m[4], 16) == cols.monotonic_us
         and int(m[5], 16) == cols.ts_us
     ):
+        seqnum_id = m[1]
         seqnum, xor = _signed(int(m[2], 16)), _signed(int(m[6], 16))
-        template["__CURSOR"] = m[1]
         del rest["__CURSOR"]
         if rest.get("__SEQNUM") == str(seqnum):
             del rest["__SEQNUM"]
@@ -148,13 +172,30 @@ def split(entry: Mapping[str, Any], cols: Columns) -> Split:
         del rest["MESSAGE"]
     if cols.priority is not None and rest.get("PRIORITY") == str(cols.priority):
         del rest["PRIORITY"]
+    text, context_id = _context(plan, names, context_values, seqnum_id)
+    return Split(seqnum, xor, context_id, text, orjson.dumps(rest).decode() if rest else None)
+
+
+def _context(plan: _Plan, names: tuple[str, ...], values: Any, seqnum_id: str | None) -> tuple[bytes, int]:
+    """The context's text and id, from the cache when the same process sent the same fields before."""
+    key: Any = (names, values, seqnum_id)
+    try:
+        known = _known.get(key)
+    except TypeError:  # a list value (repeated field, bytes): not hashable, so never cached
+        key = known = None
+    if known is not None:
+        return known
+    template = plan.zeros.copy()
+    template.update(zip(plan.context_names, values, strict=True))
+    if seqnum_id is not None:
+        template["__CURSOR"] = seqnum_id
     text = orjson.dumps(template)
-    context_id = _known.get(text)
-    if context_id is None:
+    found = (text, hash64(text))
+    if key is not None:
         if len(_known) >= _KNOWN_MAX:
             _known.clear()
-        context_id = _known[text] = hash64(text)
-    return Split(seqnum, xor, context_id, text, orjson.dumps(rest).decode() if rest else None)
+        _known[key] = found
+    return found
 
 
 @lru_cache(maxsize=4096)
