@@ -3,13 +3,14 @@
 Builds its corpora itself (``support.realistic``: a Debian server guest's journal, about 1 kB of
 JSON per entry), writes each with systemd-journal-remote and reads it back with
 ``journalctl -o json --all``, which is what the service is fed, as the agent sends it (1000-entry
-gzip JSON arrays, one batch at a time per VM). Everything goes through public paths: HTTP for
+gzip JSON arrays, up to two batches in flight per VM). Everything goes through public paths: HTTP for
 ingest and pages, ``vmjournal db prune`` for retention, SQL only to measure the journal's size.
 
 1. the corpus: fields and JSON bytes per entry;
 2. the peer: systemd-journal-remote writing the same entries (export format on stdin,
    --split-mode=none, its default --compress=yes), entries/s and its file's bytes per entry;
-3. HTTP ingest with dedupe, one VM, then four VMs at once (each its own machine's corpus);
+3. HTTP ingest with dedupe, one VM (two batches in flight as the agent sends, then one), then four
+   VMs at once (each its own machine's corpus);
 4. bytes on disk per stored entry: every relation named journal_* and its partition tree
    (partitions, indexes, TOAST), after VACUUM ANALYZE and CHECKPOINT;
 5. first page (100 events) p50/p99 over HTTP with --page-events in one VM beside the others;
@@ -286,28 +287,34 @@ def corpora(report: Report, n: int, today_us: int, tmp: Path) -> tuple[Peer, lis
 
 def ingest_and_size(report: Report, svc: RunningService, peer: Peer, batches: list[list[bytes]]) -> None:
     n = sum(map(len, batches)) * BATCH // len(batches)
-    one = enroll(svc, "store-1")
-    seconds, stored = asyncio.run(ingest([(one, batches[0])]))
     peer_rate = f"{peer.rate:,.0f}/s"
-    r = stored / seconds
-    what = "HTTP ingest, 1 VM, 1000-entry gzip batches one at a time"
-    report.row(what, f"{r:,.0f}/s = {r / peer.rate:.2f}x", ">= 1.0x", peer_rate)
-    four = [(enroll(svc, f"store-4-{i}"), b) for i, b in enumerate(batches[1:])]
+    # As the agent sends (two batches in flight by default), and one batch at a time as before.
+    for in_flight in (2, 1):
+        one = enroll(svc, f"store-1-{in_flight}", in_flight)
+        seconds, stored = asyncio.run(ingest([(one, batches[0])]))
+        r = stored / seconds
+        what = f"HTTP ingest, 1 VM, 1000-entry gzip batches, {in_flight} in flight"
+        report.row(what, f"{r:,.0f}/s = {r / peer.rate:.2f}x", ">= 1.0x", peer_rate)
+        assert stored == n, stored
+    four = [(enroll(svc, f"store-4-{i}", 2), b) for i, b in enumerate(batches[1:])]
     seconds, stored4 = asyncio.run(ingest(four))
     r = stored4 / seconds
     report.row(
-        "HTTP ingest, 4 VMs at once, each its own corpus", f"{r:,.0f}/s = {r / peer.rate:.2f}x", ">= 1.5x", peer_rate
+        "HTTP ingest, 4 VMs at once, each its own corpus, 2 in flight each",
+        f"{r:,.0f}/s = {r / peer.rate:.2f}x",
+        ">= 1.5x",
+        peer_rate,
     )
-    assert stored == n and stored4 == 4 * n, (stored, stored4)
+    assert stored4 == 4 * n, stored4
     sizes = asyncio.run(journal_sizes(svc.database_url))
-    per = sum(s["bytes"] for s in sizes) / (5 * n)
+    per = sum(s["bytes"] for s in sizes) / (6 * n)
     report.row(
-        "bytes on disk per stored entry (5 VMs)",
+        "bytes on disk per stored entry (6 VMs)",
         f"{per:.0f} B = {per / peer.bytes:.2f}x",
         "<= 1.0x",
         f"{peer.bytes:.0f} B; raw JSON {peer.json_bytes:.0f} B",
     )
-    parts = "; ".join(f"{s['root']} {s['bytes'] / (5 * n):.0f} B ({s['relations']} rel.)" for s in sizes)
+    parts = "; ".join(f"{s['root']} {s['bytes'] / (6 * n):.0f} B ({s['relations']} rel.)" for s in sizes)
     report.row("  of which (journal_* trees, after VACUUM ANALYZE)", parts)
 
 
