@@ -197,11 +197,18 @@ class _Query:
         return f"${len(self.args)}"
 
 
+def _priority(value: int) -> int:
+    if not 0 <= value <= 7:
+        raise ValueError(f"priority {value!r} is not 0-7")
+    return int(value)
+
+
 def _filter_conditions(q: _Query, f: EventFilter, *, live: bool) -> list[str]:
     """The filter's SQL conditions except units, shared by pages and live follow."""
     where = []
     if f.priority_max < 7 or f.priority_min > 0:
-        where.append(f"priority BETWEEN {q.arg(f.priority_min)} AND {q.arg(f.priority_max)}")
+        # Literals, not parameters: a generic plan can then prove a partial index's priority predicate.
+        where.append(f"priority BETWEEN {_priority(f.priority_min)} AND {_priority(f.priority_max)}")
     if f.since is not None:
         where.append(f"ts >= {q.arg(f.since)}")
     if f.until is not None:
@@ -253,12 +260,20 @@ MERGED_UNITS_MAX = 16
 
 
 def page_query(
-    vm_id: UUID, f: EventFilter, *, limit: int, after: Position | None = None, descending: bool = False
+    vm_id: UUID,
+    f: EventFilter,
+    *,
+    limit: int,
+    after: Position | None = None,
+    descending: bool = False,
+    vm_column: str = "$1",
 ) -> tuple[str, list[Any]]:
-    """The SQL and arguments of one page of events in journal order (or reversed), after ``after``."""
+    """The SQL and arguments of one page of events in journal order (or reversed), after ``after``.
+    ``vm_column`` is what ``vm_id`` is compared with: ``$1`` (the argument ``vm_id``), or a column of
+    an outer query, for a page per VM in a LATERAL join (``$1`` is then left to the outer query)."""
     q = _Query(vm_id)
     order = "DESC" if descending else "ASC"
-    where = ["vm_id = $1", *_filter_conditions(q, f, live=False)]
+    where = [f"vm_id = {vm_column}", *_filter_conditions(q, f, live=False)]
     if after is not None:
         cmp = "<" if descending else ">"
         where.append(f"(ts, seq) {cmp} ({q.arg(after.ts)}, {q.arg(after.seq)})")
