@@ -1,17 +1,18 @@
 """SQL of the fleet: one page of events merged across VMs, and per-VM summaries in one round trip.
 
-A fleet page is one statement whatever the number of VMs: the VMs that share a filter are a table
-(``unnest`` of their ids) and each one's page is journal/store.py's page query in a LATERAL join
-(the same filter SQL, so every filter of ``/vm/{name}/boot`` works here too). Each VM's page walks
-its index in (ts, seq) order and stops at its limit; one top-N sort merges them. ``seq`` is
-global, so the keyset position (ts, seq) is one total order over every VM.
+A fleet page is one statement over every VM (after a probe, below), its size set by the filters,
+not by the VMs: the VMs that share a filter are a table (``unnest`` of their ids) and each one's
+page is journal/store.py's page query in a LATERAL join (the same filter SQL, so every filter of
+``/vm/{name}/boot`` works here too). Each VM's page walks its index in (ts, seq) order and stops
+at its limit; one top-N sort merges them. ``seq`` is global, so the keyset position (ts, seq) is
+one total order over every VM. (A boot resolved per VM makes each VM's filter its own: one branch
+per VM, as before.)
 
 Each VM's page may hold the whole page, so unbounded the merge would read VMs x limit rows. A
 probe first takes each VM's first few rows (``limit / VMs``): the limit-th of those is at or after
 the page's last row, so its time bounds every VM's scan (``until``, or ``since`` newest first) and
 the page reads about ``limit`` rows in all. The probe takes more rows per VM while it finds too
-few and some VM may have more.
-"""
+few and some VM may have more."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ SELECT (SELECT ts FROM c ORDER BY ts {order}, seq {order} OFFSET {nth} LIMIT 1) 
 # The probe's share per VM grows by this factor each time it finds too few rows.
 PROBE_GROWTH = 4
 
-SELECT_BOOTS_OF = """SELECT vm_id, boot_id, first_at, last_at, entries FROM journal_boot
+SELECT_BOOTS_OF = """
+SELECT vm_id, boot_id, first_at, last_at, entries FROM journal_boot
 WHERE vm_id = ANY($1::uuid[]) ORDER BY vm_id, first_at, boot_id
 """
 
@@ -164,6 +166,11 @@ def probe_query(
     return _probe(_groups(targets), share=share, limit=limit, after=after, descending=descending)
 
 
+def _first_share(limit: int, vms: int) -> int:
+    # Enough rows per VM for ``limit`` in all when every VM has its share.
+    return -(-limit // max(vms, 1))
+
+
 async def page_bound(
     conn: asyncpg.Connection,
     targets: Sequence[Target],
@@ -173,7 +180,7 @@ async def page_bound(
     descending: bool = False,
 ) -> datetime | None:
     """A time at or after the page's last row (before it, newest first), or None: no bound helps."""
-    share = -(-limit // max(len(targets), 1))
+    share = _first_share(limit, len(targets))
     while share < limit:
         sql, args = probe_query(targets, share=share, limit=limit, after=after, descending=descending)
         row = (await store._fetch_ordered(conn, sql, args))[0]
@@ -210,7 +217,7 @@ async def explain_fleet(
     import orjson
 
     options = "ANALYZE, BUFFERS, FORMAT JSON" if analyze else "FORMAT JSON"
-    share = -(-limit // max(len(targets), 1))
+    share = _first_share(limit, len(targets))
     bound = await page_bound(conn, targets, limit=limit)
     plans = []
     for sql, args in (
