@@ -187,6 +187,21 @@ class TestFleetPlan:
         merged = sorts[0]["Plans"][0]["Actual Rows"]
         assert 100 <= merged < 2 * 100, page
 
+    async def test_vms_with_filters_of_their_own_merge_index_ordered_scans(
+        self, fleet: tuple[Service, list[Path]]
+    ) -> None:
+        # As a boot resolved per VM gives: no probe, and the per-VM pages merge in index order.
+        service, _ = fleet
+        conn = await asyncpg.connect(service.database_url)
+        try:
+            ids = await vm_ids(conn)
+            targets = [fleet_store.Target(i, store.EventFilter(priority_max=3 + n)) for n, i in enumerate(ids)]
+            [plan] = await fleet_store.explain_fleet(conn, targets, limit=100)
+        finally:
+            await conn.close()
+        text = orjson.dumps(plan).decode()
+        assert "Merge Append" in text and '"Sort"' not in text and "Seq Scan" not in text, text
+
 
 Key = tuple[datetime, int]
 NOTHING = store.EventFilter(grep="matches no entry")
@@ -260,7 +275,7 @@ class TestFleetPageEqualsEachVmsPages:
 
     async def test_one_vm_holds_every_row(self, fleet: tuple[Service, list[Path]]) -> None:
         # Five targets of six match nothing: the probe finds too few rows, takes more per VM, and
-        # then reads the page without a bound.
+        # then reads the page without a bound. One target has a filter of its own (no LATERAL).
         service, _ = fleet
         conn = await asyncpg.connect(service.database_url)
         try:

@@ -34,7 +34,10 @@ _PLACEHOLDER = re.compile(r"\$(\d+)\b")
 # VM's page compares vm_id with.
 VMS_OF_FILTER = "unnest({ids}::uuid[], {indexes}::int[]) AS t(vm_id, vm_index)"
 VM_COLUMN = "t.vm_id"
-PAGES_OF_FILTER = "SELECT t.vm_index, p.* FROM {vms} CROSS JOIN LATERAL ({page}) p"
+PAGES_OF_FILTER = "(SELECT t.vm_index, p.* FROM {vms} CROSS JOIN LATERAL ({page}) p)"
+# A VM with a filter of its own (its own boot) is its own branch: merged in index order (Merge
+# Append), such branches read about one page in all.
+PAGE_OF_VM = "(SELECT {index} AS vm_index, p.* FROM ({page}) p)"
 MERGE_PAGES = "SELECT * FROM ({pages}) f ORDER BY ts {order}, seq {order} LIMIT {limit}"
 NO_VMS = "SELECT NULL::int AS vm_index WHERE false"
 
@@ -100,10 +103,18 @@ def _groups(targets: Sequence[Target]) -> list[_Group]:
 def _pages(
     groups: Sequence[_Group], *, limit: int, after: store.Position | None, descending: bool
 ) -> tuple[str, list[Any]]:
-    """Every VM's page (``limit`` rows at most), with ``vm_index``, as one UNION ALL of LATERAL joins."""
+    """Every VM's page (``limit`` rows at most), with ``vm_index``, as one UNION ALL of LATERAL joins
+    (a VM alone with its filter: its own page)."""
     args: list[Any] = []
     branches = []
     for group in groups:
+        if len(group.vm_ids) == 1:
+            page, page_args = store.page_query(
+                group.vm_ids[0], group.filter, limit=limit, after=after, descending=descending
+            )
+            branches.append(PAGE_OF_VM.format(index=group.indexes[0], page=_shift(page, len(args))))
+            args += page_args
+            continue
         page, page_args = store.page_query(
             group.vm_ids[0], group.filter, limit=limit, after=after, descending=descending, vm_column=VM_COLUMN
         )
@@ -166,6 +177,12 @@ def probe_query(
     return _probe(_groups(targets), share=share, limit=limit, after=after, descending=descending)
 
 
+def _probes(targets: Sequence[Target]) -> bool:
+    # Only LATERAL joins read a whole limit per VM. VMs that each have a filter of their own merge
+    # in index order already, and a probe would plan every branch twice.
+    return any(len(group.vm_ids) > 1 for group in _groups(targets))
+
+
 def _first_share(limit: int, vms: int) -> int:
     # Enough rows per VM for ``limit`` in all when every VM has its share.
     return -(-limit // max(vms, 1))
@@ -180,6 +197,8 @@ async def page_bound(
     descending: bool = False,
 ) -> datetime | None:
     """A time at or after the page's last row (before it, newest first), or None: no bound helps."""
+    if not _probes(targets):
+        return None
     share = _first_share(limit, len(targets))
     while share < limit:
         sql, args = probe_query(targets, share=share, limit=limit, after=after, descending=descending)
@@ -213,17 +232,16 @@ async def query_fleet(
 async def explain_fleet(
     conn: asyncpg.Connection, targets: Sequence[Target], *, limit: int, analyze: bool = False
 ) -> list[Any]:
-    """The plans of a fleet page's statements, probe then page (JSON form), for tests and benches."""
+    """The plans of a fleet page's statements (JSON form): the first probe if it takes one, then the
+    page. For tests and benches."""
     import orjson
 
     options = "ANALYZE, BUFFERS, FORMAT JSON" if analyze else "FORMAT JSON"
-    share = _first_share(limit, len(targets))
-    bound = await page_bound(conn, targets, limit=limit)
+    statements = [fleet_page_query(targets, limit=limit, bound=await page_bound(conn, targets, limit=limit))]
+    if _probes(targets):
+        statements.insert(0, probe_query(targets, share=_first_share(limit, len(targets)), limit=limit))
     plans = []
-    for sql, args in (
-        probe_query(targets, share=share, limit=limit),
-        fleet_page_query(targets, limit=limit, bound=bound),
-    ):
+    for sql, args in statements:
         rows = await store._fetch_ordered(conn, f"EXPLAIN ({options}) {sql}", args)
         plan = rows[0][0]
         plans.append(orjson.loads(plan) if isinstance(plan, str) else plan)
