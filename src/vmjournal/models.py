@@ -134,6 +134,8 @@ class JournalEvent(SQLModel, table=True):
             "seq",
             postgresql_where=sa.text("about_unit IS NOT NULL"),
         ),
+        # Severe entries are rare: a fleet page of errors walks these, not every entry.
+        sa.Index("ix_journal_event_vm_severe_ts", "vm_id", "ts", "seq", postgresql_where=sa.text("priority <= 4")),
         sa.PrimaryKeyConstraint("vm_id", "ts", "cursor", name="pk_journal_event"),
         {"postgresql_partition_by": "RANGE (ts)"},
     )
