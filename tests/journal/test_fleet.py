@@ -7,6 +7,7 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import orjson
@@ -16,6 +17,7 @@ from support.journal_files import Entry, journal_json, sample_entries, write_jou
 from support.service import Service
 
 from vmjournal.cli.client import parse_sse
+from vmjournal.journal import fleet_store, store
 
 BASE_US = 1_764_000_000_000_000
 COUNT = 1500
@@ -148,20 +150,170 @@ class TestFleetMatchesJournalctlMerge:
         assert (body["vms"], body["events"], body["next"]) == ([], [], None)
 
 
-class TestFleetPlan:
-    async def test_first_page_merges_index_ordered_scans(self, fleet: tuple[Service, list[Path]]) -> None:
-        from vmjournal.journal import fleet_store, store
+def plan_nodes(node: dict[str, Any], ancestors: tuple[str, ...] = ()) -> list[tuple[dict[str, Any], tuple[str, ...]]]:
+    """Every node of an EXPLAIN (FORMAT JSON) plan, with the node types above it."""
+    out = [(node, ancestors)]
+    for child in node.get("Plans", []):
+        out += plan_nodes(child, (*ancestors, node["Node Type"]))
+    return out
 
+
+async def vm_ids(conn: asyncpg.Connection) -> list[UUID]:
+    return [r["id"] for r in await conn.fetch("SELECT id FROM vm ORDER BY name")]
+
+
+class TestFleetPlan:
+    async def test_first_page_walks_each_vms_index_and_sorts_one_page(self, fleet: tuple[Service, list[Path]]) -> None:
         service, _ = fleet
         conn = await asyncpg.connect(service.database_url)
         try:
-            ids = [r["id"] for r in await conn.fetch("SELECT id FROM vm ORDER BY name")]
+            ids = await vm_ids(conn)
             targets = [fleet_store.Target(i, store.EventFilter(priority_max=3)) for i in ids]
-            plan = await fleet_store.explain_fleet(conn, targets, limit=100)
+            probe, page = await fleet_store.explain_fleet(conn, targets, limit=100, analyze=True)
+        finally:
+            await conn.close()
+        for plan in (probe, page):
+            nodes = plan_nodes(plan[0]["Plan"])
+            scans = [(n, above) for n, above in nodes if n.get("Relation Name", "").startswith("journal_event")]
+            # Each VM's page (inside the LATERAL join over the VMs) is an index scan in (ts, seq)
+            # order, stopped by its limit: nothing sorts a VM's rows, and no scan reads a whole table.
+            assert scans and all(n["Node Type"] == "Index Scan" for n, _ in scans), plan
+            per_vm = [above[len(above) - above[::-1].index("Nested Loop") :] for _, above in scans]
+            assert all("Limit" in path and "Sort" not in path for path in per_vm), plan
+            assert all(n["Node Type"] not in ("Seq Scan", "Bitmap Heap Scan") for n, _ in nodes), plan
+        # One sort merges the VMs' pages; the probe's time bound keeps it to about one page of rows.
+        sorts = [n for n, _ in plan_nodes(page[0]["Plan"]) if n["Node Type"] == "Sort"]
+        assert len(sorts) == 1, page
+        merged = sorts[0]["Plans"][0]["Actual Rows"]
+        assert 100 <= merged < 2 * 100, page
+
+    async def test_vms_with_filters_of_their_own_merge_index_ordered_scans(
+        self, fleet: tuple[Service, list[Path]]
+    ) -> None:
+        # As a boot resolved per VM gives: no probe, and the per-VM pages merge in index order.
+        service, _ = fleet
+        conn = await asyncpg.connect(service.database_url)
+        try:
+            ids = await vm_ids(conn)
+            targets = [fleet_store.Target(i, store.EventFilter(priority_max=3 + n)) for n, i in enumerate(ids)]
+            [plan] = await fleet_store.explain_fleet(conn, targets, limit=100)
         finally:
             await conn.close()
         text = orjson.dumps(plan).decode()
         assert "Merge Append" in text and '"Sort"' not in text and "Seq Scan" not in text, text
+
+
+Key = tuple[datetime, int]
+NOTHING = store.EventFilter(grep="matches no entry")
+
+
+async def merged_vm_pages(
+    conn: asyncpg.Connection,
+    targets: list[fleet_store.Target],
+    *,
+    limit: int,
+    after: store.Position | None = None,
+    descending: bool = False,
+) -> list[Key]:
+    """The fleet page the slow way: each target's own page (journal/store.py), merged in Python."""
+    keys: list[Key] = []
+    for t in targets:
+        rows = await store.query_events(conn, t.vm_id, t.filter, limit=limit, after=after, descending=descending)
+        keys += [(r["ts"], r["seq"]) for r in rows]
+    return sorted(keys, reverse=descending)[:limit]
+
+
+async def fleet_keys(
+    conn: asyncpg.Connection,
+    targets: list[fleet_store.Target],
+    *,
+    limit: int,
+    after: store.Position | None = None,
+    descending: bool = False,
+) -> list[Key]:
+    rows = await fleet_store.query_fleet(conn, targets, limit=limit, after=after, descending=descending)
+    return [(r["ts"], r["seq"]) for r in rows]
+
+
+class TestFleetPageEqualsEachVmsPages:
+    """The probe's time bound never drops a row: the page equals the VMs' own pages merged, whatever
+    the limit, order, position and however the matching rows are spread over the VMs."""
+
+    @pytest.mark.parametrize("limit", [1, 7, 100, 1000, 5000])
+    @pytest.mark.parametrize("descending", [False, True])
+    async def test_limits_and_orders(self, fleet: tuple[Service, list[Path]], limit: int, descending: bool) -> None:
+        service, _ = fleet
+        conn = await asyncpg.connect(service.database_url)
+        try:
+            ids = await vm_ids(conn)
+            for f in (store.EventFilter(), store.EventFilter(priority_max=3), store.EventFilter(grep="hello 1")):
+                targets = [fleet_store.Target(i, f) for i in ids]
+                expected = await merged_vm_pages(conn, targets, limit=limit, descending=descending)
+                assert expected
+                assert await fleet_keys(conn, targets, limit=limit, descending=descending) == expected
+        finally:
+            await conn.close()
+
+    @pytest.mark.parametrize("descending", [False, True])
+    async def test_pages_after_a_position(self, fleet: tuple[Service, list[Path]], descending: bool) -> None:
+        service, _ = fleet
+        conn = await asyncpg.connect(service.database_url)
+        try:
+            targets = [fleet_store.Target(i, store.EventFilter(priority_max=4)) for i in await vm_ids(conn)]
+            after: store.Position | None = None
+            pages = 0
+            while True:
+                expected = await merged_vm_pages(conn, targets, limit=250, after=after, descending=descending)
+                got = await fleet_keys(conn, targets, limit=250, after=after, descending=descending)
+                assert got == expected
+                if len(got) < 250:
+                    break
+                after, pages = store.Position(*got[-1]), pages + 1
+            assert pages >= 3
+        finally:
+            await conn.close()
+
+    async def test_one_vm_holds_every_row(self, fleet: tuple[Service, list[Path]]) -> None:
+        # Five targets of six match nothing: the probe finds too few rows, takes more per VM, and
+        # then reads the page without a bound. One target has a filter of its own (no LATERAL).
+        service, _ = fleet
+        conn = await asyncpg.connect(service.database_url)
+        try:
+            a, b, c = await vm_ids(conn)
+            targets = [fleet_store.Target(vm, NOTHING) for vm in (a, b, c, b, c)]
+            targets.insert(2, fleet_store.Target(a, store.EventFilter(priority_min=2)))
+            for limit in (100, 1000):
+                expected = await merged_vm_pages(conn, targets, limit=limit)
+                assert len(expected) == limit
+                assert await fleet_keys(conn, targets, limit=limit) == expected
+        finally:
+            await conn.close()
+
+    async def test_every_vm_has_fewer_rows_than_its_share(self, fleet: tuple[Service, list[Path]]) -> None:
+        service, _ = fleet
+        conn = await asyncpg.connect(service.database_url)
+        try:
+            targets = [fleet_store.Target(i, store.EventFilter(grep="hello 14")) for i in await vm_ids(conn)]
+            expected = await merged_vm_pages(conn, targets, limit=1000)
+            assert 0 < len(expected) < 1000 // len(targets)
+            assert await fleet_keys(conn, targets, limit=1000) == expected
+        finally:
+            await conn.close()
+
+    async def test_rows_at_the_bounds_time_stay(self, fleet: tuple[Service, list[Path]]) -> None:
+        # Every VM twice: each row's time is shared by two rows, so the limit-th row has a twin.
+        service, _ = fleet
+        conn = await asyncpg.connect(service.database_url)
+        try:
+            ids = await vm_ids(conn)
+            targets = [fleet_store.Target(i, store.EventFilter(priority_max=5)) for i in ids + ids]
+            for limit in (9, 100, 101):
+                expected = await merged_vm_pages(conn, targets, limit=limit)
+                got = await fleet_keys(conn, targets, limit=limit)
+                assert got == expected
+                assert got[0] == got[1]
+        finally:
+            await conn.close()
 
 
 class TestHistogram:

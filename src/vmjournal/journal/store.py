@@ -213,12 +213,18 @@ class _Query:
         return f"${len(self.args)}"
 
 
+def _priority(value: int) -> int:
+    if not 0 <= value <= 7:
+        raise ValueError(f"priority {value!r} is not 0-7")
+    return int(value)
+
+
 def _filter_conditions(q: _Query, f: EventFilter, *, live: bool) -> list[str]:
     """The filter's SQL conditions except units, shared by pages and live follow."""
     where = []
     if f.priority_max < 7 or f.priority_min > 0:
-        # Literals, not parameters: only then can a generic plan use the partial index of severe entries.
-        where.append(f"priority BETWEEN {int(f.priority_min)} AND {int(f.priority_max)}")
+        # Literals, not parameters: a generic plan can then prove a partial index's priority predicate.
+        where.append(f"priority BETWEEN {_priority(f.priority_min)} AND {_priority(f.priority_max)}")
     if f.since is not None:
         where.append(f"ts >= {q.arg(f.since)}")
     if f.until is not None:
@@ -276,12 +282,20 @@ MERGED_UNITS_MAX = 16
 
 
 def page_query(
-    vm_id: UUID, f: EventFilter, *, limit: int, after: Position | None = None, descending: bool = False
+    vm_id: UUID,
+    f: EventFilter,
+    *,
+    limit: int,
+    after: Position | None = None,
+    descending: bool = False,
+    vm_column: str = "$1",
 ) -> tuple[str, list[Any]]:
-    """The SQL and arguments of one page of events in journal order (or reversed), after ``after``."""
+    """The SQL and arguments of one page of events in journal order (or reversed), after ``after``.
+    ``vm_column`` is what ``vm_id`` is compared with: ``$1`` (the argument ``vm_id``), or a column of
+    an outer query, for a page per VM in a LATERAL join (``$1`` is then left to the outer query)."""
     q = _Query(vm_id)
     order = "DESC" if descending else "ASC"
-    where = ["vm_id = $1", *_filter_conditions(q, f, live=False)]
+    where = [f"vm_id = {vm_column}", *_filter_conditions(q, f, live=False)]
     if after is not None:
         cmp = "<" if descending else ">"
         where.append(f"(ts, seq) {cmp} ({q.arg(after.ts)}, {q.arg(after.seq)})")
@@ -289,7 +303,7 @@ def page_query(
     if f.units is None and f.priority_max <= SEVERE_MAX:
         # Warnings and worse are a few percent of a journal: one index-ordered scan per priority of
         # the small index of severe entries, merged, instead of walking everything else.
-        by_priority = [[f"priority = {p}"] for p in range(int(f.priority_min), int(f.priority_max) + 1)]
+        by_priority = [[f"priority = {p}"] for p in range(_priority(f.priority_min), _priority(f.priority_max) + 1)]
         return _union(where, by_priority, order, limit_arg), q.args
     if not f.units:
         # No unit filter, or a glob that matches no unit yet.
