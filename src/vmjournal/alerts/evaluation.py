@@ -150,7 +150,7 @@ class Evaluator:
                 # Entries no rule reads; a rule made later starts after every seq drawn by now.
                 await store.advance_cursor(conn, vm_id, await journal_store.last_seq(conn), cursor["event_count"])
                 return Outcome.done
-            rows = await store.new_matches(
+            page = await store.new_matches(
                 conn,
                 vm_id,
                 [r.filter for r in applicable],
@@ -158,25 +158,30 @@ class Evaluator:
                 after_seq=cursor["seq"],
                 limit=PAGE_ROWS,
             )
-            full = bool(rows) and rows[0]["scanned"] >= PAGE_ROWS
-            if rows:
-                fired = await self._observe(conn, vm_id, cursor["name"], applicable, rows)
+            full = page.scanned >= PAGE_ROWS
+            if page.matches:
+                fired = await self._observe(conn, vm_id, cursor["name"], applicable, page.matches)
             # A full page leaves the count as it was: a restart must not take the VM for caught up.
             counted = cursor["counted"] if full else cursor["event_count"]
-            await store.advance_cursor(conn, vm_id, rows[0]["last"] if rows else cursor["seq"], counted)
+            await store.advance_cursor(conn, vm_id, cursor["seq"] if page.last is None else page.last, counted)
         if fired:
             metrics.alert_notifications.labels("firing").inc(len(fired))
             self._on_notification()
         return Outcome.more if full else Outcome.done
 
     async def _observe(
-        self, conn: asyncpg.Connection, vm_id: UUID, vm_name: str, rules: list[Rule], rows: list[asyncpg.Record]
+        self,
+        conn: asyncpg.Connection,
+        vm_id: UUID,
+        vm_name: str,
+        rules: list[Rule],
+        page: list[tuple[int, datetime, list[int]]],
     ) -> list[str]:
         new: dict[int, list[window.Match]] = {}
-        for row in rows:
-            for i in row["matched"]:
-                if row["seq"] > rules[i].start_seq:
-                    new.setdefault(i, []).append((row["ts"], row["seq"]))
+        for seq, ts, matched in page:
+            for i in matched:
+                if seq > rules[i].start_seq:
+                    new.setdefault(i, []).append((ts, seq))
         if not new:
             return []
         states = {
