@@ -37,7 +37,7 @@ class Group:
 
 def split(f: EventFilter) -> tuple[EventFilter, EventFilter]:
     """(guard, rest): the filter's column conditions and its grep and field matches; ANDed, the filter."""
-    guard = dataclasses.replace(f, grep=None, matches={})
+    guard = dataclasses.replace(f, grep=None, grep_case_sensitive=True, matches={})
     rest = EventFilter(grep=f.grep, grep_case_sensitive=f.grep_case_sensitive, matches=f.matches)
     return guard, rest
 

@@ -283,9 +283,7 @@ async def new_matches(
         groups=" || ".join(parts) or "NULL::int[]", ts_from=f"${n - 2}", after=f"${n - 1}", limit=f"${n}"
     )
     rows = await conn.fetch(sql, *args)
-    found = [
-        (r["seq"], r["ts"], sorted(i for d in r["matched"] for i in members[d])) for r in rows if r["matched"]
-    ]
+    found = [(r["seq"], r["ts"], sorted(i for d in r["matched"] for i in members[d])) for r in rows if r["matched"]]
     return Page(found, rows[0]["last"] if rows else None, rows[0]["scanned"] if rows else 0)
 
 
