@@ -322,12 +322,23 @@ async def save_state(conn: asyncpg.Connection, values: Sequence[Any]) -> None:
     await conn.execute(UPSERT_STATE, *values)
 
 
+async def save_states(conn: asyncpg.Connection, rows: Sequence[Sequence[Any]]) -> None:
+    """Several states in one round trip (a batch often moves many rules on one VM)."""
+    if rows:
+        await conn.executemany(UPSERT_STATE, rows)
+
+
 async def quiet_firings(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
     return list(await conn.fetch(SELECT_QUIET, limit))
 
 
 async def insert_notification(conn: asyncpg.Connection, values: Sequence[Any]) -> None:
     await conn.execute(INSERT_NOTIFICATION, *values)
+
+
+async def insert_notifications(conn: asyncpg.Connection, rows: Sequence[Sequence[Any]]) -> None:
+    if rows:
+        await conn.executemany(INSERT_NOTIFICATION, rows)
 
 
 async def claim_due(conn: asyncpg.Connection, lease_seconds: float, limit: int) -> list[asyncpg.Record]:
