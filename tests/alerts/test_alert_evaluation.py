@@ -168,7 +168,7 @@ class TestManyRules:
     async def test_rules_sharing_filters_and_guards_each_count_their_own_matches(self, service: Service) -> None:
         token = await enroll(service.client, "web-1")
         with Receiver() as hook:
-            rules = {
+            rules: dict[str, dict[str, Any]] = {
                 "upstream": {"unit": "nginx", "grep": "upstream"},
                 "upstream-twin": {"unit": "nginx", "grep": "upstream"},
                 "timed": {"unit": "nginx", "grep": "timed"},
