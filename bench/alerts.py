@@ -2,9 +2,11 @@
 
 Prints ingest entries/s over HTTP (4 VMs at once, 1000-entry gzip batches, entries of about 20
 fields) with no rule and with 100 rules (units, priorities, greps, field matches, VM globs; a few
-match), alternating rounds on fresh VMs; how long evaluation took to catch up after the last
-batch; then the time from posting one matching entry to the webhook receiving its firing
-(median, p99) on a loopback receiver. Target (issue 13): ingest with 100 rules within 10 % of none.
+match), alternating rounds on fresh VMs, and the CPU the service and its PostgreSQL spent per
+entry (ingest, plus evaluation until caught up: on a shared machine a steadier measure of cost
+than entries/s); how long evaluation took to catch up after the last batch; then the time from
+posting one matching entry to the webhook receiving its firing (median, p99) on a loopback
+receiver. Target (issue 13): ingest with 100 rules within 10 % of none.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
+import os
 import statistics
 import time
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -23,6 +27,7 @@ from ingest import post_all
 from support.api import enroll_sync
 from support.receiver import Receiver
 
+TICKS = os.sysconf("SC_CLK_TCK")
 UNITS = ("nginx", "sshd", "cron", "systemd-journald", "postgresql", "docker", "kubelet", "chronyd")
 WORDS = ("timeout", "refused", "denied", "segfault", "panic", "oom", "retry", "disk", "full", "corrupt")
 
@@ -109,6 +114,23 @@ async def caught_up(database_url: str, vms: list[str]) -> float:
     return time.perf_counter() - began
 
 
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(service_pid: int, data_dir: Path) -> float:
+    """CPU used so far by the service and its PostgreSQL: the postmaster, backends that exited
+    (the postmaster's reaped children) and backends still running."""
+    postmaster = int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
+    ticks = sum(int(v) for v in _stat(service_pid)[11:13]) + sum(int(v) for v in _stat(postmaster)[11:15])
+    for child in Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split():
+        try:
+            ticks += sum(int(v) for v in _stat(int(child))[11:13])
+        except FileNotFoundError:
+            pass  # exited since listed: its time is in the postmaster's reaped children (possibly not yet)
+    return ticks / TICKS
+
+
 def latency(url: str, hook: Receiver, samples: int) -> list[float]:
     httpx.post(
         f"{url}/alerts", json={"name": "latency", "vm": "lat-*", "grep": "latency probe", "webhook_url": hook.url}
@@ -141,6 +163,7 @@ def main() -> None:
     args = parser.parse_args()
     with Receiver() as hook, running_service(VMJOURNAL_ALERT_TICK_SECONDS="0.5") as svc:
         results: dict[str, list[float]] = {"none": [], "100 rules": []}
+        cpu_us: dict[str, list[float]] = {"none": [], "100 rules": []}
         lags: list[float] = []
         for r in range(args.rounds):
             for label in ("none", "100 rules"):
@@ -155,15 +178,30 @@ def main() -> None:
                         httpx.post(f"{svc.url}/alerts", json=rule).raise_for_status()
                 tokens = {f"bench-{r}-{label[0]}-{i}": "" for i in range(args.vms)}
                 tokens = {vm: enroll_sync(svc.url, vm) for vm in tokens}
+                cpu = cpu_seconds(svc.pid, svc.data_dir)
                 rate = asyncio.run(ingest_round(svc.url, tokens, args.per_vm, args.batch))
                 results[label].append(rate)
                 if label == "100 rules":
                     lags.append(asyncio.run(caught_up(svc.database_url, list(tokens))))
-                print(f"round {r + 1}, {label}: {rate:,.0f} entries/s", flush=True)
+                # Ingest plus evaluation until caught up: unlike entries/s, hardly moved by other load.
+                cpu = cpu_seconds(svc.pid, svc.data_dir) - cpu
+                cpu_us[label].append(cpu * 1e6 / (args.per_vm * args.vms))
+                print(
+                    f"round {r + 1}, {label}: {rate:,.0f} entries/s, {cpu_us[label][-1]:.0f} us CPU per entry",
+                    flush=True,
+                )
         none, with_rules = statistics.mean(results["none"]), statistics.mean(results["100 rules"])
+        # Each round's pair ran back to back: their ratio is the least disturbed by a shared machine.
+        paired = [(w / n - 1) * 100 for n, w in zip(results["none"], results["100 rules"], strict=True)]
         print(
             f"ingest, {args.vms} VMs at once: no rule {none:,.0f}/s, 100 rules {with_rules:,.0f}/s "
-            f"({(with_rules / none - 1) * 100:+.1f} %)"
+            f"({(with_rules / none - 1) * 100:+.1f} %); per round {', '.join(f'{p:+.1f}' for p in paired)} %, "
+            f"median {statistics.median(paired):+.1f} %"
+        )
+        cpu_none, cpu_rules = statistics.median(cpu_us["none"]), statistics.median(cpu_us["100 rules"])
+        print(
+            f"service + PostgreSQL CPU per entry (median): no rule {cpu_none:.0f} us, 100 rules {cpu_rules:.0f} us "
+            f"({(cpu_rules / cpu_none - 1) * 100:+.1f} %)"
         )
         print(
             f"evaluation caught up {', '.join(f'{s:.2f}' for s in lags)} s after the last batch; "

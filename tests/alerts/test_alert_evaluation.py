@@ -162,3 +162,46 @@ class TestResolution:
             history = (await svc.client.get("/alerts/flap/events")).json()
             assert [h["status"] for h in history] == ["firing", "resolved", "firing"]
             assert all(h["delivery"] == "delivered" for h in history)
+
+
+class TestManyRules:
+    async def test_rules_sharing_filters_and_guards_each_count_their_own_matches(self, service: Service) -> None:
+        token = await enroll(service.client, "web-1")
+        with Receiver() as hook:
+            rules: dict[str, dict[str, Any]] = {
+                "upstream": {"unit": "nginx", "grep": "upstream"},
+                "upstream-twin": {"unit": "nginx", "grep": "upstream"},
+                "timed": {"unit": "nginx", "grep": "timed"},
+                "nginx-errors": {"unit": "nginx", "priority": "err"},
+                "upstream-cased": {"grep": "Upstream"},
+                "ssh-kernel": {"unit": "ssh", "match": ["_TRANSPORT=kernel"]},
+                "cron": {"unit": "cron"},
+            }
+            for name, body in rules.items():
+                await create_rule(service.client, name=name, threshold=100, webhook_url=hook.url, **body)
+            await ingest(
+                service.client,
+                "web-1",
+                token,
+                entry("upstream timed out", unit="nginx.service", priority=3),
+                entry("Upstream reset", unit="nginx.service", priority=6),
+                entry("upstream timed out", unit="ssh.service", priority=3, _TRANSPORT="kernel"),
+                entry("all fine", unit="nginx.service", priority=6),
+            )
+            expected = {
+                "upstream": 2,
+                "upstream-twin": 2,
+                "timed": 1,
+                "nginx-errors": 1,
+                "upstream-cased": 1,
+                "ssh-kernel": 1,
+            }
+            for name, n in expected.items():
+                await wait_for_matches(service.client, name, "web-1", n)
+            await asyncio.sleep(0.3)
+            seen = {}
+            for name in rules:
+                states = (await service.client.get(f"/alerts/{name}")).json()["vms"]
+                seen[name] = sum(s["matches"] for s in states)
+        assert seen == expected | {"cron": 0}
+        assert hook.received == []

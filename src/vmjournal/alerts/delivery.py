@@ -49,6 +49,9 @@ class Deliverer:
         self._retry_base = retry_base
         self._max_attempts = max_attempts
         self._slots = asyncio.Semaphore(concurrency)
+        # POSTs run `concurrency` at once, but their results are written two at a time: a burst of
+        # deliveries would otherwise take pool connections beyond its size, each opened and closed.
+        self._writers = asyncio.Semaphore(2)
         self._concurrency = concurrency
         self._poll = poll_seconds
         self._wake = asyncio.Event()
@@ -124,7 +127,7 @@ class Deliverer:
         except httpx.HTTPError as exc:
             error = f"{exc.__class__.__name__}: {exc}"[:ERROR_TEXT_MAX] if str(exc) else exc.__class__.__name__
         give_up = error is not None and row["attempts"] >= self._max_attempts
-        async with store.transaction(self._sessions) as conn:
+        async with self._writers, store.transaction(self._sessions) as conn:
             if error is None:
                 await store.mark_delivered(conn, row["id"])
             else:

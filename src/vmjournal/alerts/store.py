@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -16,6 +17,7 @@ from uuid import UUID
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from vmjournal.alerts import matching
 from vmjournal.db import raw_connection
 from vmjournal.journal import store as journal_store
 
@@ -78,16 +80,23 @@ ADVANCE_CURSOR = """
 UPDATE alert_cursor SET seq = greatest(seq, $2), event_count = $3, updated_at = now() WHERE vm_id = $1
 """
 
-# One page of a VM's new entries in seq order, each with the indexes of the rules it matches;
-# only matching rows come back, plus the page's last row (where the cursor moves to).
+# One page of a VM's new entries in seq order, each with the indexes of the distinct filters it
+# matches (alerts/matching.py: a guard per group, then each filter's costly rest); only matching
+# rows come back, plus the page's last row (where the cursor moves to). The page is cut before
+# the match column is computed: no regex reads an entry the page leaves for the next one.
 SELECT_MATCHES = """
 SELECT seq, ts, matched, last, scanned FROM (
-    SELECT seq, ts, matched, max(seq) OVER () AS last, count(*) OVER () AS scanned FROM (
-        SELECT seq, ts, array_remove(ARRAY[{flags}]::int[], NULL) AS matched
-        FROM journal_event WHERE vm_id = $1 AND ts >= {ts_from} AND seq > {after} ORDER BY seq LIMIT {limit}
+    SELECT seq, ts, coalesce(array_remove({groups}, NULL), '{{}}') AS matched,
+           max(seq) OVER () AS last, count(*) OVER () AS scanned
+    FROM (
+        SELECT * FROM journal_event WHERE vm_id = $1 AND ts >= {ts_from} AND seq > {after} ORDER BY seq LIMIT {limit}
     ) page
 ) counted WHERE cardinality(matched) > 0 OR seq = last
 """
+
+# One group of SELECT_MATCHES: NULL where the guard fails (NULL || array is the array).
+MATCH_GROUP = "CASE WHEN {guard} THEN ARRAY[{flags}]::int[] END"
+MATCH_FLAG = "CASE WHEN {rest} THEN {index} END"
 
 # The entries that made a rule fire: its matches from the window's first to its last, the first five in full.
 SELECT_WINDOW = f"""
@@ -235,6 +244,15 @@ async def advance_cursor(conn: asyncpg.Connection, vm_id: UUID, seq: int, event_
     await conn.execute(ADVANCE_CURSOR, vm_id, seq, event_count)
 
 
+@dataclass(frozen=True)
+class Page:
+    """What one page of a VM's new entries held."""
+
+    matches: list[tuple[int, datetime, list[int]]]  # (seq, ts, indexes of the filters matched)
+    last: int | None  # the page's highest seq; None: no new entry
+    scanned: int
+
+
 async def new_matches(
     conn: asyncpg.Connection,
     vm_id: UUID,
@@ -243,16 +261,30 @@ async def new_matches(
     ts_from: datetime,
     after_seq: int,
     limit: int,
-) -> list[asyncpg.Record]:
+) -> Page:
     """Up to ``limit`` entries of the VM after ``after_seq`` (none before ``ts_from``): the matching
-    ones with ``matched`` (indexes into ``filters``), and the last one (``seq == last``); every row
-    carries ``scanned``, how many entries the page read."""
-    conditions, args = journal_store.live_conditions(vm_id, filters)
-    flags = ", ".join(f"CASE WHEN {c} THEN {i} END" for i, c in enumerate(conditions)) or "NULL"
+    ones with the indexes into ``filters`` they match, the page's last seq and how many it read."""
+    groups = matching.plan(filters)
+    pieces = [piece for g in groups for piece in (g.guard, *(c.rest for c in g.costly))]
+    conditions, args = journal_store.live_conditions(vm_id, pieces)
+    members: list[list[int]] = []
+    parts = []
+    at = iter(conditions)
+    for g in groups:
+        guard = next(at)
+        flags = []
+        for c in g.costly:
+            flags.append(MATCH_FLAG.format(rest=next(at), index=len(members)))
+            members.append(c.members)
+        parts.append(MATCH_GROUP.format(guard=guard, flags=", ".join(flags)))
     args += [ts_from, after_seq, limit]
     n = len(args)
-    sql = SELECT_MATCHES.format(flags=flags, ts_from=f"${n - 2}", after=f"${n - 1}", limit=f"${n}")
-    return list(await conn.fetch(sql, *args))
+    sql = SELECT_MATCHES.format(
+        groups=" || ".join(parts) or "NULL::int[]", ts_from=f"${n - 2}", after=f"${n - 1}", limit=f"${n}"
+    )
+    rows = await conn.fetch(sql, *args)
+    found = [(r["seq"], r["ts"], sorted(i for d in r["matched"] for i in members[d])) for r in rows if r["matched"]]
+    return Page(found, rows[0]["last"] if rows else None, rows[0]["scanned"] if rows else 0)
 
 
 async def window_entries(
@@ -290,12 +322,23 @@ async def save_state(conn: asyncpg.Connection, values: Sequence[Any]) -> None:
     await conn.execute(UPSERT_STATE, *values)
 
 
+async def save_states(conn: asyncpg.Connection, rows: Sequence[Sequence[Any]]) -> None:
+    """Several states in one round trip (a batch often moves many rules on one VM)."""
+    if rows:
+        await conn.executemany(UPSERT_STATE, rows)
+
+
 async def quiet_firings(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
     return list(await conn.fetch(SELECT_QUIET, limit))
 
 
 async def insert_notification(conn: asyncpg.Connection, values: Sequence[Any]) -> None:
     await conn.execute(INSERT_NOTIFICATION, *values)
+
+
+async def insert_notifications(conn: asyncpg.Connection, rows: Sequence[Sequence[Any]]) -> None:
+    if rows:
+        await conn.executemany(INSERT_NOTIFICATION, rows)
 
 
 async def claim_due(conn: asyncpg.Connection, lease_seconds: float, limit: int) -> list[asyncpg.Record]:
