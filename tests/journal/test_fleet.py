@@ -176,7 +176,8 @@ class TestFleetPlan:
             nodes = plan_nodes(plan[0]["Plan"])
             scans = [(n, above) for n, above in nodes if n.get("Relation Name", "").startswith("journal_event")]
             # Each VM's page (inside the LATERAL join over the VMs) is an index scan in (ts, seq)
-            # order (per priority, merged), stopped by its limit: nothing sorts a VM's rows, and no scan reads a whole table.
+            # order (per priority, merged), stopped by its limit: nothing sorts a VM's rows, and no
+            # scan reads a whole table.
             assert scans and all(n["Node Type"] in ("Index Scan", "Index Only Scan") for n, _ in scans), plan
             per_vm = [above[len(above) - above[::-1].index("Nested Loop") :] for _, above in scans]
             assert all("Limit" in path and "Sort" not in path for path in per_vm), plan

@@ -57,21 +57,15 @@ def rows(vm_id: uuid.UUID, batch: Sequence[Mapping[str, Any]]) -> list[tuple[Any
     """The batch as rows of the old journal_event: the columns as ingest derives them, and the raw entry."""
     out = []
     for row, entry in zip(entries.to_rows(batch).rows, batch, strict=True):
-        r = dict(zip(entries.ROW_COLUMNS, row, strict=True))
+        boot_id = row[5]
         out.append(
             (
                 vm_id,
                 entry["__CURSOR"],
-                entries.timestamp_from_us(r["ts_us"]),
-                r["monotonic_us"],
-                uuid.UUID(r["boot_id"]) if r["boot_id"] else None,
-                r["unit"],
-                r["about_unit"],
-                r["priority"],
-                r["identifier"],
-                r["pid"],
-                r["hostname"],
-                r["message"],
+                entries.timestamp_from_us(row[entries.TS_US]),
+                row[3],
+                uuid.UUID(boot_id) if boot_id else None,
+                *row[6:13],
                 orjson.dumps(entry).decode(),
             )
         )
