@@ -83,14 +83,15 @@ UPDATE alert_cursor SET seq = greatest(seq, $2), event_count = $3, updated_at = 
 # One page of a VM's new entries in seq order, each with the indexes of the distinct filters it
 # matches (alerts/matching.py: a guard per group, then each filter's costly rest); only matching
 # rows come back, plus the page's last row (where the cursor moves to). The page is cut before
-# the match column is computed: no regex reads an entry the page leaves for the next one.
+# the match column is computed: no regex reads an entry the page leaves for the next one. The page
+# keeps the table's name: the journal's conditions refer to journal_event's columns by it.
 SELECT_MATCHES = """
 SELECT seq, ts, matched, last, scanned FROM (
     SELECT seq, ts, coalesce(array_remove({groups}, NULL), '{{}}') AS matched,
            max(seq) OVER () AS last, count(*) OVER () AS scanned
     FROM (
         SELECT * FROM journal_event WHERE vm_id = $1 AND ts >= {ts_from} AND seq > {after} ORDER BY seq LIMIT {limit}
-    ) page
+    ) journal_event
 ) counted WHERE cardinality(matched) > 0 OR seq = last
 """
 
