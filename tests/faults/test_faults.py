@@ -28,6 +28,8 @@ from support.journal_files import journal_json, sample_entries, write_journal
 from support.pgserver import PgServer
 from support.service import LiveService
 
+from vmjournal.journal import layout, store
+
 pytestmark = pytest.mark.usefixtures("journal_tools")
 
 
@@ -36,9 +38,10 @@ def stored_cursors(database_url: str, name: str) -> list[str]:
         conn = await asyncpg.connect(database_url)
         try:
             rows = await conn.fetch(
-                "SELECT e.cursor FROM journal_event e JOIN vm ON vm.id = e.vm_id WHERE vm.name = $1", name
+                f"SELECT {store.EVENT_COLUMNS} FROM journal_event WHERE vm_id = (SELECT id FROM vm WHERE name = $1)",
+                name,
             )
-            return [r["cursor"] for r in rows]
+            return [layout.assemble(r)["__CURSOR"] for r in rows]
         finally:
             await conn.close()
 
