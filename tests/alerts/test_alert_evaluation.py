@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 from support.alerts import create_rule, entry, ingest, wait_for_matches
 from support.api import enroll
 from support.receiver import Receiver
 from support.service import Service
+
+from vmjournal import db
+from vmjournal.alerts import service as alerts_service
+from vmjournal.alerts.evaluation import Evaluator, Outcome
+from vmjournal.alerts.schemas import AlertCreate
+from vmjournal.journal import entries as journal_entries
+from vmjournal.journal import store as journal_store
 
 
 class TestFiring:
@@ -205,3 +215,46 @@ class TestManyRules:
                 seen[name] = sum(s["matches"] for s in states)
         assert seen == expected | {"cron": 0}
         assert hook.received == []
+
+
+class TestRuleMadeDuringAPass:
+    """An evaluator that read the rules before a new one was made must not move a VM's cursor past
+    entries it did not read for the new rule."""
+
+    async def test_the_page_is_read_again_with_the_new_rule(self, database_url: str) -> None:
+        engine = db.create_engine(database_url)
+        sessions = db.session_factory(engine)
+        conn = await asyncpg.connect(database_url)
+        try:
+            vm_id = uuid.uuid4()
+            await conn.execute(
+                "INSERT INTO vm (id, name, size, provider, status) "
+                "VALUES ($1, 'web-1', 'small', 'external', 'running')",
+                vm_id,
+            )
+
+            async def make(name: str, grep: str) -> None:
+                async with sessions() as session, session.begin():
+                    await alerts_service.create_rule(
+                        session, AlertCreate(name=name, grep=grep, webhook_url="http://127.0.0.1:9/hook")
+                    )
+
+            evaluator = Evaluator(
+                sessions, base_url="http://127.0.0.1:9", tick_seconds=60, on_notification=lambda: None
+            )
+            await make("first", "never said")
+            stale = await evaluator.load_rules()
+            await make("second", "disk")
+            async with conn.transaction():
+                await journal_store.ingest(conn, vm_id, journal_entries.to_rows([entry("disk full")]))
+            since = datetime(1970, 1, 1, tzinfo=UTC)
+            assert await evaluator.evaluate(vm_id, since, stale) is Outcome.more
+            fresh = await evaluator.load_rules()
+            assert await evaluator.evaluate(vm_id, since, fresh) is Outcome.done
+            counted = await conn.fetchval(
+                "SELECT s.matches FROM alert_state s JOIN alert_rule r ON r.id = s.rule_id WHERE r.name = 'second'"
+            )
+            assert counted == 1
+        finally:
+            await conn.close()
+            await engine.dispose()

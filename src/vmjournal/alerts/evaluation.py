@@ -51,6 +51,10 @@ class Outcome(enum.Enum):
     busy = "busy"  # another process is evaluating this VM: come back
 
 
+class _RulesChanged(Exception):
+    """A rule was made while a VM's page was read: the page is read again with it."""
+
+
 class Evaluator:
     """Per process: evaluates VMs it hears of, and resolves quiet firings, in the background."""
 
@@ -151,33 +155,50 @@ class Evaluator:
         if not rules:
             return Outcome.done
         fired: list[str] = []
-        async with store.transaction(self._sessions) as conn:
-            cursor = await store.lock_cursor(conn, vm_id, min(r.start_seq for r in rules))
-            if cursor is None:
-                return Outcome.busy
-            applicable = [r for r in rules if r.applies_to(cursor["name"])]
-            if not applicable:
-                # Entries no rule reads; a rule made later starts after every seq drawn by now.
-                await store.advance_cursor(conn, vm_id, await journal_store.last_seq(conn), cursor["event_count"])
-                return Outcome.done
-            page = await store.new_matches(
-                conn,
-                vm_id,
-                [r.filter for r in applicable],
-                ts_from=first,
-                after_seq=cursor["seq"],
-                limit=PAGE_ROWS,
-            )
-            full = page.scanned >= PAGE_ROWS
-            self.scanned += page.scanned
-            if page.matches:
-                fired = await self._observe(conn, vm_id, cursor["name"], applicable, page.matches)
-            # A full page leaves the count as it was: a restart must not take the VM for caught up.
-            counted = cursor["counted"] if full else cursor["event_count"]
-            await store.advance_cursor(conn, vm_id, cursor["seq"] if page.last is None else page.last, counted)
+        try:
+            async with store.transaction(self._sessions) as conn:
+                outcome = await self._evaluate(conn, vm_id, first, rules, fired)
+        except _RulesChanged:
+            return Outcome.more  # rolled back: read again with the new rule
         if fired:
             metrics.alert_notifications.labels("firing").inc(len(fired))
             self._on_notification()
+        return outcome
+
+    async def _evaluate(
+        self, conn: asyncpg.Connection, vm_id: UUID, first: datetime, rules: list[Rule], fired: list[str]
+    ) -> Outcome:
+        cursor = await store.lock_cursor(conn, vm_id, min(r.start_seq for r in rules))
+        if cursor is None:
+            return Outcome.busy
+        applicable = [r for r in rules if r.applies_to(cursor["name"])]
+        # A rule made after the rules were read starts after every seq drawn by then; one made
+        # after this check starts after every seq this page holds. So the cursor moves only past
+        # entries read for every rule that starts before them.
+        if not applicable:
+            # Entries no rule reads.
+            last = await journal_store.last_seq(conn)
+            if await store.rules_added(conn, [r.id for r in rules]):
+                raise _RulesChanged
+            await store.advance_cursor(conn, vm_id, last, cursor["event_count"])
+            return Outcome.done
+        page = await store.new_matches(
+            conn,
+            vm_id,
+            [r.filter for r in applicable],
+            ts_from=first,
+            after_seq=cursor["seq"],
+            limit=PAGE_ROWS,
+        )
+        full = page.scanned >= PAGE_ROWS
+        if await store.rules_added(conn, [r.id for r in rules]):
+            raise _RulesChanged
+        self.scanned += page.scanned
+        if page.matches:
+            fired += await self._observe(conn, vm_id, cursor["name"], applicable, page.matches)
+        # A full page leaves the count as it was: a restart must not take the VM for caught up.
+        counted = cursor["counted"] if full else cursor["event_count"]
+        await store.advance_cursor(conn, vm_id, cursor["seq"] if page.last is None else page.last, counted)
         return Outcome.more if full else Outcome.done
 
     async def _observe(

@@ -35,6 +35,8 @@ RETURNING {RULE_COLUMNS}
 
 SELECT_RULES = f"SELECT {RULE_COLUMNS} FROM alert_rule ORDER BY name"
 SELECT_RULE = f"SELECT {RULE_COLUMNS} FROM alert_rule WHERE name = $1"
+# A rule made since the evaluator read the rules: entries after its start were not read for it.
+SELECT_RULES_ADDED = "SELECT EXISTS (SELECT FROM alert_rule WHERE id <> ALL($1::uuid[]))"
 DELETE_RULE = "DELETE FROM alert_rule WHERE name = $1 RETURNING id"
 
 SELECT_FIRING_VMS = """
@@ -201,6 +203,11 @@ async def insert_rule(conn: asyncpg.Connection, values: Sequence[Any]) -> asyncp
 
 async def list_rules(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     return list(await conn.fetch(SELECT_RULES))
+
+
+async def rules_added(conn: asyncpg.Connection, known: Sequence[UUID]) -> bool:
+    added: bool = await conn.fetchval(SELECT_RULES_ADDED, list(known))
+    return added
 
 
 async def get_rule(conn: asyncpg.Connection, name: str) -> asyncpg.Record | None:
