@@ -4,7 +4,7 @@ journald stores each distinct ``FIELD=value`` once and lets entries point at it;
 entry's fields are the sending process's (its PID, command line, cgroup, unit, boot, host) and
 repeat across thousands of entries. So an entry is split three ways:
 
-- its *context*: the entry's field names in their order, with the values of the process's fields
+- its *context*: the entry's field names (in a canonical order), with the values of the process's fields
   (``_*`` trusted fields, the syslog identifier, the source file and function); every other name
   holds ``0``, a value no journal field can have (fields are strings or lists). Stored once per VM
   in ``journal_context``, keyed by a hash of its text;

@@ -163,6 +163,12 @@ class Dropped:
     reason: str
 
 
+def _day_of(name: str) -> date:
+    """The day of a partition's (or a detached day's) name."""
+    stamp = name[len(PREFIX) :]
+    return date(int(stamp[:4]), int(stamp[4:6]), int(stamp[6:8]))
+
+
 def day_name(day: int) -> str:
     return f"{PREFIX}{(_EPOCH_DAY + timedelta(days=day)):%Y%m%d}"
 
@@ -194,9 +200,7 @@ async def partitions(conn: asyncpg.Connection) -> list[Partition]:
     """The day partitions, oldest first, with their bytes on disk."""
     found = []
     for r in await conn.fetch(SELECT_PARTITIONS):
-        stamp = r["name"][len(PREFIX) :]
-        day = date(int(stamp[:4]), int(stamp[4:6]), int(stamp[6:8]))
-        found.append(Partition(r["name"], day, r["bytes"]))
+        found.append(Partition(r["name"], _day_of(r["name"]), r["bytes"]))
     return found
 
 
@@ -235,7 +239,7 @@ async def detached(conn: asyncpg.Connection) -> list[str]:
 async def settle(conn: asyncpg.Connection, name: str) -> int:
     """Take what a detached day held out of the summaries, and drop it; returns its entry count.
     Ingest and queries go on meanwhile."""
-    day = date(int(name[len(PREFIX) :][:4]), int(name[len(PREFIX) :][4:6]), int(name[len(PREFIX) :][6:8]))
+    day = _day_of(name)
     end = Partition(name, day, 0).end
     boots = await conn.fetch(COUNT_BOOTS.format(name=name))
     units = await conn.fetch(COUNT_UNITS.format(name=name))
