@@ -42,7 +42,9 @@ import time
 import urllib.parse
 from typing import IO, Any
 
-from vmjournal_agent_send import TICK, Sender, Watchdog, Window, sd_notify, write_cursor
+# No __pycache__ beside the installed files (nor in the source tree the service's package ships).
+sys.dont_write_bytecode = True
+from vmjournal_agent_send import TICK, Sender, Watchdog, Window, sd_notify, write_cursor  # noqa: E402
 
 VERSION = "0.1.0"
 DEFAULT_CONFIG = "/etc/vmjournal-agent/agent.conf"
