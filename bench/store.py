@@ -93,19 +93,26 @@ def journal_used(path: Path) -> int:
 
 
 def through_peer(entries: list[Entry], tmp: Path, *, compress: bool = True, read: bool = True) -> Written:
-    path = tmp / f"peer-{compress}-{time.monotonic_ns()}.journal"
+    # Its own directory: journal-remote rotates a full file (journald's size limits), so a large
+    # corpus may end up in several files, all of them counted.
+    folder = tmp / f"peer-{compress}-{time.monotonic_ns()}"
+    folder.mkdir()
     export = export_format(entries)
+    path = folder / "remote.journal"
     args = [JOURNAL_REMOTE, f"--output={path}", "--split-mode=none", *([] if compress else ["--compress=no"]), "-"]
     start = time.perf_counter()
     subprocess.run(args, input=export, check=True, capture_output=True)
     seconds = time.perf_counter() - start
     lines: list[bytes] = []
     if read:
-        cmd = ["journalctl", f"--file={path}", "-o", "json", "--all", "--no-pager"]
+        cmd = ["journalctl", f"--directory={folder}", "-o", "json", "--all", "--no-pager"]
         lines = subprocess.run(cmd, check=True, capture_output=True).stdout.splitlines()
         assert len(lines) == len(entries), (len(lines), len(entries))
-    written = Written(lines, seconds, path.stat().st_size, journal_used(path))
-    path.unlink()
+    files = sorted(folder.iterdir())
+    written = Written(lines, seconds, sum(f.stat().st_size for f in files), sum(map(journal_used, files)))
+    for f in files:
+        f.unlink()
+    folder.rmdir()
     return written
 
 
