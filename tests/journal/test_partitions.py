@@ -232,6 +232,28 @@ class TestRetention:
         assert await conn.fetchval("SELECT to_regclass($1)", name) is None
         await assert_summaries_true(conn)
 
+    async def test_closed_days_are_compacted_once(self, conn: asyncpg.Connection, sessions: Any) -> None:
+        vm_ids = [await add_vm(conn, "compact")]
+        await self._load_days(conn, vm_ids, 3)
+        now = datetime.fromtimestamp(DAY0 / 1e6, UTC) + timedelta(days=2, hours=12)
+        keep = Settings(database_url=SETTINGS_URL[0], retention_days=0)
+        before = {p.name for p in await partition_store.partitions(conn)}
+        assert {"journal_event_p20251124", "journal_event_p20251125"} <= set(await partition_store.uncompacted(conn))
+        assert await retention.prune_pass(sessions, keep, now=now) == []
+        left = set(await partition_store.uncompacted(conn))
+        # The days before "today" are rebuilt and marked; today and the days ahead are not.
+        assert "journal_event_p20251124" not in left and "journal_event_p20251125" not in left
+        assert "journal_event_p20251126" in left and {p.name for p in await partition_store.partitions(conn)} >= before
+        assert await conn.fetchval("SELECT count(*) FROM pg_index WHERE NOT indisvalid") == 0
+        await assert_summaries_true(conn)
+        # Entries still arriving for a compacted day are stored, and read back.
+        late = shifted(900_000, 50, day=0.75, boot="e" * 32)
+        assert await put(conn, vm_ids[0], late) == 50
+        assert await put(conn, vm_ids[0], late) == 0
+        assert await retention.prune_pass(sessions, keep, now=now) == []
+        assert set(await partition_store.uncompacted(conn)) == left
+        await assert_summaries_true(conn)
+
 
 # The database URL of the running test, for the helpers that open their own connections.
 SETTINGS_URL: list[str] = [""]

@@ -78,6 +78,24 @@ SELECT_DETACHED = f"""
 SELECT relname FROM pg_class WHERE relkind = 'r' AND relname LIKE '{PREFIX}%{DETACHED_SUFFIX}' ORDER BY relname
 """
 
+# A closed day's indexes are rebuilt once, packed: while a day is written, each VM inserts in the
+# middle of the day's indexes, whose pages split in half and stay about two thirds full.
+COMPACTED = "vmjournal: compacted"
+SELECT_UNCOMPACTED = f"""
+SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = 'journal_event'::regclass AND c.relname LIKE '{PREFIX}%'
+  AND obj_description(c.oid, 'pg_class') IS DISTINCT FROM '{COMPACTED}'
+ORDER BY c.relname
+"""
+# What a rebuild that failed half-way leaves: invalid copies of the indexes.
+SELECT_INVALID_INDEXES = """
+SELECT i.relname FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+WHERE x.indrelid = $1::regclass AND NOT x.indisvalid
+"""
+DROP_INDEX = "DROP INDEX CONCURRENTLY IF EXISTS {name}"
+REINDEX = "REINDEX TABLE CONCURRENTLY {name}"
+MARK_COMPACTED = f"COMMENT ON TABLE {{name}} IS '{COMPACTED}'"
+
 # What a detached day held, taken out of the summaries before its table is dropped.
 COUNT_BOOTS = "SELECT vm_id, boot_id, count(*) AS n FROM {name} WHERE boot_id IS NOT NULL GROUP BY 1, 2"
 COUNT_UNITS = """
@@ -202,6 +220,20 @@ async def partitions(conn: asyncpg.Connection) -> list[Partition]:
     for r in await conn.fetch(SELECT_PARTITIONS):
         found.append(Partition(r["name"], _day_of(r["name"]), r["bytes"]))
     return found
+
+
+async def uncompacted(conn: asyncpg.Connection) -> list[str]:
+    """The day partitions whose indexes were not rebuilt since they were made."""
+    return [r["name"] for r in await conn.fetch(SELECT_UNCOMPACTED)]
+
+
+async def compact(conn: asyncpg.Connection, name: str) -> None:
+    """Rebuild a day's indexes packed, while ingest and queries go on. ``conn`` must be outside any
+    transaction (a concurrent rebuild is several)."""
+    for r in await conn.fetch(SELECT_INVALID_INDEXES, name):
+        await conn.execute(DROP_INDEX.format(name=r["relname"]))
+    await conn.execute(REINDEX.format(name=name))
+    await conn.execute(MARK_COMPACTED.format(name=name))
 
 
 async def try_lock_prune(conn: asyncpg.Connection) -> bool:

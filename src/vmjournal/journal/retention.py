@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmjournal.config import Settings
@@ -53,8 +55,8 @@ def choose(
 async def prune_pass(
     sessions: async_sessionmaker[AsyncSession], settings: Settings, *, now: datetime | None = None
 ) -> list[Dropped] | None:
-    """Create the coming days' partitions and drop what retention says; None if another process is
-    running a pass now."""
+    """Create the coming days' partitions, drop what retention says and compact the closed days;
+    None if another process is running a pass now."""
     now = now or datetime.now(UTC)
     async with transaction(sessions) as holder:
         if not await partition_store.try_lock_prune(await raw_connection(holder)):
@@ -86,7 +88,28 @@ async def prune_pass(
                 "retention dropped %s (%d entries, %d bytes): %s", partition.name, entries, partition.bytes, reason
             )
             dropped.append(Dropped(partition, entries, reason))
+        await _compact_closed_days(sessions, now)
         return dropped
+
+
+async def _compact_closed_days(sessions: async_sessionmaker[AsyncSession], now: datetime) -> None:
+    """Rebuild the indexes of the days before today once, packed (entries still arriving for them
+    are stored meanwhile, and after)."""
+    today = partition_store.day_name(int(now.timestamp()) // 86_400)
+    engine = sessions.kw["bind"]
+    async with engine.connect() as connection:
+        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        conn = (await autocommit.get_raw_connection()).driver_connection
+        for name in await partition_store.uncompacted(conn):
+            if name >= today:
+                break
+            started = time.monotonic()
+            try:
+                await partition_store.compact(conn, name)
+            except asyncpg.PostgresError as exc:
+                log.warning("retention could not compact %s (next pass tries again): %s", name, exc)
+                return
+            log.info("retention compacted %s in %.1f s", name, time.monotonic() - started)
 
 
 class Pruner:
