@@ -21,7 +21,7 @@ MATCH_JSON = (
 MATCH_TEXT = "{text} LIKE ANY({patterns}::text[])"
 # The field is a list (repeated, or bytes): its column holds the first value only.
 MATCH_LIST = "{text} LIKE {pattern}"
-# A process's fields live in the entry's context (journal/layout.py): decided once per context row.
+# A process's fields live in the entry's context (journal/layout.py), found by its key.
 IN_CONTEXT = (
     "EXISTS (SELECT FROM journal_context c WHERE c.vm_id = journal_event.vm_id "
     "AND c.id = journal_event.context_id AND {condition})"
