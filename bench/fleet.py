@@ -28,7 +28,7 @@ from common import running_service
 from support.api import enroll_sync
 from support.journal_files import wide_entries
 
-from vmjournal.journal import entries, fleet_store, store
+from vmjournal.journal import entries, fleet_store, ingest_store, store
 
 UNITS = ["nginx.service"] * 4 + [f"svc-{i}.service" for i in range(20)]
 
@@ -52,14 +52,14 @@ async def load(database_url: str, vms: int, per_vm: int, big: int) -> float:
         rows = shifted(0, per_vm, boot, now_us - span_us + n * 997, span_us // max(per_vm, 1))
         for offset in range(0, per_vm, 5000):
             async with conn.transaction():
-                await store.ingest(conn, ids[f"vm-{n:03}"], entries.to_rows(rows[offset : offset + 5000]))
+                await ingest_store.ingest(conn, ids[f"vm-{n:03}"], entries.to_rows(rows[offset : offset + 5000]))
     # The big VM: spread over about three hours, as 10 M events at 1 kHz would be.
     boot = uuid.uuid4().hex
     for offset in range(0, big, 5000):
         spacing = 3 * 3600 * 1_000_000 // big
         rows = shifted(offset, min(5000, big - offset), boot, now_us - big * spacing, spacing)
         async with conn.transaction():
-            await store.ingest(conn, ids["big"], entries.to_rows(rows))
+            await ingest_store.ingest(conn, ids["big"], entries.to_rows(rows))
     await conn.execute("ANALYZE")
     await conn.close()
     return time.perf_counter() - started

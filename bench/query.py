@@ -28,7 +28,7 @@ from common import running_service
 from support.api import enroll_sync
 from support.journal_files import wide_entries
 
-from vmjournal.journal import entries, partition_store, store
+from vmjournal.journal import entries, ingest_store, partition_store
 
 # nginx is a fifth of the journal; 40 other services share the rest; rare.service is 1 in 10 000.
 FIRST_US = 1_764_000_000_000_000  # wide_entries' first timestamp
@@ -82,7 +82,7 @@ async def load(database_url: str, vm_name: str, total: int) -> float:
     for offset in range(0, total, step):
         rows = entries.to_rows(batch(offset, min(step, total - offset), boots[offset * 3 // total]))
         async with conn.transaction():
-            await store.ingest(conn, vm_id, rows)
+            await ingest_store.ingest(conn, vm_id, rows)
     seconds = time.perf_counter() - start
     await conn.close()
     return seconds

@@ -1,6 +1,6 @@
 """Every table, so that Alembic's env sees them all.
 
-The journal tables are written by raw asyncpg on the hot path (journal/store.py); they are
+The journal tables are written by raw asyncpg on the hot path (journal/ingest_store.py); they are
 declared here so that migrations and the schema stay in one place.
 """
 

@@ -19,7 +19,7 @@ from vmjournal.alerts import service as alerts_service
 from vmjournal.alerts.evaluation import Evaluator, Outcome
 from vmjournal.alerts.schemas import AlertCreate
 from vmjournal.journal import entries as journal_entries
-from vmjournal.journal import store as journal_store
+from vmjournal.journal import ingest_store
 
 
 class TestFiring:
@@ -246,7 +246,7 @@ class TestRuleMadeDuringAPass:
             stale = await evaluator.load_rules()
             await make("second", "disk")
             async with conn.transaction():
-                await journal_store.ingest(conn, vm_id, journal_entries.to_rows([entry("disk full")]))
+                await ingest_store.ingest(conn, vm_id, journal_entries.to_rows([entry("disk full")]))
             since = datetime(1970, 1, 1, tzinfo=UTC)
             assert await evaluator.evaluate(vm_id, since, stale) is Outcome.more
             fresh = await evaluator.load_rules()

@@ -15,7 +15,7 @@ from support.receiver import Receiver
 from support.service import LiveService, free_port
 
 from vmjournal.journal import entries as journal_entries
-from vmjournal.journal import store as journal_store
+from vmjournal.journal import ingest_store
 
 FAST = {
     "VMJOURNAL_ALERT_RETRY_SECONDS": "0.3",
@@ -122,7 +122,7 @@ class TestSigkill:
                 vm_id: UUID = await conn.fetchval("SELECT id FROM vm WHERE name = 'web-1'")
                 async with conn.transaction():
                     await conn.execute("DELETE FROM alert_state")  # as if that firing had resolved
-                    await journal_store.ingest(conn, vm_id, journal_entries.to_rows([entry("disk two")]))
+                    await ingest_store.ingest(conn, vm_id, journal_entries.to_rows([entry("disk two")]))
             finally:
                 await conn.close()
             live_service(**FAST)

@@ -14,7 +14,7 @@ from support import old_journal
 from support.journal_files import wide_entries
 
 from vmjournal.db import alembic_config
-from vmjournal.journal import entries, field_store, layout, store, volume_store
+from vmjournal.journal import entries, field_store, ingest_store, layout, store, volume_store
 
 BEFORE = "7a41c9d2e5f3"
 FILTERS = [
@@ -106,7 +106,7 @@ def test_upgrade_keeps_every_answer(old_database: str, database_url: str) -> Non
                     if old:
                         await old_journal.insert(conn, vm_id, batch)
                     else:
-                        assert await store.ingest(conn, vm_id, entries.to_rows(batch)) == len(batch)
+                        assert await ingest_store.ingest(conn, vm_id, entries.to_rows(batch)) == len(batch)
             if old:
                 await old_journal.summarize(conn, volume=True)
             return await store.last_seq(conn)
@@ -130,10 +130,10 @@ def test_upgrade_keeps_every_answer(old_database: str, database_url: str) -> Non
             assert await store.last_seq(conn) == seq_before
             # Ingest goes on: resent entries are still known, new ones get seq above every old one.
             async with conn.transaction():
-                assert await store.ingest(conn, ids[0], entries.to_rows(sent[0][1])) == 0
+                assert await ingest_store.ingest(conn, ids[0], entries.to_rows(sent[0][1])) == 0
             new = wide_entries(500_000_000, 100, boot=uuid.uuid4().hex, units=["a.service"])
             async with conn.transaction():
-                assert await store.ingest(conn, ids[0], entries.to_rows(new)) == 100
+                assert await ingest_store.ingest(conn, ids[0], entries.to_rows(new)) == 100
             assert (
                 await conn.fetchval(
                     "SELECT min(seq) FROM journal_event WHERE ts >= $1",

@@ -20,7 +20,7 @@ from support.service import Service
 
 from vmjournal import db
 from vmjournal.config import Settings
-from vmjournal.journal import entries, partition_store, retention, store
+from vmjournal.journal import entries, ingest_store, partition_store, retention
 
 DAY_US = entries.DAY_US
 # 2025-11-24 00:00 UTC, a day boundary.
@@ -79,7 +79,7 @@ async def add_vm(conn: asyncpg.Connection, name: str) -> uuid.UUID:
 
 async def put(conn: asyncpg.Connection, vm_id: uuid.UUID, batch: list[dict[str, str]]) -> int:
     async with conn.transaction():
-        return await store.ingest(conn, vm_id, entries.to_rows(batch))
+        return await ingest_store.ingest(conn, vm_id, entries.to_rows(batch))
 
 
 async def assert_summaries_true(conn: asyncpg.Connection) -> None:

@@ -16,7 +16,7 @@ from support.journal_files import journal_json, sample_entries, wide_entries, wr
 from support.service import Service
 
 from vmjournal import db
-from vmjournal.journal import entries, partition_store, service, store
+from vmjournal.journal import entries, ingest_store, partition_store, service, store
 
 UNITS = ["nginx", "ssh.service", "systemd-journald", "cron", "app@1.service", "init.scope"]
 
@@ -221,7 +221,7 @@ class TestFirstPagesWithoutStatistics:
                 await conn.execute(f"ALTER TABLE {name} SET (autovacuum_enabled = off)")
             for batch in batches:
                 async with conn.transaction():
-                    await store.ingest(conn, vm_id, entries.to_rows(batch))
+                    await ingest_store.ingest(conn, vm_id, entries.to_rows(batch))
             analyzed = await conn.fetchval(
                 "SELECT sum(analyze_count + autoanalyze_count) FROM pg_stat_user_tables "
                 "WHERE relname LIKE 'journal_event%'"

@@ -10,7 +10,7 @@ from support import old_journal
 from support.journal_files import wide_entries
 
 from vmjournal.db import alembic_config
-from vmjournal.journal import entries, store
+from vmjournal.journal import entries, ingest_store, store
 
 BEFORE = "3c0f1e2a9b47"
 VOLUME = """SELECT vm_id, minute, priority, entries FROM journal_volume ORDER BY 1, 2, 3"""
@@ -57,7 +57,7 @@ def test_upgrade_fills_the_summary_from_existing_events(old_database: str) -> No
             # From now on ingest keeps it, and purge removes it with the VM's events.
             async with conn.transaction():
                 extra = wide_entries(200_000, 500, boot=uuid.uuid4().hex, units=["b.service"])
-                await store.ingest(conn, ids[0], entries.to_rows(extra))
+                await ingest_store.ingest(conn, ids[0], entries.to_rows(extra))
             assert [tuple(r) for r in await conn.fetch(VOLUME)] == [tuple(r) for r in await conn.fetch(COUNTED)]
             async with conn.transaction():
                 await store.purge(conn, ids[0])

@@ -1,6 +1,6 @@
 """Alert evaluation: a durable, checkpointed reader of every VM's new journal entries.
 
-Ingest commits a batch and NOTIFYs (journal/store.py); the live hub hears it and tells us which
+Ingest commits a batch and NOTIFYs (journal/ingest_store.py); the live hub hears it and tells us which
 VM has news and the batch's earliest timestamp. For each such VM, one transaction locks the VM's
 ``alert_cursor`` row (``SKIP LOCKED``: several service processes share the work, one per VM at a
 time), reads the entries after the cursor with one column of matching rule indexes (the journal's

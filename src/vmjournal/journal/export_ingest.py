@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from vmjournal import metrics
 from vmjournal.db import raw_connection, transaction
 from vmjournal.errors import BadRequest
-from vmjournal.journal import entries, store
+from vmjournal.journal import entries, ingest_store
 from vmjournal.journal.export_format import Entry, ExportFormatError, ExportParser, SkippedEntry
 from vmjournal.journal.service import IngestResult
 
@@ -67,7 +67,7 @@ class _Stream:
         async with transaction(self.sessions) as session:
             conn = await raw_connection(session)
             with metrics.ingest_seconds.time():
-                return await store.ingest(conn, self.vm_id, rows)
+                return await ingest_store.ingest(conn, self.vm_id, rows)
 
     async def flush(self, items: list[Entry | SkippedEntry]) -> None:
         rows = entries.Batch()
@@ -97,7 +97,7 @@ class _Stream:
         metrics.ingested.labels("duplicate").inc(len(rows) - stored)
         if self.last_problem is not None:
             async with transaction(self.sessions) as session:
-                await store.record_ingest_error(await raw_connection(session), self.vm_id, self.last_problem)
+                await ingest_store.record_ingest_error(await raw_connection(session), self.vm_id, self.last_problem)
             self.last_problem = None
 
     def result(self) -> IngestResult:

@@ -1,7 +1,7 @@
 """Live follow: one place per process learns of new journal events and fans them out.
 
 Ingest NOTIFYs ``vmjournal_events`` after each batch that stored something, with the VM id and
-the batch's earliest timestamp (journal/store.py). One ``LiveHub`` per process LISTENs on one
+the batch's earliest timestamp (journal/ingest_store.py). One ``LiveHub`` per process LISTENs on one
 dedicated connection; when a VM with followers has news, it runs ONE query for that VM (events
 with seq above the lowest seq its followers have seen, bounded below by the notified timestamp
 so the (vm_id, ts, seq) index does the work) and hands each follower the rows its filter

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from vmjournal import metrics
 from vmjournal.db import raw_connection
 from vmjournal.errors import BadRequest, NotFound, PayloadTooLarge
-from vmjournal.journal import entries, field_store, filters, matches, partition_store, store
+from vmjournal.journal import entries, field_store, filters, ingest_store, matches, partition_store, store
 from vmjournal.journal.events import event_from_record, parse_position, position_token
 
 
@@ -48,7 +48,7 @@ async def ingest_entries(session: AsyncSession, vm_id: UUID, batch: list[Any]) -
     rows = entries.to_rows(batch)
     conn = await raw_connection(session)
     with metrics.ingest_seconds.time():
-        stored = await store.ingest(conn, vm_id, rows)
+        stored = await ingest_store.ingest(conn, vm_id, rows)
     metrics.ingested.labels("stored").inc(stored)
     metrics.ingested.labels("duplicate").inc(len(rows) - stored)
     return IngestResult(received=len(rows), stored=stored)

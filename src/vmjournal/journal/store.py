@@ -1,4 +1,5 @@
-"""All SQL of the journal: batch ingest (COPY into a staging table) and the event queries.
+"""SQL of the journal's events: the filters, keyset pages and live batches (ingest is in
+journal/ingest_store.py).
 
 Functions take an asyncpg connection inside the caller's transaction and never commit.
 """
@@ -14,73 +15,7 @@ from uuid import UUID
 import asyncpg
 import orjson
 
-from vmjournal.journal import field_store, partition_store
-from vmjournal.journal.entries import ROW_COLUMNS, Batch
-
-# Session-local and emptied at commit, so concurrent batches on other connections never mix.
-CREATE_STAGING = """
-CREATE TEMP TABLE IF NOT EXISTS journal_staging (
-    seqnum bigint, xor bigint, ts_us bigint, monotonic_us bigint, context_id bigint, boot_id text, unit text,
-    about_unit text, priority smallint, identifier text, pid integer, hostname text, message text, rest text
-) ON COMMIT DELETE ROWS;
--- Emptied here too, in case a caller stores several batches in one transaction.
-DELETE FROM journal_staging
-"""
-
-# One statement stores the batch's contexts once, moves the batch while skipping entries already
-# stored, keeps the boot, unit and volume summaries and the VM's counters, and wakes live
-# followers. $2-$4 are the contexts (ids, texts, latest day numbers). Returns how many were new.
-MERGE_STAGING = """
-WITH contexts AS (
-    INSERT INTO journal_context AS c (vm_id, id, last_day, fields)
-    SELECT $1, id, date '1970-01-01' + day, fields::json
-    FROM unnest($2::bigint[], $3::text[], $4::int[]) k(id, fields, day)
-    ON CONFLICT (vm_id, id) DO UPDATE SET last_day = excluded.last_day WHERE c.last_day < excluded.last_day
-), ins AS (
-    INSERT INTO journal_event (vm_id, ts, seqnum, xor, context_id, monotonic_us, boot_id, pid, priority, unit,
-                               about_unit, identifier, hostname, message, rest)
-    SELECT $1, timestamptz 'epoch' + ts_us * interval '1 microsecond', seqnum, xor, context_id, monotonic_us,
-           boot_id::uuid, pid, priority, unit, about_unit, identifier, hostname, message, rest::json
-    FROM journal_staging
-    ON CONFLICT (vm_id, ts, seqnum, xor) DO NOTHING
-    RETURNING boot_id, ts, unit, about_unit, priority
-), boots AS (
-    INSERT INTO journal_boot AS b (vm_id, boot_id, first_at, last_at, entries)
-    SELECT $1, boot_id, min(ts), max(ts), count(*) FROM ins WHERE boot_id IS NOT NULL GROUP BY boot_id
-    ON CONFLICT (vm_id, boot_id) DO UPDATE SET
-        first_at = least(b.first_at, excluded.first_at),
-        last_at = greatest(b.last_at, excluded.last_at),
-        entries = b.entries + excluded.entries
-), units AS (
-    INSERT INTO journal_unit AS u (vm_id, unit, entries, first_at, last_at)
-    SELECT $1, name, count(*), min(ts), max(ts)
-    FROM (SELECT unit AS name, ts FROM ins WHERE unit IS NOT NULL
-          UNION ALL
-          SELECT about_unit, ts FROM ins WHERE about_unit IS NOT NULL AND about_unit IS DISTINCT FROM unit) n
-    GROUP BY name
-    ON CONFLICT (vm_id, unit) DO UPDATE SET
-        entries = u.entries + excluded.entries,
-        first_at = least(u.first_at, excluded.first_at),
-        last_at = greatest(u.last_at, excluded.last_at)
-), volume AS (
-    INSERT INTO journal_volume AS v (vm_id, minute, priority, entries)
-    SELECT $1, date_bin('1 minute', ts, timestamptz 'epoch'), coalesce(priority, 7), count(*) FROM ins GROUP BY 2, 3
-    ON CONFLICT (vm_id, minute, priority) DO UPDATE SET entries = v.entries + excluded.entries
-), counted AS (
-    SELECT count(*) AS stored, max(ts) AS last_ts, min(ts) AS first_ts FROM ins
-), vm_update AS (
-    UPDATE vm SET event_count = event_count + counted.stored,
-                  last_event_at = greatest(vm.last_event_at, counted.last_ts)
-    FROM counted WHERE vm.id = $1 AND counted.stored > 0
-)
-SELECT stored, CASE WHEN stored > 0 THEN pg_notify(
-    'vmjournal_events', $1::text || ' ' || (extract(epoch FROM first_ts) * 1000000)::bigint
-) END AS notified
-FROM counted
-"""
-
-# The VM record's last ingest problem: an entry skipped inside an export-format stream.
-RECORD_INGEST_ERROR = "UPDATE vm SET last_ingest_error = $2, last_ingest_error_at = now() WHERE id = $1"
+from vmjournal.journal import field_store
 
 # Per-VM ingest lock: batches of one VM commit in the order their seq values were drawn, so a
 # live follower that has seen seq N has seen everything of that VM up to N (journal/live.py).
@@ -128,34 +63,6 @@ SELECT unit, entries, first_at, last_at FROM journal_unit WHERE vm_id = $1 ORDER
 SELECT_UNIT_NAMES_LIKE = """
 SELECT unit FROM journal_unit WHERE vm_id = $1 AND unit LIKE $2 ORDER BY unit
 """
-
-
-async def ingest(conn: asyncpg.Connection, vm_id: UUID, rows: Batch) -> int:
-    """Store the rows not stored yet; returns how many were new."""
-    if not rows:
-        return 0
-    if not conn.is_in_transaction():
-        # A session that has not run a statement yet has not begun its transaction: without one,
-        # the staging rows would vanish at the COPY's own commit.
-        async with conn.transaction():
-            return await _ingest(conn, vm_id, rows)
-    return await _ingest(conn, vm_id, rows)
-
-
-async def _ingest(conn: asyncpg.Connection, vm_id: UUID, batch: Batch) -> int:
-    # Each entry's partition is its own day: the batch's days exist before the insert.
-    await partition_store.lock_ingest(conn, vm_id, batch.days())
-    await conn.execute(CREATE_STAGING)
-    await conn.copy_records_to_table("journal_staging", records=batch.rows, columns=ROW_COLUMNS)
-    ids = list(batch.contexts)
-    texts = [batch.contexts[i][0] for i in ids]
-    days = [batch.contexts[i][1] for i in ids]
-    stored: int = await conn.fetchval(MERGE_STAGING, vm_id, ids, texts, days)
-    return stored
-
-
-async def record_ingest_error(conn: asyncpg.Connection, vm_id: UUID, problem: str) -> None:
-    await conn.execute(RECORD_INGEST_ERROR, vm_id, problem)
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """SQL of log volume: events per time bucket and priority, from the minute summary or the events.
 
 ``journal_volume`` holds events per VM, minute and priority; ingest keeps it (MERGE_STAGING in
-journal/store.py). A histogram whose step is whole minutes reads it for every whole minute
+journal/ingest_store.py). A histogram whose step is whole minutes reads it for every whole minute
 inside the range and counts events only in the partial minutes at the edges, through the
 (vm_id, ts) index. Filters the summary cannot answer (unit, grep, boot, identifier, ...) count
 events with the same conditions a page uses, so the totals equal what the pages return.
