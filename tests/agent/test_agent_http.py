@@ -203,17 +203,23 @@ class StateWatcher:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
-                text = self.path.read_text()
-            except FileNotFoundError:
-                text = ""
-            cursor = next((line[12:] for line in text.splitlines() if line.startswith("LAST_CURSOR=")), None)
-            self.samples.append((time.monotonic(), cursor))
+            self._sample()
             self._stop.wait(0.01)
 
+    def _sample(self) -> None:
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            text = ""
+        cursor = next((line[12:] for line in text.splitlines() if line.startswith("LAST_CURSOR=")), None)
+        self.samples.append((time.monotonic(), cursor))
+
     def stop(self) -> list[tuple[float, str | None]]:
+        """The samples, ending with the file as the agent left it (a loaded machine may not have let
+        the thread read it since the agent's last write)."""
         self._stop.set()
         self._thread.join(5)
+        self._sample()
         return self.samples
 
 
