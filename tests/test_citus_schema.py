@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncpg
 
-DISTRIBUTED = ("journal_event", "journal_context", "journal_boot", "journal_unit", "journal_volume")
+DISTRIBUTED = ("journal_event", "journal_context", "journal_boot", "journal_unit", "journal_volume", "journal_trigrams")
 # Every journal table but the day partitions (which follow their parent).
 JOURNAL_TABLES = """
 SELECT relname FROM pg_class WHERE relname LIKE 'journal\\_%' AND relkind IN ('r', 'p') AND NOT relispartition

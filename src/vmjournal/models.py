@@ -192,6 +192,20 @@ class JournalContext(SQLModel, table=True):
     fields: Any = Field(sa_column=sa.Column(sa.JSON, nullable=False))
 
 
+class JournalTrigrams(SQLModel, table=True):
+    """A stored batch's letter trigrams and the time range of its new entries (journal/trigrams.py),
+    so a grep reads only the ranges that can match. No foreign key: retention deletes these in bulk."""
+
+    __tablename__ = "journal_trigrams"
+    __table_args__ = (sa.Index("ix_journal_trigrams_grams", "grams", postgresql_using="gin"),)
+
+    vm_id: UUID = Field(sa_column=sa.Column(pg.UUID, primary_key=True))
+    id: int = Field(sa_column=sa.Column(sa.BigInteger, sa.Identity(), primary_key=True))
+    first_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+    last_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+    grams: list[int] = Field(sa_column=sa.Column(pg.ARRAY(sa.Integer), nullable=False))
+
+
 class JournalBoot(SQLModel, table=True):
     """Per-boot summary, maintained by ingest, so boot offsets and --list-boots need no scan."""
 

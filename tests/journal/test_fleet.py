@@ -17,7 +17,7 @@ from support.journal_files import Entry, journal_json, sample_entries, write_jou
 from support.service import Service
 
 from vmjournal.cli.client import parse_sse
-from vmjournal.journal import fleet_store, store
+from vmjournal.journal import fleet_store, pages, store
 
 BASE_US = 1_764_000_000_000_000
 COUNT = 1500
@@ -219,7 +219,7 @@ async def merged_vm_pages(
     """The fleet page the slow way: each target's own page (journal/store.py), merged in Python."""
     keys: list[Key] = []
     for t in targets:
-        rows = await store.query_events(conn, t.vm_id, t.filter, limit=limit, after=after, descending=descending)
+        rows = await pages.query_events(conn, t.vm_id, t.filter, limit=limit, after=after, descending=descending)
         keys += [(r["ts"], r["seq"]) for r in rows]
     return sorted(keys, reverse=descending)[:limit]
 

@@ -16,7 +16,7 @@ from support.journal_files import journal_json, sample_entries, wide_entries, wr
 from support.service import Service
 
 from vmjournal import db
-from vmjournal.journal import entries, ingest_store, partition_store, service, store
+from vmjournal.journal import entries, ingest_store, pages, partition_store, service
 
 UNITS = ["nginx", "ssh.service", "systemd-journald", "cron", "app@1.service", "init.scope"]
 
@@ -250,7 +250,7 @@ class TestFirstPagesWithoutStatistics:
                         identifiers=params.get("identifier"),
                     )
                     conn = await db.raw_connection(session)
-                    plan = await store.explain_page(conn, vm_id, f, limit=100, descending=params.get("order") == "desc")
+                    plan = await pages.explain_page(conn, vm_id, f, limit=100, descending=params.get("order") == "desc")
                     # The planner settings end with the page's statement, not with the session.
                     assert await conn.fetchval("SHOW enable_sort") == "on"
                     assert await conn.fetchval("SHOW enable_bitmapscan") == "on"

@@ -63,7 +63,8 @@ Row = tuple[
 # Positions in a Row (literals, so each row[...] keeps its type).
 TS_US: Final = 2
 CONTEXT_ID: Final = 4
-assert ROW_COLUMNS[TS_US] == "ts_us" and ROW_COLUMNS[CONTEXT_ID] == "context_id"
+MESSAGE: Final = 12
+assert ROW_COLUMNS[TS_US] == "ts_us" and ROW_COLUMNS[CONTEXT_ID] == "context_id" and ROW_COLUMNS[MESSAGE] == "message"
 
 
 class EntryProblem(ValueError):

@@ -25,7 +25,7 @@ from uuid import UUID
 
 import asyncpg
 
-from vmjournal.journal import store
+from vmjournal.journal import pages, store
 
 # Placeholders of a statement built for one VM, renumbered to sit in the fleet statement.
 _PLACEHOLDER = re.compile(r"\$(\d+)\b")
@@ -202,7 +202,7 @@ async def page_bound(
     share = _first_share(limit, len(targets))
     while share < limit:
         sql, args = probe_query(targets, share=share, limit=limit, after=after, descending=descending)
-        row = (await store._fetch_ordered(conn, sql, args))[0]
+        row = (await pages.fetch_ordered(conn, sql, args))[0]
         if row["bound"] is not None:
             bound: datetime = row["bound"]
             return bound
@@ -226,7 +226,7 @@ async def query_fleet(
         return []
     bound = await page_bound(conn, targets, limit=limit, after=after, descending=descending)
     sql, args = fleet_page_query(targets, limit=limit, after=after, descending=descending, bound=bound)
-    return await store._fetch_ordered(conn, sql, args)
+    return await pages.fetch_ordered(conn, sql, args)
 
 
 async def explain_fleet(
@@ -242,7 +242,7 @@ async def explain_fleet(
         statements.insert(0, probe_query(targets, share=_first_share(limit, len(targets)), limit=limit))
     plans = []
     for sql, args in statements:
-        rows = await store._fetch_ordered(conn, f"EXPLAIN ({options}) {sql}", args)
+        rows = await pages.fetch_ordered(conn, f"EXPLAIN ({options}) {sql}", args)
         plan = rows[0][0]
         plans.append(orjson.loads(plan) if isinstance(plan, str) else plan)
     return plans

@@ -10,8 +10,8 @@ from uuid import UUID
 
 import asyncpg
 
-from vmjournal.journal import partition_store
-from vmjournal.journal.entries import ROW_COLUMNS, Batch
+from vmjournal.journal import partition_store, trigrams
+from vmjournal.journal.entries import MESSAGE, ROW_COLUMNS, Batch
 
 # Session-local and emptied at commit, so concurrent batches on other connections never mix.
 CREATE_STAGING = """
@@ -25,7 +25,8 @@ DELETE FROM journal_staging
 
 # One statement stores the batch's contexts once, moves the batch while skipping entries already
 # stored, keeps the boot, unit and volume summaries and the VM's counters, and wakes live
-# followers. $2-$4 are the contexts (ids, texts, latest day numbers). Returns how many were new.
+# followers. $2-$4 are the contexts (ids, texts, latest day numbers), $5 the messages' letter
+# trigrams (journal/trigrams.py), kept with the time range of the new entries. Returns how many were new.
 MERGE_STAGING = """
 WITH contexts AS (
     INSERT INTO journal_context AS c (vm_id, id, last_day, fields)
@@ -68,6 +69,9 @@ WITH contexts AS (
     UPDATE vm SET event_count = event_count + counted.stored,
                   last_event_at = greatest(vm.last_event_at, counted.last_ts)
     FROM counted WHERE vm.id = $1 AND counted.stored > 0
+), trigrams AS (
+    INSERT INTO journal_trigrams (vm_id, first_at, last_at, grams)
+    SELECT $1, first_ts, last_ts, $5::int[] FROM counted WHERE stored > 0 AND cardinality($5::int[]) > 0
 )
 SELECT stored, CASE WHEN stored > 0 THEN pg_notify(
     'vmjournal_events', $1::text || ' ' || (extract(epoch FROM first_ts) * 1000000)::bigint
@@ -99,7 +103,8 @@ async def _ingest(conn: asyncpg.Connection, vm_id: UUID, batch: Batch) -> int:
     ids = list(batch.contexts)
     texts = [batch.contexts[i][0] for i in ids]
     days = [batch.contexts[i][1] for i in ids]
-    stored: int = await conn.fetchval(MERGE_STAGING, vm_id, ids, texts, days)
+    grams = trigrams.of_messages(vm_id, (row[MESSAGE] for row in batch.rows))
+    stored: int = await conn.fetchval(MERGE_STAGING, vm_id, ids, texts, days, grams)
     return stored
 
 

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmjournal import metrics
 from vmjournal.db import raw_connection
-from vmjournal.journal import store
+from vmjournal.journal import pages, store
 from vmjournal.journal.entries import timestamp_from_us
 from vmjournal.journal.events import event_from_record
 from vmjournal.vms import service as vms_service
@@ -322,9 +322,9 @@ async def snapshot(
             if f.units == []:
                 rows: list[asyncpg.Record] = []
             elif after is not None:
-                rows = await store.query_events(conn, vm_id, f, limit=FETCH_ROWS, after=after)
+                rows = await pages.query_events(conn, vm_id, f, limit=FETCH_ROWS, after=after)
             elif backlog > 0:
-                rows = list(reversed(await store.query_events(conn, vm_id, f, limit=backlog, descending=True)))
+                rows = list(reversed(await pages.query_events(conn, vm_id, f, limit=backlog, descending=True)))
             else:
                 rows = []
         await session.commit()
@@ -349,7 +349,7 @@ async def catch_up(
         last = rows[-1]
         async with sessions() as session:
             conn = await raw_connection(session)
-            rows = await store.query_events(
+            rows = await pages.query_events(
                 conn, vm_id, f, limit=FETCH_ROWS, after=store.Position(last["ts"], last["seq"])
             )
             await session.commit()

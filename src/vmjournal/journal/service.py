@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from vmjournal import metrics
 from vmjournal.db import raw_connection
 from vmjournal.errors import BadRequest, NotFound, PayloadTooLarge
-from vmjournal.journal import entries, field_store, filters, ingest_store, matches, partition_store, store
+from vmjournal.journal import entries, field_store, filters, ingest_store, matches, pages, partition_store, store
 from vmjournal.journal.events import event_from_record, parse_position, position_token
 
 
@@ -148,7 +148,7 @@ async def query_page(
     if f.units == []:
         return Page(events=[], next=None)
     conn = await raw_connection(session)
-    records = await store.query_events(conn, vm_id, f, limit=limit, after=position, descending=descending)
+    records = await pages.query_events(conn, vm_id, f, limit=limit, after=position, descending=descending)
     events = [event_from_record(r) for r in records]
     nxt = position_token(records[-1]["ts"], records[-1]["seq"]) if len(records) == limit else None
     return Page(events=events, next=nxt)

@@ -13,9 +13,8 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-import orjson
 
-from vmjournal.journal import field_store
+from vmjournal.journal import field_store, trigram_store
 
 # Per-VM ingest lock: batches of one VM commit in the order their seq values were drawn, so a
 # live follower that has seen seq N has seen everything of that VM up to N (journal/live.py).
@@ -50,6 +49,7 @@ PURGE_VM = (
     "DELETE FROM journal_unit WHERE vm_id = $1",
     "DELETE FROM journal_volume WHERE vm_id = $1",
     "DELETE FROM journal_context WHERE vm_id = $1",
+    "DELETE FROM journal_trigrams WHERE vm_id = $1",
 )
 
 SELECT_BOOTS = """
@@ -196,10 +196,12 @@ def page_query(
     after: Position | None = None,
     descending: bool = False,
     vm_column: str = "$1",
+    within: Sequence[trigram_store.Range] | None = None,
 ) -> tuple[str, list[Any]]:
     """The SQL and arguments of one page of events in journal order (or reversed), after ``after``.
     ``vm_column`` is what ``vm_id`` is compared with: ``$1`` (the argument ``vm_id``), or a column of
-    an outer query, for a page per VM in a LATERAL join (``$1`` is then left to the outer query)."""
+    an outer query, for a page per VM in a LATERAL join (``$1`` is then left to the outer query).
+    ``within``: only these disjoint time ranges are read, each by its own index-ordered page."""
     q = _Query(vm_id)
     order = "DESC" if descending else "ASC"
     where = [f"vm_id = {vm_column}", *_filter_conditions(q, f, live=False)]
@@ -207,14 +209,25 @@ def page_query(
         cmp = "<" if descending else ">"
         where.append(f"(ts, seq) {cmp} ({q.arg(after.ts)}, {q.arg(after.seq)})")
     limit_arg = q.arg(limit)
+    if within is not None:
+        firsts, lasts = q.arg([r[0] for r in within]), q.arg([r[1] for r in within])
+        page = _page(q, f, [*where, "ts BETWEEN r.first_at AND r.last_at"], order, limit_arg)
+        return (
+            f"SELECT e.* FROM unnest({firsts}::timestamptz[], {lasts}::timestamptz[]) r(first_at, last_at) "
+            f"CROSS JOIN LATERAL ({page}) e ORDER BY e.ts {order}, e.seq {order} LIMIT {limit_arg}"
+        ), q.args
+    return _page(q, f, where, order, limit_arg), q.args
+
+
+def _page(q: _Query, f: EventFilter, where: list[str], order: str, limit_arg: str) -> str:
     if f.units is None and f.priority_max <= SEVERE_MAX:
         # Warnings and worse are a few percent of a journal: one index-ordered scan per priority of
         # the small index of severe entries, merged, instead of walking everything else.
         by_priority = [[f"priority = {p}"] for p in range(_priority(f.priority_min), _priority(f.priority_max) + 1)]
-        return _union(where, by_priority, order, limit_arg), q.args
+        return _union(where, by_priority, order, limit_arg)
     if not f.units:
         # No unit filter, or a glob that matches no unit yet.
-        return _select(where if f.units is None else [*where, "false"], order, limit_arg), q.args
+        return _select(where if f.units is None else [*where, "false"], order, limit_arg)
     # Index-ordered scans merged: each unit's own output, and what PID 1 and others logged about
     # it. An OR would read every matching row and sort them.
     branches: list[list[str]] = []
@@ -231,56 +244,13 @@ def page_query(
         many = q.arg(f.units)
         branches.append([f"unit = ANY({many}::text[])"])
         branches.append([f"about_unit = ANY({many}::text[])", f"(unit IS NULL OR unit <> ALL({many}::text[]))"])
-    return _union(where, branches, order, limit_arg), q.args
+    return _union(where, branches, order, limit_arg)
 
 
 def _union(where: list[str], branches: list[list[str]], order: str, limit_arg: str) -> str:
     """Each branch's page, index-ordered, merged into one page."""
     union = " UNION ALL ".join(f"({_select([*where, *extra], order, limit_arg)})" for extra in branches)
     return f"SELECT * FROM ({union}) e ORDER BY ts {order}, seq {order} LIMIT {limit_arg}"
-
-
-# Every page has an index that yields its order ((vm_id, ts, seq) at least), and walking it stops
-# at the page's end. Without statistics (a VM's first catch-up, before autoanalyze) the planner
-# guessed a handful of rows for a unit and chose a bitmap scan of all of them plus a sort: 30 times
-# slower at 200 k events, and it grows with the VM. So a page's statement runs with those plans
-# off, inside a savepoint rolled back at once, so the settings end with the statement.
-ORDERED_PLANS = "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off"
-
-
-async def _fetch_ordered(conn: asyncpg.Connection, sql: str, args: Sequence[Any]) -> list[asyncpg.Record]:
-    scope = conn.transaction()
-    await scope.start()
-    try:
-        await conn.execute(ORDERED_PLANS)
-        return list(await conn.fetch(sql, *args))
-    finally:
-        await scope.rollback()
-
-
-async def query_events(
-    conn: asyncpg.Connection,
-    vm_id: UUID,
-    f: EventFilter,
-    *,
-    limit: int,
-    after: Position | None = None,
-    descending: bool = False,
-) -> list[asyncpg.Record]:
-    """One page of events in journal order (or reversed), after the given position."""
-    sql, args = page_query(vm_id, f, limit=limit, after=after, descending=descending)
-    return await _fetch_ordered(conn, sql, args)
-
-
-async def explain_page(
-    conn: asyncpg.Connection, vm_id: UUID, f: EventFilter, *, limit: int, descending: bool = False
-) -> Any:
-    """The plan a page gets (EXPLAIN, JSON form): for tests and benches that check index order."""
-    sql, args = page_query(vm_id, f, limit=limit, descending=descending)
-    rows = await _fetch_ordered(conn, f"EXPLAIN (FORMAT JSON) {sql}", args)
-    plan = rows[0][0]
-    # A connection set up by SQLAlchemy decodes json itself; a plain asyncpg one gives text.
-    return orjson.loads(plan) if isinstance(plan, str) else plan
 
 
 async def check_grep(conn: asyncpg.Connection, pattern: str, case_sensitive: bool) -> None:

@@ -1,0 +1,63 @@
+"""SQL of the batches' letter trigrams (journal/trigrams.py): the time ranges where a grep can match.
+
+Ingest writes a batch's row in the same statement as its entries (journal/ingest_store.py), so a
+snapshot that sees an entry sees its batch's row. Retention deletes the rows older than the
+oldest day kept.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+
+# The GIN index intersects the keys' lists; the VM and time conditions are checked on those rows.
+SELECT_RANGES = """
+SELECT first_at, last_at FROM journal_trigrams
+WHERE grams @> $2::int[] AND vm_id = $1
+  AND ($3::timestamptz IS NULL OR last_at >= $3) AND ($4::timestamptz IS NULL OR first_at <= $4)
+ORDER BY first_at
+LIMIT $5
+"""
+# A VM's batches are looked up through the GIN index only: the primary key's (vm_id, ...) would
+# walk every batch of the VM and read each one's keys.
+RANGES_BY_GRAMS = "SET LOCAL enable_indexscan = off"
+
+DELETE_BEFORE = "DELETE FROM journal_trigrams WHERE last_at < $1"
+
+# Past this many batches, the word is common enough that scanning in journal order finds a page
+# soon; the ranges would cost more than they save.
+MAX_RANGES = 2000
+
+Range = tuple[datetime, datetime]
+
+
+async def ranges(
+    conn: asyncpg.Connection, vm_id: UUID, grams: list[int], since: datetime | None, until: datetime | None
+) -> list[Range] | None:
+    """The VM's time ranges where entries holding every trigram may be, disjoint and in time order;
+    None when there are too many to be worth it."""
+    scope = conn.transaction()
+    await scope.start()
+    try:
+        await conn.execute(RANGES_BY_GRAMS)
+        rows = await conn.fetch(SELECT_RANGES, vm_id, grams, since, until, MAX_RANGES + 1)
+    finally:
+        await scope.rollback()
+    if len(rows) > MAX_RANGES:
+        return None
+    merged: list[Range] = []
+    for first, last in rows:
+        # Touching ranges merge too: BETWEEN on both would read the entries at the shared instant twice.
+        if merged and first <= merged[-1][1]:
+            if last > merged[-1][1]:
+                merged[-1] = (merged[-1][0], last)
+        else:
+            merged.append((first, last))
+    return merged
+
+
+async def delete_before(conn: asyncpg.Connection, start: datetime) -> None:
+    """Forget the batches that ended before ``start`` (the oldest day kept)."""
+    await conn.execute(DELETE_BEFORE, start)
