@@ -67,6 +67,11 @@ CONTEXTS_UNUSED = """
 SELECT count(*) FROM journal_context c
 WHERE NOT EXISTS (SELECT FROM journal_event e WHERE e.vm_id = c.vm_id AND e.context_id = c.id)
 """
+EVENTS_WITHOUT_TRIGRAMS = """
+SELECT count(*) FROM journal_event e WHERE e.message ~ '[A-Za-z]{3}' AND NOT EXISTS (
+    SELECT FROM journal_trigrams t WHERE t.vm_id = e.vm_id AND e.ts BETWEEN t.first_at AND t.last_at)
+"""
+TRIGRAMS_BEFORE = "SELECT count(*) FROM journal_trigrams WHERE last_at < $1"
 
 
 async def add_vm(conn: asyncpg.Connection, name: str) -> uuid.UUID:
@@ -90,6 +95,11 @@ async def assert_summaries_true(conn: asyncpg.Connection) -> None:
     # Every event's context is there, and no context outlives the last event using it.
     assert await conn.fetchval(EVENTS_WITHOUT_CONTEXT) == 0
     assert await conn.fetchval(CONTEXTS_UNUSED) == 0
+    # A grep still finds every entry with letters in its message, and no batch outlives the days kept.
+    assert await conn.fetchval(EVENTS_WITHOUT_TRIGRAMS) == 0
+    days = await partition_store.partitions(conn)
+    if days:
+        assert await conn.fetchval(TRIGRAMS_BEFORE, days[0].start) == 0
 
 
 @pytest.fixture
@@ -122,6 +132,25 @@ class TestExactlyOnce:
         assert await put(conn, vm_id, batch + later) == 0
         assert await conn.fetchval("SELECT count(*) FROM journal_event WHERE vm_id = $1", vm_id) == 2500
         assert await conn.fetchval("SELECT count(DISTINCT (seqnum, xor)) FROM journal_event") == 2500
+        await assert_summaries_true(conn)
+
+    async def test_two_vms_first_batches_of_a_new_day(self, conn: asyncpg.Connection, database_url: str) -> None:
+        """Both find the day missing; the second waits for the first to create it, then stores into it."""
+        first, second = await add_vm(conn, "first"), await add_vm(conn, "second")
+        other = await asyncpg.connect(database_url)
+        try:
+            creating = conn.transaction()
+            await creating.start()
+            assert await ingest_store.ingest(conn, first, entries.to_rows(shifted(0, 10, day=2, boot="a" * 32))) == 10
+            # The first transaction holds the day's creation: the second finds the day missing and waits.
+            waiting = asyncio.create_task(put(other, second, shifted(0, 10, day=2, boot="b" * 32)))
+            await asyncio.sleep(0.5)
+            assert not waiting.done()
+            await creating.commit()
+            assert await waiting == 10
+        finally:
+            await other.close()
+        assert [p.day for p in await partition_store.partitions(conn)] == [datetime(2025, 11, 26).date()]
         await assert_summaries_true(conn)
 
     async def test_any_timestamp_is_stored(self, conn: asyncpg.Connection) -> None:

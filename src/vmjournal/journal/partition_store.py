@@ -20,6 +20,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 
+from vmjournal.journal import trigram_store
+
 _EPOCH_DAY = date(1970, 1, 1)
 PREFIX = "journal_event_p"
 
@@ -41,7 +43,13 @@ FROM locked
 """
 
 LOCK_CREATE = f"SELECT pg_advisory_xact_lock({CREATE_LOCK})"
-EXISTS = "SELECT to_regclass($1) IS NOT NULL"
+# Read from pg_class under the statement's snapshot, after the lock: to_regclass answers from this
+# session's catalog cache, which can still say "no such table" after another session created it
+# and committed (an advisory lock does not make a session read the invalidations).
+EXISTS = """
+SELECT EXISTS (SELECT FROM pg_class WHERE relname = $1
+               AND relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = 'journal_event'::regclass))
+"""
 # Created apart and attached: ATTACH takes SHARE UPDATE EXCLUSIVE on journal_event, so reads and
 # other batches go on, where CREATE TABLE ... PARTITION OF would wait for and block them all.
 CREATE_DAY = """
@@ -66,6 +74,7 @@ SELECT_JOURNAL_BYTES = """
 SELECT coalesce(sum(pg_total_relation_size(i.inhrelid)), 0)::bigint
      + pg_total_relation_size('journal_boot') + pg_total_relation_size('journal_unit')
      + pg_total_relation_size('journal_volume') + pg_total_relation_size('journal_context')
+     + pg_total_relation_size('journal_trigrams')
 FROM pg_inherits i WHERE i.inhparent = 'journal_event'::regclass
 """
 
@@ -292,6 +301,7 @@ async def settle(conn: asyncpg.Connection, name: str) -> int:
         await conn.execute(SUBTRACT_VOLUME, *([r[k] for r in volume] for k in ("vm_id", "minute", "priority", "n")))
         await conn.execute(DELETE_EMPTY_VOLUME)
     await conn.execute(SUBTRACT_VMS, [r["vm_id"] for r in vms], [r["n"] for r in vms])
-    remaining = [p.day for p in await partitions(conn)]
-    await conn.execute(DELETE_OLD_CONTEXTS, min(remaining, default=day + timedelta(days=1)))
+    oldest = min((p.day for p in await partitions(conn)), default=day + timedelta(days=1))
+    await conn.execute(DELETE_OLD_CONTEXTS, oldest)
+    await trigram_store.delete_before(conn, Partition(name, oldest, 0).start)
     return sum(r["n"] for r in vms)
