@@ -207,9 +207,10 @@ async def follow_response(
         after = store.Position(*parsed)
     hub = get_hub(request)
     follower = hub.register(vm_id, f)
+    source = live.vm_source(vm_id, f)
     try:
         upto, rows = await live.snapshot(
-            sessions, vm_id, f, backlog=DEFAULT_BACKLOG if backlog is None else backlog, after=after
+            sessions, source, backlog=DEFAULT_BACKLOG if backlog is None else backlog, after=after
         )
         hub.activate(follower, upto)
     except BaseException:
@@ -217,7 +218,7 @@ async def follow_response(
         raise
     media, encode, keepalive = encoder(mode)
 
-    backlog_events = live.catch_up(sessions, vm_id, f, rows, upto, after is not None)
+    backlog_events = live.catch_up(sessions, source, rows, upto, after is not None)
     stream = live_stream(mode, encode, keepalive, backlog_events, follower, lambda: hub.unregister(follower))
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     # The background task also unregisters a follower whose client left before the stream began.
