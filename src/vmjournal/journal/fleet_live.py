@@ -14,10 +14,8 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.background import BackgroundTask
 
-from vmjournal.errors import BadRequest
 from vmjournal.journal import answers, fleet, fleet_answers, fleet_store, live, store
 from vmjournal.journal.answers import DEFAULT_BACKLOG, get_hub
-from vmjournal.journal.events import parse_position
 
 
 def source(fl: fleet.Fleet) -> live.Source:
@@ -43,12 +41,7 @@ async def follow_response(
     backlog: int | None,
     last_event_id: str | None,
 ) -> StreamingResponse:
-    after = None
-    if last_event_id:
-        parsed = parse_position(last_event_id.strip())
-        if parsed is None:
-            raise BadRequest("invalid Last-Event-ID: pass the id of an event this stream sent", code="bad_cursor")
-        after = store.Position(*parsed)
+    after = answers.resume_position(last_event_id)
     hub = get_hub(request)
     # Never registered with the hub itself: only the stream's queue.
     head = live.Follower(vm_id=UUID(int=0), filter=store.EventFilter())
