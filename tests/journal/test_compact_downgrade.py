@@ -14,7 +14,7 @@ import orjson
 import pytest
 from support import old_journal
 from support.journal_answers import answers, every_entry
-from support.journal_files import Entry, journal_json, sample_entries, wide_entries, write_journal
+from support.journal_files import journal_json, odd_entries, sample_entries, wide_entries, write_journal
 
 from vmjournal.db import alembic_config
 from vmjournal.journal import entries, ingest_store, partition_store
@@ -22,8 +22,6 @@ from vmjournal.journal import entries, ingest_store, partition_store
 pytestmark = pytest.mark.usefixtures("journal_tools")
 
 PREVIOUS = "5dc5281c8ab3"
-COMPACT = "9b3e4f6a1c27"
-BOOT = "3d6f0a9e8b7c4d5e9f1a2b3c4d5e6f70"
 
 # The schema as the catalogue sees it: a downgrade must leave no table, index or name behind. NOT NULL
 # constraints (named in PostgreSQL 18 after what the schema held when they were made) are left to the
@@ -52,30 +50,6 @@ SUMMARIES = (
     "SELECT * FROM journal_volume ORDER BY vm_id, minute, priority",
     "SELECT id, event_count, last_event_at FROM vm ORDER BY id",
 )
-
-
-def odd_entries() -> list[Entry]:
-    """Entries whose columns do not give their fields back (so those stay in the entry's own part)."""
-    base: dict[str, str | bytes] = {
-        "__MONOTONIC_TIMESTAMP": "1",
-        "_BOOT_ID": BOOT,
-        "_HOSTNAME": "h",
-        "_PID": "5",
-        "_UID": "0",
-        "PRIORITY": "6",
-        "SYSLOG_IDENTIFIER": "id",
-        "_SYSTEMD_UNIT": "a.service",
-    }
-    odd: list[dict[str, str | bytes]] = [
-        {"MESSAGE": b"nul\x00inside"},
-        {"MESSAGE": b"caf\xe9 bad utf8"},
-        {"MESSAGE": "unit nul", "_SYSTEMD_UNIT": b"we\x00ird.service"},
-        {"MESSAGE": "pid 1 about b", "_PID": "1", "_SYSTEMD_UNIT": "init.scope", "UNIT": "b.service"},
-        {"MESSAGE": "host nul", "_HOSTNAME": b"ho\x00st", "EMPTY": ""},
-        {"MESSAGE": "priority out of range", "PRIORITY": "99", "_PID": "99999999999"},
-        {"MESSAGE": "multi\nline"},
-    ]
-    return [{"__REALTIME_TIMESTAMP": str(1_764_100_000_000_000 + i * 1000), **base, **f} for i, f in enumerate(odd)]
 
 
 def relayed_entries() -> list[dict[str, Any]]:
@@ -136,7 +110,7 @@ def test_downgrade_gives_back_the_old_layout(old_database: str, tmp_path: Path) 
     config = alembic_config(old_database)
     command.upgrade(config, PREVIOUS)  # type: ignore[arg-type]
     ids = [uuid.uuid4(), uuid.uuid4()]
-    journal = write_journal([*sample_entries(600), *odd_entries()], tmp_path)
+    journal = write_journal([*odd_entries(), *sample_entries(600, start_us=1_764_050_000_000_000)], tmp_path)
     sent: dict[uuid.UUID, list[dict[str, Any]]] = {
         # Two boots on two days, as the agent sends them.
         ids[0]: [
