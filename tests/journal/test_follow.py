@@ -281,7 +281,7 @@ class TestHub:
         for i in range(30):
             f = EventFilter(units=["nginx.service"]) if i % 3 == 0 else EventFilter()
             follower = hub.register(UUID(vm_id), f)
-            upto, _ = await live.snapshot(hub._sessions, UUID(vm_id), f, backlog=0, after=None)
+            upto, _ = await live.snapshot(hub._sessions, live.vm_source(UUID(vm_id), f), backlog=0, after=None)
             hub.activate(follower, upto)
             followers.append(follower)
         before = hub.queries
@@ -298,7 +298,7 @@ class TestHub:
         vm_id = UUID((await service.client.get("/vm/web")).json()["id"])
         f = EventFilter()
         follower = hub.register(vm_id, f)
-        upto, _ = await live.snapshot(hub._sessions, vm_id, f, backlog=0, after=None)
+        upto, _ = await live.snapshot(hub._sessions, live.vm_source(vm_id, f), backlog=0, after=None)
         hub.activate(follower, upto)
         assert hub._listener is not None
         killer = await asyncpg.connect(service.database_url)
@@ -318,7 +318,7 @@ class TestHub:
         slow, fast = EventFilter(), EventFilter()
         slow_follower, fast_follower = hub.register(vm_id, slow), hub.register(vm_id, fast)
         for follower, f in ((slow_follower, slow), (fast_follower, fast)):
-            upto, _ = await live.snapshot(hub._sessions, vm_id, f, backlog=0, after=None)
+            upto, _ = await live.snapshot(hub._sessions, live.vm_source(vm_id, f), backlog=0, after=None)
             hub.activate(follower, upto)
         received = 0
         for start in range(0, live.QUEUE_EVENTS + 2000, 4000):

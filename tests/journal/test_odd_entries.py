@@ -10,50 +10,12 @@ from urllib.parse import quote
 
 import pytest
 from support.api import bearer, enroll
-from support.journal_files import Entry, journal_json, write_journal
+from support.journal_files import journal_json, odd_entries, write_journal
 from support.service import Service
 
 pytestmark = pytest.mark.usefixtures("journal_tools")
 
-BOOT = "0f5e3c4b8a6d4e2f9b1c7d8e6f5a4b3c"
 EXPORT = {"Content-Type": "application/vnd.fdo.journal"}
-
-
-def odd_entries() -> list[Entry]:
-    base: dict[str, str | bytes] = {
-        "__MONOTONIC_TIMESTAMP": "1",
-        "_BOOT_ID": BOOT,
-        "_HOSTNAME": "h",
-        "_PID": "5",
-        "_UID": "0",
-        "PRIORITY": "6",
-        "SYSLOG_IDENTIFIER": "id",
-        "_SYSTEMD_UNIT": "a.service",
-    }
-    odd: list[dict[str, str | bytes]] = [
-        {"MESSAGE": b"nul\x00inside foo"},
-        {"MESSAGE": b"\x00"},
-        {"MESSAGE": b"caf\xe9 bad utf8 foo"},
-        {"MESSAGE": "ctl\x01char foo"},
-        {"MESSAGE": "plain foo"},
-        {"MESSAGE": "unit nul", "_SYSTEMD_UNIT": b"we\x00ird.service"},
-        {"MESSAGE": "unit bad utf8", "_SYSTEMD_UNIT": b"we\xffird.service"},
-        {"MESSAGE": "pid 1 about a nul unit", "_PID": "1", "_SYSTEMD_UNIT": "init.scope", "UNIT": b"b\x00.service"},
-        {"MESSAGE": "pid 1 about b", "_PID": "1", "_SYSTEMD_UNIT": "init.scope", "UNIT": "b.service"},
-        {"MESSAGE": "ident nul", "SYSLOG_IDENTIFIER": b"id\x00ent"},
-        {"MESSAGE": "ident bad utf8", "SYSLOG_IDENTIFIER": b"id\xffent"},
-        {"MESSAGE": "host nul", "_HOSTNAME": b"ho\x00st"},
-        {"MESSAGE": "other field nul", "OTHER": b"o\x00ther", "EMPTY": ""},
-        {"MESSAGE": "big field", "BIG": b"\x00\xff" * 50_000, "BIGTEXT": "t" * 100_000},
-        {"MESSAGE": "repeated", "TAG": "a", "TAG2": b"\x00"},
-        {"MESSAGE": "many fields", **{f"F{i}": f"v{i}" for i in range(200)}},
-        {"MESSAGE": "priority out of range", "PRIORITY": "99", "_PID": "99999999999"},
-        {"MESSAGE": "multi\nline foo"},
-    ]
-    entries: list[Entry] = []
-    for i, fields in enumerate(odd):
-        entries.append({"__REALTIME_TIMESTAMP": str(1_764_000_000_000_000 + i * 1000), **base, **fields})
-    return entries
 
 
 @pytest.fixture(scope="module")

@@ -181,6 +181,16 @@ async def live_stream(
         close()
 
 
+def resume_position(last_event_id: str | None) -> store.Position | None:
+    """Where a follow stream resumes: after the event its client saw last (the Last-Event-ID header)."""
+    if not last_event_id:
+        return None
+    parsed = parse_position(last_event_id.strip())
+    if parsed is None:
+        raise BadRequest("invalid Last-Event-ID: pass the id of an event this stream sent", code="bad_cursor")
+    return store.Position(*parsed)
+
+
 def get_hub(request: Request) -> live.LiveHub:
     hub: live.LiveHub = request.state.live
     return hub
@@ -199,17 +209,13 @@ async def follow_response(
     """A stream of the VM's matching events: the last ``backlog`` (default 10, like journalctl -f) or
     everything after ``last_event_id``, then each new one as it is stored. A reader that falls too
     far behind gets an ``overflow`` event (SSE) and the end of the stream."""
-    after = None
-    if last_event_id:
-        parsed = parse_position(last_event_id.strip())
-        if parsed is None:
-            raise BadRequest("invalid Last-Event-ID: pass the id of an event this stream sent", code="bad_cursor")
-        after = store.Position(*parsed)
+    after = resume_position(last_event_id)
     hub = get_hub(request)
     follower = hub.register(vm_id, f)
+    source = live.vm_source(vm_id, f)
     try:
         upto, rows = await live.snapshot(
-            sessions, vm_id, f, backlog=DEFAULT_BACKLOG if backlog is None else backlog, after=after
+            sessions, source, backlog=DEFAULT_BACKLOG if backlog is None else backlog, after=after
         )
         hub.activate(follower, upto)
     except BaseException:
@@ -217,7 +223,7 @@ async def follow_response(
         raise
     media, encode, keepalive = encoder(mode)
 
-    backlog_events = live.catch_up(sessions, vm_id, f, rows, upto, after is not None)
+    backlog_events = live.catch_up(sessions, source, rows, upto, after is not None)
     stream = live_stream(mode, encode, keepalive, backlog_events, follower, lambda: hub.unregister(follower))
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     # The background task also unregisters a follower whose client left before the stream began.

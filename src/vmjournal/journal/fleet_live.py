@@ -6,7 +6,6 @@ one that names a boot keeps the VMs it started with (a new VM has no such boot).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from uuid import UUID
 
 import asyncpg
@@ -15,52 +14,22 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.background import BackgroundTask
 
-from vmjournal.db import raw_connection
-from vmjournal.errors import BadRequest
 from vmjournal.journal import answers, fleet, fleet_answers, fleet_store, live, store
 from vmjournal.journal.answers import DEFAULT_BACKLOG, get_hub
-from vmjournal.journal.events import parse_position
 
 
-async def snapshot(
-    sessions: async_sessionmaker[AsyncSession], fl: fleet.Fleet, *, backlog: int, after: store.Position | None
-) -> tuple[int, list[asyncpg.Record]]:
-    """Everything up to S (no batch of a selected VM in flight), and the first rows to send."""
-    async with sessions() as session:
-        conn = await raw_connection(session)
-        async with conn.transaction():
-            await fleet_store.lock_vms_ingest(conn, [t.vm_id for t in fl.targets])
-            upto = await store.last_seq(conn)
-            if after is not None:
-                rows = await fleet_store.query_fleet(conn, fl.targets, limit=live.FETCH_ROWS, after=after)
-            elif backlog > 0:
-                rows = list(reversed(await fleet_store.query_fleet(conn, fl.targets, limit=backlog, descending=True)))
-            else:
-                rows = []
-        await session.commit()
-    return upto, rows
+def source(fl: fleet.Fleet) -> live.Source:
+    """The matching events of every selected VM, each tagged with its VM's name."""
 
+    async def lock(conn: asyncpg.Connection) -> None:
+        await fleet_store.lock_vms_ingest(conn, [t.vm_id for t in fl.targets])
 
-async def catch_up(
-    sessions: async_sessionmaker[AsyncSession],
-    fl: fleet.Fleet,
-    rows: list[asyncpg.Record],
-    upto: int,
-    resuming: bool,
-) -> AsyncIterator[dict[str, object]]:
-    while True:
-        for row in rows:
-            if row["seq"] <= upto:
-                yield fleet.fleet_event(fl, row)
-        if not resuming or len(rows) < live.FETCH_ROWS:
-            return
-        last = rows[-1]
-        async with sessions() as session:
-            conn = await raw_connection(session)
-            rows = await fleet_store.query_fleet(
-                conn, fl.targets, limit=live.FETCH_ROWS, after=store.Position(last["ts"], last["seq"])
-            )
-            await session.commit()
+    async def page(
+        conn: asyncpg.Connection, limit: int, after: store.Position | None, descending: bool
+    ) -> list[asyncpg.Record]:
+        return await fleet_store.query_fleet(conn, fl.targets, limit=limit, after=after, descending=descending)
+
+    return live.Source(lock, page, lambda row: fleet.fleet_event(fl, row))
 
 
 async def follow_response(
@@ -72,12 +41,7 @@ async def follow_response(
     backlog: int | None,
     last_event_id: str | None,
 ) -> StreamingResponse:
-    after = None
-    if last_event_id:
-        parsed = parse_position(last_event_id.strip())
-        if parsed is None:
-            raise BadRequest("invalid Last-Event-ID: pass the id of an event this stream sent", code="bad_cursor")
-        after = store.Position(*parsed)
+    after = answers.resume_position(last_event_id)
     hub = get_hub(request)
     # Never registered with the hub itself: only the stream's queue.
     head = live.Follower(vm_id=UUID(int=0), filter=store.EventFilter())
@@ -105,9 +69,12 @@ async def follow_response(
         for follower in members:
             hub.unregister(follower)
 
+    stream_source = source(fl)
     try:
         selected = [join(t.vm_id, t.filter, fl.names[t.vm_id]) for t in fl.targets]
-        upto, rows = await snapshot(sessions, fl, backlog=DEFAULT_BACKLOG if backlog is None else backlog, after=after)
+        upto, rows = await live.snapshot(
+            sessions, stream_source, backlog=DEFAULT_BACKLOG if backlog is None else backlog, after=after
+        )
         for follower in selected:
             hub.activate(follower, upto)
     except BaseException:
@@ -116,7 +83,7 @@ async def follow_response(
     media, encode, keepalive = fleet_answers.fleet_encoder(mode)
 
     stream = answers.live_stream(
-        mode, encode, keepalive, catch_up(sessions, fl, rows, upto, after is not None), head, close
+        mode, encode, keepalive, live.catch_up(sessions, stream_source, rows, upto, after is not None), head, close
     )
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -303,28 +303,56 @@ class LiveHub:
                 return
 
 
+# A page of a follow's events in (ts, seq) order: (connection, limit, after, descending) -> rows.
+PageQuery = Callable[[asyncpg.Connection, int, store.Position | None, bool], Awaitable[list[asyncpg.Record]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """What a follow stream reads: the ingest lock (one VM's or several) that makes its snapshot
+    consistent, its pages, and the event each row becomes."""
+
+    lock: Callable[[asyncpg.Connection], Awaitable[None]]
+    page: PageQuery
+    event: Callable[[asyncpg.Record], dict[str, Any]]
+
+
+def vm_source(vm_id: UUID, f: store.EventFilter) -> Source:
+    """The events of one VM that match ``f``."""
+
+    async def lock(conn: asyncpg.Connection) -> None:
+        await store.lock_vm_ingest(conn, vm_id)
+
+    async def page(
+        conn: asyncpg.Connection, limit: int, after: store.Position | None, descending: bool
+    ) -> list[asyncpg.Record]:
+        if f.units == []:  # a unit pattern that named no unit: nothing to read, as in pages
+            return []
+        return await pages.query_events(conn, vm_id, f, limit=limit, after=after, descending=descending)
+
+    return Source(lock, page, event_from_record)
+
+
 async def snapshot(
     sessions: async_sessionmaker[AsyncSession],
-    vm_id: UUID,
-    f: store.EventFilter,
+    source: Source,
     *,
     backlog: int,
     after: store.Position | None,
 ) -> tuple[int, list[asyncpg.Record]]:
-    """Everything up to S (the last seq drawn, with no batch of this VM in flight), and the first rows to send."""
+    """Everything up to S (the last seq drawn, with no batch of the source's VMs in flight), and the first
+    rows to send."""
     async with sessions() as session:
         conn = await raw_connection(session)
         # A transaction of our own (a savepoint if the session began one): the ingest lock must
         # last until the snapshot is read, and the session may not have begun on this connection.
         async with conn.transaction():
-            await store.lock_vm_ingest(conn, vm_id)
+            await source.lock(conn)
             upto = await store.last_seq(conn)
-            if f.units == []:
-                rows: list[asyncpg.Record] = []
-            elif after is not None:
-                rows = await pages.query_events(conn, vm_id, f, limit=FETCH_ROWS, after=after)
+            if after is not None:
+                rows = await source.page(conn, FETCH_ROWS, after, False)
             elif backlog > 0:
-                rows = list(reversed(await pages.query_events(conn, vm_id, f, limit=backlog, descending=True)))
+                rows = list(reversed(await source.page(conn, backlog, None, True)))
             else:
                 rows = []
         await session.commit()
@@ -333,8 +361,7 @@ async def snapshot(
 
 async def catch_up(
     sessions: async_sessionmaker[AsyncSession],
-    vm_id: UUID,
-    f: store.EventFilter,
+    source: Source,
     rows: list[asyncpg.Record],
     upto: int,
     resuming: bool,
@@ -343,13 +370,11 @@ async def catch_up(
     while True:
         for row in rows:
             if row["seq"] <= upto:
-                yield event_from_record(row)
+                yield source.event(row)
         if not resuming or len(rows) < FETCH_ROWS:
             return
         last = rows[-1]
         async with sessions() as session:
             conn = await raw_connection(session)
-            rows = await pages.query_events(
-                conn, vm_id, f, limit=FETCH_ROWS, after=store.Position(last["ts"], last["seq"])
-            )
+            rows = await source.page(conn, FETCH_ROWS, store.Position(last["ts"], last["seq"]), False)
             await session.commit()
