@@ -4,7 +4,8 @@ Loads N realistic events (about 29 fields and 1 kB each, as a Debian guest write
 200 k, design target 10 M) for one VM straight through the ingest store (the same COPY path the
 HTTP ingest uses, without HTTP, to fill quickly), then times the first page (100 events) of
 `/vm/{name}/boot[/{unit}]` for a busy unit, a small one, a rare one, a unit with a priority or boot
-filter, an identifier and the VM's whole journal, over HTTP, and prints p50/p99 twice:
+filter, an identifier, the VM's whole journal and three greps (letters every batch holds, a word in
+1 entry of 100 000, an absent word), over HTTP, and prints p50/p99 twice:
 
 - cold: right after loading, before any statistics exist (what a user sees during a VM's first
   catch-up; autovacuum is held off on journal_event so that autoanalyze cannot start meanwhile);
@@ -45,7 +46,10 @@ CASES = [
     ("priority crit (none)", "/vm/bench/boot", {"priority": "crit"}),
     ("priority err (2%)", "/vm/bench/boot", {"priority": "err"}),
     ("previous boot", "/vm/bench/boot", {"boot": "-1"}),
+    # Letters every batch holds: read in journal order until the page is full.
     ("grep, present word", "/vm/bench/boot", {"grep": "items/4242 "}),
+    # A word in 1 entry of 100 000: only its batches' time ranges are read.
+    ("grep, rare word", "/vm/bench/boot", {"grep": "watchdog"}),
     ("grep, absent word", "/vm/bench/boot", {"grep": "xylophone"}),
 ]
 
@@ -65,6 +69,8 @@ def batch(start: int, count: int, boot: str) -> list[dict[str, str]]:
     for i, e in enumerate(out, start):
         if i % 10_000 == 5:
             e |= {"_SYSTEMD_UNIT": "rare.service", "SYSLOG_IDENTIFIER": "rare", "_COMM": "rare"}
+        if i % 100_000 == 77:
+            e["MESSAGE"] += " (watchdog: slow upstream)"
     return out
 
 
