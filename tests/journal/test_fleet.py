@@ -17,7 +17,7 @@ from support.journal_files import Entry, journal_json, sample_entries, write_jou
 from support.service import Service
 
 from vmjournal.cli.client import parse_sse
-from vmjournal.journal import fleet_store, pages, store
+from vmjournal.journal import entries, fleet_store, ingest_store, pages, store, trigram_store, trigrams
 
 BASE_US = 1_764_000_000_000_000
 COUNT = 1500
@@ -313,6 +313,27 @@ class TestFleetPageEqualsEachVmsPages:
                 got = await fleet_keys(conn, targets, limit=limit)
                 assert got == expected
                 assert got[0] == got[1]
+        finally:
+            await conn.close()
+
+    async def test_a_grep_reads_only_the_vms_holding_its_word(self, fleet: tuple[Service, list[Path]]) -> None:
+        service, paths = fleet
+        conn = await asyncpg.connect(service.database_url)
+        try:
+            a, b, c = await vm_ids(conn)
+            # One more entry in the second VM only, with a word no other entry has.
+            extra = {**journal_json(paths[1])[-1], "MESSAGE": "a quokka was sighted", "__CURSOR": "quokka-1"}
+            async with conn.transaction():
+                assert await ingest_store.ingest(conn, b, entries.to_rows([extra])) == 1
+            keys = {vm: trigrams.of_pattern(vm, "quokka") or [] for vm in (a, b, c)}
+            assert await trigram_store.vms_with(conn, keys) == {b}
+            for pattern in ("quokka", "QUOKKA", "xylophone", "hello 1"):
+                f = store.EventFilter(grep=pattern, grep_case_sensitive=pattern != "QUOKKA")
+                targets = [fleet_store.Target(vm, f) for vm in (a, b, c, b)]
+                for descending in (False, True):
+                    expected = await merged_vm_pages(conn, targets, limit=100, descending=descending)
+                    assert await fleet_keys(conn, targets, limit=100, descending=descending) == expected
+                    assert bool(expected) == (pattern != "xylophone")
         finally:
             await conn.close()
 

@@ -25,7 +25,7 @@ from uuid import UUID
 
 import asyncpg
 
-from vmjournal.journal import pages, store
+from vmjournal.journal import pages, store, trigram_store, trigrams
 
 # Placeholders of a statement built for one VM, renumbered to sit in the fleet statement.
 _PLACEHOLDER = re.compile(r"\$(\d+)\b")
@@ -48,6 +48,9 @@ WITH c AS MATERIALIZED (SELECT vm_index, ts, seq FROM ({pages}) f)
 SELECT (SELECT ts FROM c ORDER BY ts {order}, seq {order} OFFSET {nth} LIMIT 1) AS bound,
        EXISTS (SELECT FROM c GROUP BY vm_index HAVING count(*) >= {share}) AS more
 """
+
+# What a VM that cannot match reads: no unit is a unit of none (journal/store.py's page query).
+_NOTHING = store.EventFilter(units=[])
 
 # The probe's share per VM grows by this factor each time it finds too few rows.
 PROBE_GROWTH = 4
@@ -224,9 +227,27 @@ async def query_fleet(
 ) -> list[asyncpg.Record]:
     if not targets:
         return []
+    targets = await _matchable(conn, targets)
     bound = await page_bound(conn, targets, limit=limit, after=after, descending=descending)
     sql, args = fleet_page_query(targets, limit=limit, after=after, descending=descending, bound=bound)
     return await pages.fetch_ordered(conn, sql, args)
+
+
+async def _matchable(conn: asyncpg.Connection, targets: Sequence[Target]) -> list[Target]:
+    """The targets, with those whose VM has no batch holding their grep's letter trigrams made to
+    read nothing (journal/trigrams.py): a fleet grep for a rare word reads the VMs that have it."""
+    holding: dict[str, set[UUID]] = {}
+    for pattern in {t.filter.grep for t in targets if t.filter.grep is not None}:
+        keys = {}
+        for t in targets:
+            if t.filter.grep == pattern and (found := trigrams.of_pattern(t.vm_id, pattern)) is not None:
+                keys[t.vm_id] = found
+        if keys:
+            holding[pattern] = await trigram_store.vms_with(conn, keys)
+    return [
+        replace(t, filter=_NOTHING) if t.filter.grep in holding and t.vm_id not in holding[t.filter.grep] else t
+        for t in targets
+    ]
 
 
 async def explain_fleet(

@@ -24,6 +24,13 @@ LIMIT $5
 # walk every batch of the VM and read each one's keys.
 RANGES_BY_GRAMS = "SET LOCAL enable_indexscan = off"
 
+# Of these VMs, those with a batch holding every one of its keys ($2 holds each VM's $3 keys in turn).
+SELECT_VMS_WITH = """
+SELECT v.vm_id FROM unnest($1::uuid[]) WITH ORDINALITY AS v(vm_id, i)
+WHERE EXISTS (SELECT FROM journal_trigrams t
+              WHERE t.grams @> ($2::int[])[(v.i - 1) * $3 + 1 : v.i * $3] AND t.vm_id = v.vm_id)
+"""
+
 DELETE_BEFORE = "DELETE FROM journal_trigrams WHERE last_at < $1"
 
 # Past this many batches, the word is common enough that scanning in journal order finds a page
@@ -56,6 +63,22 @@ async def ranges(
         else:
             merged.append((first, last))
     return merged
+
+
+async def vms_with(conn: asyncpg.Connection, keys: dict[UUID, list[int]]) -> set[UUID]:
+    """The VMs with a batch holding all their keys (each VM's keys of one pattern: equally many)."""
+    if not keys:
+        return set()
+    vm_ids = list(keys)
+    scope = conn.transaction()
+    await scope.start()
+    try:
+        await conn.execute(RANGES_BY_GRAMS)
+        flat = [k for vm_id in vm_ids for k in keys[vm_id]]
+        rows = await conn.fetch(SELECT_VMS_WITH, vm_ids, flat, len(keys[vm_ids[0]]))
+    finally:
+        await scope.rollback()
+    return {r["vm_id"] for r in rows}
 
 
 async def delete_before(conn: asyncpg.Connection, start: datetime) -> None:
