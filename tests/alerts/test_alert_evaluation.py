@@ -217,6 +217,51 @@ class TestManyRules:
         assert hook.received == []
 
 
+class TestGreps:
+    async def test_greps_read_through_their_alternation_match_as_each_alone(self, service: Service) -> None:
+        """Greps of one case mode are tried only where their joined alternation matched; back-references
+        and embedded options stay out of it. Each rule fires on exactly its own entries, all in one pass."""
+        token = await enroll(service.client, "web-1")
+        greps = {
+            "anchored": "^disk",
+            "cased": "Disk",
+            "either": "refused|reset",
+            "back-reference": "(o)\\1",
+            "options": "(?i)DISK FULL",
+            "unit-and-grep": "(connection|socket) refused",
+        }
+        with Receiver() as hook:
+            for name, grep in greps.items():
+                unit = "ssh" if name == "unit-and-grep" else None
+                await create_rule(service.client, name=name, grep=grep, unit=unit, webhook_url=hook.url)
+            now = time.time()
+            messages = ["disk full", "Disk gone", "connection refused", "too good", "nothing here"]
+            await ingest(
+                service.client,
+                "web-1",
+                token,
+                *(
+                    entry(m, unit="ssh.service" if "refused" in m else "nginx.service", at=now + i / 1000)
+                    for i, m in enumerate(messages)
+                ),
+            )
+            received = await hook.wait_for(len(greps))
+            await wait_for_matches(service.client, "anchored", "web-1", 2)
+            await asyncio.sleep(0.3)
+            assert len(hook.received) == len(greps)
+        fired = {r.json["alert"]: ([e["message"] for e in r.json["sample"]], r.json["count"]) for r in received}
+        assert fired == {
+            "anchored": (["disk full"], 1),
+            "cased": (["Disk gone"], 1),
+            "either": (["connection refused"], 1),
+            "back-reference": (["too good"], 1),
+            "options": (["disk full"], 1),
+            "unit-and-grep": (["connection refused"], 1),
+        }
+        states = {name: (await service.client.get(f"/alerts/{name}")).json()["vms"][0]["matches"] for name in greps}
+        assert states == {name: 2 if name == "anchored" else 1 for name in greps}
+
+
 class TestRuleMadeDuringAPass:
     """An evaluator that read the rules before a new one was made must not move a VM's cursor past
     entries it did not read for the new rule."""

@@ -42,3 +42,14 @@ class TestPlan:
 
     def test_no_filter_no_group(self) -> None:
         assert matching.plan([]) == []
+
+
+class TestAlternation:
+    def test_plain_patterns_join(self) -> None:
+        assert all(matching.joinable(g) for g in ["disk", "^disk$", "refused|reset", "a(b)c", "x(?:y)", "\\d+"])
+
+    def test_back_references_and_leading_options_do_not(self) -> None:
+        assert not any(matching.joinable(g) for g in ["(o)\\1", "(a)(b)\\2", "(?i)disk", "***=a.b"])
+
+    def test_alternation_wraps_each_distinct_grep_once(self) -> None:
+        assert matching.alternation(["b|c", "a", "b|c"]) == "(?:a)|(?:b|c)"

@@ -1,7 +1,8 @@
 """Webhook delivery from the outbox: claimed with SKIP LOCKED, retried with backoff, durable.
 
 Every process runs one. A notification is claimed for as long as one attempt may take, posted
-with no database connection held, then marked delivered or given its next attempt time. A process
+with no database connection held, then marked delivered or given its next attempt time: the
+outcomes of POSTs that ended meanwhile are written together, in one transaction. A process
 killed mid-POST leaves a claim that runs out; the notification is posted again with the same body,
 signature and ``Idempotency-Key``, so a receiver that saw it can tell. A webhook that keeps
 failing costs its own retries and nothing else: ingest and evaluation never wait for a POST.
@@ -13,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -25,6 +27,15 @@ log = logging.getLogger(__name__)
 
 RETRY_CAP_SECONDS = 600.0
 ERROR_TEXT_MAX = 300
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """One attempt's result, waiting to be written."""
+
+    row: Any
+    error: str | None
+    give_up: bool
 
 
 def backoff(attempts: int, base: float) -> float:
@@ -48,10 +59,11 @@ class Deliverer:
         self._timeout = timeout
         self._retry_base = retry_base
         self._max_attempts = max_attempts
-        self._slots = asyncio.Semaphore(concurrency)
-        # POSTs run `concurrency` at once, but their results are written two at a time: a burst of
-        # deliveries would otherwise take pool connections beyond its size, each opened and closed.
-        self._writers = asyncio.Semaphore(2)
+        # POSTs run `concurrency` at once; one writer records their outcomes, those of a burst in
+        # one transaction, so a burst takes one pool connection, not one each.
+        self._outcomes: list[_Outcome] = []
+        self._outcome_ready = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
         self._concurrency = concurrency
         self._poll = poll_seconds
         self._wake = asyncio.Event()
@@ -68,14 +80,18 @@ class Deliverer:
             timeout=self._timeout, follow_redirects=False, headers={"User-Agent": f"vmjournal/{__version__}"}
         )
         self._main = asyncio.create_task(self._loop())
+        self._writer = asyncio.create_task(self._write_loop())
 
     async def stop(self) -> None:
-        tasks = [t for t in [self._main, *self._tasks] if t is not None]
+        tasks = [t for t in [self._main, self._writer, *self._tasks] if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        # Outcomes not written are lost with no harm: their claims run out and they are posted again.
+        with contextlib.suppress(Exception):
+            await self._write()
         if self._http is not None:
             await self._http.aclose()
 
@@ -127,22 +143,50 @@ class Deliverer:
         except httpx.HTTPError as exc:
             error = f"{exc.__class__.__name__}: {exc}"[:ERROR_TEXT_MAX] if str(exc) else exc.__class__.__name__
         give_up = error is not None and row["attempts"] >= self._max_attempts
-        async with self._writers, store.transaction(self._sessions) as conn:
-            if error is None:
-                await store.mark_delivered(conn, row["id"])
-            else:
-                await store.mark_attempt_failed(
-                    conn, row["id"], retry_in=backoff(row["attempts"], self._retry_base), error=error, give_up=give_up
-                )
-        if error is None:
+        self._outcomes.append(_Outcome(row, error, give_up))
+        self._outcome_ready.set()
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._outcome_ready.wait()
+            self._outcome_ready.clear()
+            try:
+                await self._write()
+            except Exception as exc:
+                log.warning("recording alert delivery outcomes failed: %s", exc)
+                self._outcome_ready.set()
+                await asyncio.sleep(1.0)
+
+    async def _write(self) -> None:
+        """Record every outcome waiting, in one transaction; kept for the next try if it fails."""
+        outcomes, self._outcomes = self._outcomes, []
+        if not outcomes:
+            return
+        failed = [
+            (o.row["id"], backoff(o.row["attempts"], self._retry_base), o.error, o.give_up)
+            for o in outcomes
+            if o.error is not None
+        ]
+        try:
+            async with store.transaction(self._sessions) as conn:
+                await store.mark_delivered(conn, [o.row["id"] for o in outcomes if o.error is None])
+                await store.mark_attempts_failed(conn, failed)
+        except BaseException:
+            self._outcomes[:0] = outcomes
+            raise
+        for o in outcomes:
+            self._report(o)
+
+    def _report(self, o: _Outcome) -> None:
+        if o.error is None:
             metrics.alert_deliveries.labels("delivered").inc()
             return
-        metrics.alert_deliveries.labels("gave_up" if give_up else "failed").inc()
+        metrics.alert_deliveries.labels("gave_up" if o.give_up else "failed").inc()
         # The rule's name only: a webhook URL may carry credentials.
         log.warning(
             "alert %s: delivery attempt %d failed (%s)%s",
-            row["rule"],
-            row["attempts"],
-            error,
-            "; giving up" if give_up else "",
+            o.row["rule"],
+            o.row["attempts"],
+            o.error,
+            "; giving up" if o.give_up else "",
         )

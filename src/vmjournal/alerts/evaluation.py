@@ -28,7 +28,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmjournal import metrics, outage
-from vmjournal.alerts import payload, store, window
+from vmjournal.alerts import match_store, payload, store, window
 from vmjournal.alerts.rules import Rule, from_record
 from vmjournal.db import raw_connection, transaction
 from vmjournal.journal import store as journal_store
@@ -182,7 +182,7 @@ class Evaluator:
                 raise _RulesChanged
             await store.advance_cursor(conn, vm_id, last, cursor["event_count"])
             return Outcome.done
-        page = await store.new_matches(
+        page = await match_store.new_matches(
             conn,
             vm_id,
             [r.filter for r in applicable],
@@ -221,40 +221,39 @@ class Evaluator:
             for r in await store.states_for_update(conn, vm_id, [rules[i].id for i in new])
         }
         now = await store.now(conn)
-        fired = []
-        notifications, saved = [], []
+        firings: list[tuple[Rule, window.Firing]] = []
+        saved = []
         for i, matches in new.items():
             rule = rules[i]
             state = states.get(rule.id) or window.State(rule_id=rule.id, vm_id=vm_id)
             firing = window.observe(state, matches, threshold=rule.threshold, window=rule.window, now=now)
             if firing is not None:
-                entries = await store.window_entries(
-                    conn,
-                    vm_id,
-                    rule.filter,
-                    start_seq=rule.start_seq,
-                    ts_from=firing.first_at,
-                    ts_to=firing.last_at,
-                )
-                count = entries[0]["total"] if entries else rule.threshold
-                body = payload.body(
-                    rule,
-                    status="firing",
-                    vm=vm_name,
-                    count=count,
-                    first_at=firing.first_at,
-                    last_at=firing.last_at,
-                    sample=entries,
-                    base_url=self._base_url,
-                )
-                notifications.append(
-                    (uuid4(), rule.id, vm_id, "firing", count, firing.first_at, firing.last_at, body.decode())
-                )
-                fired.append(rule.name)
+                firings.append((rule, firing))
             saved.append(state.values())
+        windows = await match_store.window_entries(
+            conn,
+            vm_id,
+            [match_store.Window(rule.filter, rule.start_seq, f.first_at, f.last_at) for rule, f in firings],
+        )
+        notifications = []
+        for (rule, firing), entries in zip(firings, windows, strict=True):
+            count = entries[0]["total"] if entries else rule.threshold
+            body = payload.body(
+                rule,
+                status="firing",
+                vm=vm_name,
+                count=count,
+                first_at=firing.first_at,
+                last_at=firing.last_at,
+                sample=entries,
+                base_url=self._base_url,
+            )
+            notifications.append(
+                (uuid4(), rule.id, vm_id, "firing", count, firing.first_at, firing.last_at, body.decode())
+            )
         await store.insert_notifications(conn, notifications)
         await store.save_states(conn, saved)
-        return fired
+        return [rule.name for rule, _ in firings]
 
     async def _resolve_loop(self) -> None:
         while True:

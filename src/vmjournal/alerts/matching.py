@@ -8,11 +8,16 @@ with an equal guard share it, so an entry that fails a guard costs no regex or J
 
 Both halves are EventFilters built by the journal's own builder (journal/store.py
 ``live_conditions``), ANDed: a rule matches exactly what a page with its filters shows.
+
+Even a guarded regex costs a pass over the message per filter, and most messages match no grep. So
+the greps of a page are also joined into one alternation per case mode, read once per entry: a
+necessary condition of each of them, so a grep is tried only on entries the alternation matched.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
@@ -33,6 +38,21 @@ class Group:
 
     guard: EventFilter
     costly: list[Costly] = field(default_factory=list)
+
+
+# A back-reference's number would change in an alternation; a director (***) or embedded options
+# are allowed only at a pattern's start. Such greps are tried on every entry their guard admits.
+_BACK_REFERENCE = re.compile(r"\\[1-9]")
+
+
+def joinable(grep: str) -> bool:
+    """Can the grep be one branch of an alternation and match exactly where it matches alone?"""
+    return not grep.startswith(("***", "(?")) and _BACK_REFERENCE.search(grep) is None
+
+
+def alternation(greps: Sequence[str]) -> str:
+    """One pattern matching where any of the greps matches (each one joinable)."""
+    return "|".join(f"(?:{g})" for g in sorted(set(greps)))
 
 
 def split(f: EventFilter) -> tuple[EventFilter, EventFilter]:

@@ -1,15 +1,13 @@
-"""All SQL of alerts: rules, per-VM evaluation cursors, per-rule-per-VM states, the notification outbox.
+"""SQL of alerts: rules, per-VM evaluation cursors, per-rule-per-VM states, the notification outbox
+(which entries match which rules is alerts/match_store.py).
 
-Functions take an asyncpg connection inside the caller's transaction and never commit. Which
-journal entries a rule matches is decided by the journal's own conditions (journal/store.py
-``live_conditions``), so a rule selects what a page with the same filters shows.
+Functions take an asyncpg connection inside the caller's transaction and never commit.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -17,7 +15,6 @@ from uuid import UUID
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from vmjournal.alerts import matching
 from vmjournal.db import raw_connection
 from vmjournal.journal import store as journal_store
 
@@ -82,32 +79,6 @@ ADVANCE_CURSOR = """
 UPDATE alert_cursor SET seq = greatest(seq, $2), event_count = $3, updated_at = now() WHERE vm_id = $1
 """
 
-# One page of a VM's new entries in seq order, each with the indexes of the distinct filters it
-# matches (alerts/matching.py: a guard per group, then each filter's costly rest); only matching
-# rows come back, plus the page's last row (where the cursor moves to). The page is cut before
-# the match column is computed: no regex reads an entry the page leaves for the next one. The page
-# keeps the table's name: the journal's conditions refer to journal_event's columns by it.
-SELECT_MATCHES = """
-SELECT seq, ts, matched, last, scanned FROM (
-    SELECT seq, ts, coalesce(array_remove({groups}, NULL), '{{}}') AS matched,
-           max(seq) OVER () AS last, count(*) OVER () AS scanned
-    FROM (
-        SELECT * FROM journal_event WHERE vm_id = $1 AND ts >= {ts_from} AND seq > {after} ORDER BY seq LIMIT {limit}
-    ) journal_event
-) counted WHERE cardinality(matched) > 0 OR seq = last
-"""
-
-# One group of SELECT_MATCHES: NULL where the guard fails (NULL || array is the array).
-MATCH_GROUP = "CASE WHEN {guard} THEN ARRAY[{flags}]::int[] END"
-MATCH_FLAG = "CASE WHEN {rest} THEN {index} END"
-
-# The entries that made a rule fire: its matches from the window's first to its last, the first five in full.
-SELECT_WINDOW = f"""
-SELECT {journal_store.EVENT_COLUMNS}, count(*) OVER () AS total FROM journal_event
-WHERE vm_id = $1 AND ts BETWEEN {{ts_from}} AND {{ts_to}} AND seq > {{start}} AND {{condition}}
-ORDER BY ts, seq LIMIT 5
-"""
-
 # Entries by position: the (vm_id, ts, seq) index finds them.
 SELECT_AT = f"""
 SELECT {journal_store.EVENT_COLUMNS} FROM journal_event
@@ -163,7 +134,7 @@ RETURNING n.id, n.body, n.attempts, r.name AS rule, r.webhook_url, r.secret
 
 MARK_DELIVERED = """
 UPDATE alert_notification SET delivery = 'delivered', delivered_at = now(), locked_until = NULL, last_error = NULL
-WHERE id = $1
+WHERE id = ANY($1::uuid[])
 """
 
 MARK_ATTEMPT_FAILED = """
@@ -252,66 +223,6 @@ async def advance_cursor(conn: asyncpg.Connection, vm_id: UUID, seq: int, event_
     await conn.execute(ADVANCE_CURSOR, vm_id, seq, event_count)
 
 
-@dataclass(frozen=True)
-class Page:
-    """What one page of a VM's new entries held."""
-
-    matches: list[tuple[int, datetime, list[int]]]  # (seq, ts, indexes of the filters matched)
-    last: int | None  # the page's highest seq; None: no new entry
-    scanned: int
-
-
-async def new_matches(
-    conn: asyncpg.Connection,
-    vm_id: UUID,
-    filters: Sequence[journal_store.EventFilter],
-    *,
-    ts_from: datetime,
-    after_seq: int,
-    limit: int,
-) -> Page:
-    """Up to ``limit`` entries of the VM after ``after_seq`` (none before ``ts_from``): the matching
-    ones with the indexes into ``filters`` they match, the page's last seq and how many it read."""
-    groups = matching.plan(filters)
-    pieces = [piece for g in groups for piece in (g.guard, *(c.rest for c in g.costly))]
-    conditions, args = journal_store.live_conditions(vm_id, pieces)
-    members: list[list[int]] = []
-    parts = []
-    at = iter(conditions)
-    for g in groups:
-        guard = next(at)
-        flags = []
-        for c in g.costly:
-            flags.append(MATCH_FLAG.format(rest=next(at), index=len(members)))
-            members.append(c.members)
-        parts.append(MATCH_GROUP.format(guard=guard, flags=", ".join(flags)))
-    args += [ts_from, after_seq, limit]
-    n = len(args)
-    sql = SELECT_MATCHES.format(
-        groups=" || ".join(parts) or "NULL::int[]", ts_from=f"${n - 2}", after=f"${n - 1}", limit=f"${n}"
-    )
-    rows = await conn.fetch(sql, *args)
-    found = [(r["seq"], r["ts"], sorted(i for d in r["matched"] for i in members[d])) for r in rows if r["matched"]]
-    return Page(found, rows[0]["last"] if rows else None, rows[0]["scanned"] if rows else 0)
-
-
-async def window_entries(
-    conn: asyncpg.Connection,
-    vm_id: UUID,
-    f: journal_store.EventFilter,
-    *,
-    start_seq: int,
-    ts_from: datetime,
-    ts_to: datetime,
-) -> list[asyncpg.Record]:
-    """The first five matches between the two instants, each row carrying the ``total``."""
-    conditions, args = journal_store.live_conditions(vm_id, [f])
-    args += [ts_from, ts_to, start_seq]
-    n = len(args)
-    sql = SELECT_WINDOW.format(ts_from=f"${n - 2}", ts_to=f"${n - 1}", start=f"${n}", condition=conditions[0])
-    return list(await conn.fetch(sql, *args))
-
-
 async def entries_at(
     conn: asyncpg.Connection, vm_id: UUID, positions: Sequence[tuple[datetime, int]]
 ) -> list[asyncpg.Record]:
@@ -353,14 +264,15 @@ async def claim_due(conn: asyncpg.Connection, lease_seconds: float, limit: int) 
     return list(await conn.fetch(CLAIM_DUE, lease_seconds, limit))
 
 
-async def mark_delivered(conn: asyncpg.Connection, notification_id: UUID) -> None:
-    await conn.execute(MARK_DELIVERED, notification_id)
+async def mark_delivered(conn: asyncpg.Connection, notification_ids: Sequence[UUID]) -> None:
+    if notification_ids:
+        await conn.execute(MARK_DELIVERED, list(notification_ids))
 
 
-async def mark_attempt_failed(
-    conn: asyncpg.Connection, notification_id: UUID, *, retry_in: float, error: str, give_up: bool
-) -> None:
-    await conn.execute(MARK_ATTEMPT_FAILED, notification_id, retry_in, error, give_up)
+async def mark_attempts_failed(conn: asyncpg.Connection, rows: Sequence[tuple[UUID, float, str, bool]]) -> None:
+    """Each row: (notification id, seconds until the next attempt, error, give up)."""
+    if rows:
+        await conn.executemany(MARK_ATTEMPT_FAILED, rows)
 
 
 async def seconds_to_next_due(conn: asyncpg.Connection) -> float | None:
