@@ -38,6 +38,8 @@ def upgrade() -> None:
     )
     _record_stored_entries()
     op.create_index('ix_journal_trigrams_grams', 'journal_trigrams', ['grams'], unique=False, postgresql_using='gin')
+    op.create_index('ix_journal_trigrams_small', 'journal_trigrams', ['vm_id', 'first_at', 'id'], unique=False,
+                    postgresql_where=sa.text('cardinality(grams) < 1000'))
 
 
 def _record_stored_entries() -> None:
@@ -57,5 +59,7 @@ def _record_stored_entries() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index('ix_journal_trigrams_small', table_name='journal_trigrams',
+                  postgresql_where=sa.text('cardinality(grams) < 1000'))
     op.drop_index('ix_journal_trigrams_grams', table_name='journal_trigrams', postgresql_using='gin')
     op.drop_table('journal_trigrams')

@@ -197,7 +197,17 @@ class JournalTrigrams(SQLModel, table=True):
     so a grep reads only the ranges that can match. No foreign key: retention deletes these in bulk."""
 
     __tablename__ = "journal_trigrams"
-    __table_args__ = (sa.Index("ix_journal_trigrams_grams", "grams", postgresql_using="gin"),)
+    __table_args__ = (
+        sa.Index("ix_journal_trigrams_grams", "grams", postgresql_using="gin"),
+        # Small batches' rows, which the retention pass merges (journal/trigram_store.py).
+        sa.Index(
+            "ix_journal_trigrams_small",
+            "vm_id",
+            "first_at",
+            "id",
+            postgresql_where=sa.text("cardinality(grams) < 1000"),
+        ),
+    )
 
     vm_id: UUID = Field(sa_column=sa.Column(pg.UUID, primary_key=True))
     id: int = Field(sa_column=sa.Column(sa.BigInteger, sa.Identity(), primary_key=True))

@@ -103,6 +103,19 @@ async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     await connection.close()
 
 
+TRIGRAMS_SIZE = "SELECT count(*), sum(pg_column_size(t.*)) FROM journal_trigrams t"
+
+
+def _with_cursors(batch: list[dict[str, str]], first: int) -> list[dict[str, str]]:
+    """What journal-remote's files would add: the cursor."""
+    for n, e in enumerate(batch, first):
+        e["__CURSOR"] = (
+            f"s=5c1f0a2b3c4d4e5f8a9b0c1d2e3f4a5b;i={n + 1:x};b={e['_BOOT_ID']};"
+            f"m={int(e['__MONOTONIC_TIMESTAMP']):x};t={int(e['__REALTIME_TIMESTAMP']):x};x={n * 7919:x}"
+        )
+    return batch
+
+
 async def _scan(conn: asyncpg.Connection, f: store.EventFilter, descending: bool) -> list[int]:
     """Every matching entry's seq, the way a grep read before batches kept their trigrams."""
     sql, args = store.page_query(VM, f, limit=1_000_000, descending=descending)
@@ -120,13 +133,7 @@ async def _paged(conn: asyncpg.Connection, f: store.EventFilter, descending: boo
 
 async def test_grep_pages_equal_a_scan_and_read_only_their_batches(conn: asyncpg.Connection) -> None:
     guest = DebianGuest(11, start_us=1_764_000_000_000_000, interval_us=40_000)
-    batches = [guest.take(100) for _ in range(40)]
-    for n, e in enumerate(e for b in batches for e in b):
-        # What journal-remote's files would add.
-        e["__CURSOR"] = (
-            f"s=5c1f0a2b3c4d4e5f8a9b0c1d2e3f4a5b;i={n + 1:x};b={e['_BOOT_ID']};"
-            f"m={int(e['__MONOTONIC_TIMESTAMP']):x};t={int(e['__REALTIME_TIMESTAMP']):x};x={n * 7919:x}"
-        )
+    batches = [_with_cursors(guest.take(100), 100 * n) for n in range(40)]
     for batch in batches:
         async with conn.transaction():
             await ingest_store.ingest(conn, VM, entries.to_rows(batch))
@@ -175,3 +182,37 @@ async def test_grep_pages_equal_a_scan_and_read_only_their_batches(conn: asyncpg
         until=entries.timestamp_from_us(int(middle["__REALTIME_TIMESTAMP"])),
     )
     assert await _paged(conn, f, False, limit=5) == await _scan(conn, f, False)
+
+
+async def test_small_batches_rows_merge_and_grep_still_finds_every_entry(conn: asyncpg.Connection) -> None:
+    # An agent following a quiet journal: batches of a few entries.
+    guest = DebianGuest(12, start_us=1_764_000_000_000_000, interval_us=900_000)
+    batches = [_with_cursors(guest.take(5), 5 * n) for n in range(300)]
+    for batch in batches:
+        async with conn.transaction():
+            await ingest_store.ingest(conn, VM, entries.to_rows(batch))
+    rows, size = await conn.fetchrow(TRIGRAMS_SIZE)
+    assert rows == len(batches)
+    words = Counter(w for b in batches for e in b for w in re.findall(r"[A-Za-z]{5,}", e.get("MESSAGE", "")))
+    patterns = [w for w, n in words.items() if n == 1][:5] + [w for w, _ in words.most_common(2)] + ["xylophone"]
+    before = {p: await _scan(conn, store.EventFilter(grep=p), False) for p in patterns}
+
+    assert await trigram_store.merge_small(conn) > 0
+    merged_rows, merged_size = await conn.fetchrow(TRIGRAMS_SIZE)
+    assert merged_rows < len(batches) // 5 and merged_size < size // 2
+    # Merged rows still cover every entry with letters, in time order per VM, and grep pages agree.
+    uncovered = await conn.fetchval(
+        "SELECT count(*) FROM journal_event e WHERE e.message ~ '[A-Za-z]{3}' AND NOT EXISTS ("
+        "SELECT FROM journal_trigrams t WHERE t.vm_id = e.vm_id AND e.ts BETWEEN t.first_at AND t.last_at)"
+    )
+    assert uncovered == 0
+    for pattern, expected in before.items():
+        assert await _paged(conn, store.EventFilter(grep=pattern), False, limit=9) == expected, pattern
+    # A second merge finds little or nothing left to merge; a row of a thousand entries is left alone.
+    await trigram_store.merge_small(conn)
+    big = _with_cursors(guest.take(1000), 10_000)
+    async with conn.transaction():
+        await ingest_store.ingest(conn, VM, entries.to_rows(big))
+    count = await conn.fetchval("SELECT count(*) FROM journal_trigrams")
+    assert await trigram_store.merge_small(conn) == 0
+    assert await conn.fetchval("SELECT count(*) FROM journal_trigrams") == count

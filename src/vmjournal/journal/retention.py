@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmjournal.config import Settings
 from vmjournal.db import raw_connection, transaction
-from vmjournal.journal import partition_store
+from vmjournal.journal import partition_store, trigram_store
 from vmjournal.journal.partition_store import Dropped, Partition
 
 __all__ = ["Dropped", "Pruner", "choose", "prune_pass"]
@@ -55,8 +55,8 @@ def choose(
 async def prune_pass(
     sessions: async_sessionmaker[AsyncSession], settings: Settings, *, now: datetime | None = None
 ) -> list[Dropped] | None:
-    """Create the coming days' partitions, drop what retention says and compact the closed days;
-    None if another process is running a pass now."""
+    """Create the coming days' partitions, drop what retention says, compact the closed days and
+    merge small batches' trigrams; None if another process is running a pass now."""
     now = now or datetime.now(UTC)
     async with transaction(sessions) as holder:
         if not await partition_store.try_lock_prune(await raw_connection(holder)):
@@ -89,6 +89,10 @@ async def prune_pass(
             )
             dropped.append(Dropped(partition, entries, reason))
         await _compact_closed_days(sessions, now)
+        async with transaction(sessions) as session:
+            merged = await trigram_store.merge_small(await raw_connection(session))
+        if merged:
+            log.info("retention merged %d rows of small batches' trigrams", merged)
         return dropped
 
 
