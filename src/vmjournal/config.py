@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     alert_retry_seconds: float = 5.0
     alert_max_attempts: int = 12
     alert_tick_seconds: float = 1.0
+    # Worker processes that build ingested batches' rows beside the event loop (journal/row_workers.py);
+    # unset: one per core but one, at most four. 0 builds them in the loop.
+    ingest_processes: int | None = Field(default=None, ge=0)
     # Journal retention: whole days older than this go (0 keeps everything), and the oldest days go
     # while the journal is larger than max_bytes (unset: no cap). One process prunes at a time.
     retention_days: int = Field(default=30, ge=0)

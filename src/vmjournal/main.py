@@ -22,11 +22,13 @@ from vmjournal.config import Settings, get_settings
 from vmjournal.deps import ApiKey, SessionDep
 from vmjournal.jobs import store as jobs_store
 from vmjournal.jobs.worker import Worker
+from vmjournal.journal import row_workers
 from vmjournal.journal import service as journal_service
 from vmjournal.journal.fleet_router import router as fleet_router
 from vmjournal.journal.live import LiveHub
 from vmjournal.journal.retention import Pruner
 from vmjournal.journal.router import router as journal_router
+from vmjournal.journal.row_workers import RowBuilder
 from vmjournal.journal.upload import router as upload_router
 from vmjournal.providers.base import VMProvider
 from vmjournal.providers.registry import build_providers
@@ -115,6 +117,8 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
         deliverer.start()
         pruner = Pruner(sessions, settings)
         pruner.start()
+        processes = settings.ingest_processes
+        rows = RowBuilder(row_workers.default_processes() if processes is None else processes)
         log.info("vmjournal %s ready; providers: %s", __version__, ", ".join(active))
         try:
             yield {
@@ -124,8 +128,10 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
                 "jobs": jobs,
                 "database_url": url,
                 "live": hub,
+                "rows": rows,
             }
         finally:
+            rows.close()
             await deliverer.stop()
             await evaluator.stop()
             await pruner.stop()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
+import multiprocessing
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -193,3 +195,34 @@ class TestIngestRealJournal:
         assert binary["message"].startswith("caf\ufffd not utf-8")  # ... and the text is decoded with U+FFFD
         multi = next(e for e in page["events"] if e["SYSLOG_IDENTIFIER"] == "multi")
         assert multi["message"].count("\n") == 2
+
+
+@pytest.mark.parametrize("processes", [0, 2])
+async def test_rows_built_in_worker_processes_or_in_the_loop_answer_alike(
+    service_factory: ServiceFactory, processes: int
+) -> None:
+    """Every answer, good or bad, is the same whichever builds the rows (journal/row_workers.py)."""
+    async with service_factory(ingest_processes=processes) as service:
+        token = await enroll(service.client, "vm1")
+
+        async def post(body: Any) -> tuple[int, Any]:
+            content = body if isinstance(body, bytes) else json.dumps(body).encode()
+            response = await service.client.post("/vm/vm1/boot", content=content, headers=bearer(token))
+            return response.status_code, response.json()
+
+        assert await post([entry(i) for i in range(50)]) == (200, {"received": 50, "stored": 50, "duplicates": 0})
+        assert await post([entry(i) for i in range(60)]) == (200, {"received": 60, "stored": 10, "duplicates": 50})
+        status, body = await post([entry(100), {"MESSAGE": "no cursor"}])
+        assert status == 400 and body["error"] == "bad_entry" and body["message"].startswith("entry 1: ")
+        status, body = await post(b"[{")
+        assert status == 400 and body["error"] == "bad_json"
+        status, body = await post([entry(200 + i) for i in range(service.settings.max_batch_entries + 1)])
+        assert status == 413 and body["error"] == "batch_too_large"
+        assert await count_events(service) == 60
+        # Concurrent batches are each built once and stored once.
+        batches = [[entry(1000 + 100 * b + i) for i in range(100)] for b in range(6)]
+        answers = await asyncio.gather(*(post(b) for b in batches))
+        assert all(status == 200 and body["stored"] == 100 for status, body in answers)
+        assert await count_events(service) == 660
+        if processes:
+            assert multiprocessing.active_children(), "the rows were built in worker processes"

@@ -79,6 +79,10 @@ class BadEntry(InvalidInput):
         self.index = index
         self.problem = problem
 
+    def __reduce__(self) -> tuple[type[BadEntry], tuple[int, str]]:
+        # Raised in a worker process (journal/row_workers.py), it is pickled back to the service.
+        return (BadEntry, (self.index, self.problem))
+
 
 def _first(value: Any) -> Any:
     """A repeated field's first value (a list of values, not a byte array)."""

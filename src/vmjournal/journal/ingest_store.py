@@ -83,27 +83,31 @@ FROM counted
 RECORD_INGEST_ERROR = "UPDATE vm SET last_ingest_error = $2, last_ingest_error_at = now() WHERE id = $1"
 
 
-async def ingest(conn: asyncpg.Connection, vm_id: UUID, rows: Batch) -> int:
-    """Store the rows not stored yet; returns how many were new."""
+async def ingest(conn: asyncpg.Connection, vm_id: UUID, rows: Batch, *, grams: list[int] | None = None) -> int:
+    """Store the rows not stored yet; returns how many were new. ``grams``: the messages' trigram keys,
+    if the caller has them already (journal/row_workers.py)."""
     if not rows:
         return 0
     if not conn.is_in_transaction():
         # A session that has not run a statement yet has not begun its transaction: without one,
         # the staging rows would vanish at the COPY's own commit.
         async with conn.transaction():
-            return await _ingest(conn, vm_id, rows)
-    return await _ingest(conn, vm_id, rows)
+            return await _ingest(conn, vm_id, rows, grams)
+    return await _ingest(conn, vm_id, rows, grams)
 
 
-async def _ingest(conn: asyncpg.Connection, vm_id: UUID, batch: Batch) -> int:
-    # Each entry's partition is its own day: the batch's days exist before the insert.
-    await partition_store.lock_ingest(conn, vm_id, batch.days())
+async def _ingest(conn: asyncpg.Connection, vm_id: UUID, batch: Batch, grams: list[int] | None) -> int:
+    # The COPY into this session's staging table comes before the VM's lock, which orders its
+    # batches: another batch of the VM meanwhile waits for the insert only.
     await conn.execute(CREATE_STAGING)
     await conn.copy_records_to_table("journal_staging", records=batch.rows, columns=ROW_COLUMNS)
+    # Each entry's partition is its own day: the batch's days exist before the insert.
+    await partition_store.lock_ingest(conn, vm_id, batch.days())
     ids = list(batch.contexts)
     texts = [batch.contexts[i][0] for i in ids]
     days = [batch.contexts[i][1] for i in ids]
-    grams = trigrams.of_messages(vm_id, (row[MESSAGE] for row in batch.rows))
+    if grams is None:
+        grams = trigrams.of_messages(vm_id, (row[MESSAGE] for row in batch.rows))
     stored: int = await conn.fetchval(MERGE_STAGING, vm_id, ids, texts, days, grams)
     return stored
 

@@ -15,7 +15,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from vmjournal import metrics
 from vmjournal.db import raw_connection
 from vmjournal.errors import BadRequest, NotFound, PayloadTooLarge
-from vmjournal.journal import entries, field_store, filters, ingest_store, matches, pages, partition_store, store
+from vmjournal.journal import (
+    field_store,
+    filters,
+    ingest_store,
+    matches,
+    pages,
+    partition_store,
+    row_workers,
+    store,
+)
 from vmjournal.journal.events import event_from_record, parse_position, position_token
 
 
@@ -30,28 +39,26 @@ class IngestResult:
         return self.received - self.stored - self.skipped
 
 
-def parse_json_batch(body: bytes, max_entries: int) -> list[Any]:
+async def build_rows(builder: row_workers.RowBuilder, body: bytes, vm_id: UUID, max_entries: int) -> row_workers.Built:
+    """A JSON batch (an array of entries, or one) as rows; 400 or 413 naming what is wrong."""
     try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        return await builder.build(body, vm_id, max_entries)
+    except row_workers.BadJson as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}", code="bad_json") from None
-    batch = payload if isinstance(payload, list) else [payload]
-    if len(batch) > max_entries:
+    except row_workers.TooManyEntries as exc:
         raise PayloadTooLarge(
-            f"the batch has {len(batch)} entries; the limit is {max_entries} per request", code="batch_too_large"
-        )
-    return batch
+            f"the batch has {exc.args[0]} entries; the limit is {max_entries} per request", code="batch_too_large"
+        ) from None
 
 
-async def ingest_entries(session: AsyncSession, vm_id: UUID, batch: list[Any]) -> IngestResult:
+async def ingest_entries(session: AsyncSession, vm_id: UUID, built: row_workers.Built) -> IngestResult:
     """Store a batch atomically; entries already stored (same ``__CURSOR``) are counted, not stored again."""
-    rows = entries.to_rows(batch)
     conn = await raw_connection(session)
     with metrics.ingest_seconds.time():
-        stored = await ingest_store.ingest(conn, vm_id, rows)
+        stored = await ingest_store.ingest(conn, vm_id, built.rows, grams=built.grams)
     metrics.ingested.labels("stored").inc(stored)
-    metrics.ingested.labels("duplicate").inc(len(rows) - stored)
-    return IngestResult(received=len(rows), stored=stored)
+    metrics.ingested.labels("duplicate").inc(len(built.rows) - stored)
+    return IngestResult(received=len(built.rows), stored=stored)
 
 
 @dataclass

@@ -1,0 +1,87 @@
+"""Building a JSON batch's rows beside the event loop.
+
+Most of an ingest's CPU is per-entry Python: parsing the JSON, splitting each entry into its row
+and context (journal/entries.py), the messages' trigrams (journal/trigrams.py). In the event
+loop's thread it caps a process at one core, while PostgreSQL leaves the other idle. So worker
+processes build the rows, and the loop only receives them, ready to COPY. The work is the same
+either way, and so is every answer; ``VMJOURNAL_INGEST_PROCESSES=0`` keeps it in the loop.
+
+This module imports nothing of the web service, so a worker starts light.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+from vmjournal.journal import entries, trigrams
+
+
+class BadJson(ValueError):
+    """The body is not JSON; the message is the parser's."""
+
+
+class TooManyEntries(ValueError):
+    """More entries than a batch may hold; the argument is how many."""
+
+
+@dataclass
+class Built:
+    """A batch's rows, contexts and the messages' trigram keys, ready to store."""
+
+    rows: entries.Batch
+    grams: list[int]
+
+
+def build(body: bytes, vm_id: UUID, max_entries: int) -> Built:
+    """Raises ``BadJson``, ``TooManyEntries`` or ``entries.BadEntry``."""
+    try:
+        payload: Any = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadJson(str(exc)) from None
+    batch = payload if isinstance(payload, list) else [payload]
+    if len(batch) > max_entries:
+        raise TooManyEntries(len(batch))
+    rows = entries.to_rows(batch)
+    return Built(rows, trigrams.of_messages(vm_id, (row[entries.MESSAGE] for row in rows.rows)))
+
+
+def default_processes() -> int:
+    """One worker per core but one (the loop and PostgreSQL need theirs), at most four; none on one core."""
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+class RowBuilder:
+    """Builds rows in ``processes`` worker processes (started at the first batch), or in the
+    caller's thread when there are none."""
+
+    def __init__(self, processes: int) -> None:
+        self._processes = processes
+        self._pool: ProcessPoolExecutor | None = None
+
+    async def build(self, body: bytes, vm_id: UUID, max_entries: int) -> Built:
+        if self._processes <= 0:
+            return build(body, vm_id, max_entries)
+        if self._pool is None:
+            # spawn: a fork would copy the service's threads and connections into the worker.
+            self._pool = ProcessPoolExecutor(self._processes, mp_context=multiprocessing.get_context("spawn"))
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, build, body, vm_id, max_entries)
+        except BrokenProcessPool:
+            # A worker died (killed, out of memory): the next batch gets a new pool, this one is built here.
+            self.close()
+            return build(body, vm_id, max_entries)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
