@@ -118,17 +118,22 @@ def _stat(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
-def cpu_seconds(service_pid: int, data_dir: Path) -> float:
-    """CPU used so far by the service and its PostgreSQL: the postmaster, backends that exited
-    (the postmaster's reaped children) and backends still running."""
-    postmaster = int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
-    ticks = sum(int(v) for v in _stat(service_pid)[11:13]) + sum(int(v) for v in _stat(postmaster)[11:15])
-    for child in Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split():
+def _running_children(pid: int) -> int:
+    ticks = 0
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
         try:
             ticks += sum(int(v) for v in _stat(int(child))[11:13])
         except FileNotFoundError:
-            pass  # exited since listed: its time is in the postmaster's reaped children (possibly not yet)
-    return ticks / TICKS
+            pass  # exited since listed: its time is in its parent's reaped children (possibly not yet)
+    return ticks
+
+
+def cpu_seconds(service_pid: int, data_dir: Path) -> float:
+    """CPU used so far by the service (its ingest worker processes included) and its PostgreSQL:
+    the postmaster, backends that exited (the postmaster's reaped children) and backends still running."""
+    postmaster = int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
+    ticks = sum(int(v) for v in _stat(service_pid)[11:15]) + sum(int(v) for v in _stat(postmaster)[11:15])
+    return (ticks + _running_children(service_pid) + _running_children(postmaster)) / TICKS
 
 
 def latency(url: str, hook: Receiver, samples: int) -> list[float]:
