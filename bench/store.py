@@ -339,26 +339,19 @@ def ingest_and_size(report: Report, svc: RunningService, peer: Peer, batches: li
         peer_rate,
     )
     assert stored4 == 4 * n, stored4
-    sizes = asyncio.run(journal_sizes(svc.database_url))
-    per = sum(s["bytes"] for s in sizes) / (6 * n)
-    report.row(
-        "bytes on disk per stored entry (6 VMs)",
-        f"{per:.0f} B = {per / peer.bytes:.2f}x",
-        "<= 1.0x",
-        f"{peer.bytes:.0f} B; raw JSON {peer.json_bytes:.0f} B",
-    )
+
+    def size_row(what: str, peer_figure: str) -> list[asyncpg.Record]:
+        sizes = asyncio.run(journal_sizes(svc.database_url))
+        per = sum(s["bytes"] for s in sizes) / (6 * n)
+        report.row(what, f"{per:.0f} B = {per / peer.bytes:.2f}x", "<= 1.0x", peer_figure)
+        return sizes
+
+    sizes = size_row("bytes on disk per stored entry (6 VMs)", f"{peer.bytes:.0f} B; raw JSON {peer.json_bytes:.0f} B")
     parts = "; ".join(f"{s['root']} {s['bytes'] / (6 * n):.0f} B ({s['relations']} rel.)" for s in sizes)
     report.row("  of which (journal_* trees, after VACUUM ANALYZE)", parts)
     # The corpora are yesterday's: a retention pass rebuilds a closed day's indexes packed.
     asyncio.run(prune_now(svc, retention_days=0))
-    sizes = asyncio.run(journal_sizes(svc.database_url))
-    per = sum(s["bytes"] for s in sizes) / (6 * n)
-    report.row(
-        "bytes on disk per stored entry, the day closed (compacted by a retention pass)",
-        f"{per:.0f} B = {per / peer.bytes:.2f}x",
-        "<= 1.0x",
-        f"{peer.bytes:.0f} B",
-    )
+    size_row("bytes on disk per stored entry, the day closed (compacted by a retention pass)", f"{peer.bytes:.0f} B")
 
 
 def first_pages(report: Report, svc: RunningService, tmp: Path, today_us: int, args: argparse.Namespace) -> None:

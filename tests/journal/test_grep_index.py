@@ -116,6 +116,12 @@ def _with_cursors(batch: list[dict[str, str]], first: int) -> list[dict[str, str
     return batch
 
 
+async def _store(conn: asyncpg.Connection, batches: list[list[dict[str, str]]]) -> None:
+    for batch in batches:
+        async with conn.transaction():
+            await ingest_store.ingest(conn, VM, entries.to_rows(batch))
+
+
 async def _scan(conn: asyncpg.Connection, f: store.EventFilter, descending: bool) -> list[int]:
     """Every matching entry's seq, the way a grep read before batches kept their trigrams."""
     sql, args = store.page_query(VM, f, limit=1_000_000, descending=descending)
@@ -134,9 +140,7 @@ async def _paged(conn: asyncpg.Connection, f: store.EventFilter, descending: boo
 async def test_grep_pages_equal_a_scan_and_read_only_their_batches(conn: asyncpg.Connection) -> None:
     guest = DebianGuest(11, start_us=1_764_000_000_000_000, interval_us=40_000)
     batches = [_with_cursors(guest.take(100), 100 * n) for n in range(40)]
-    for batch in batches:
-        async with conn.transaction():
-            await ingest_store.ingest(conn, VM, entries.to_rows(batch))
+    await _store(conn, batches)
     stored = await conn.fetchval("SELECT count(*) FROM journal_trigrams WHERE vm_id = $1", VM)
     assert stored == len(batches)
     # A resend stores nothing new, and no batch of trigrams either.
@@ -188,9 +192,7 @@ async def test_small_batches_rows_merge_and_grep_still_finds_every_entry(conn: a
     # An agent following a quiet journal: batches of a few entries.
     guest = DebianGuest(12, start_us=1_764_000_000_000_000, interval_us=900_000)
     batches = [_with_cursors(guest.take(5), 5 * n) for n in range(300)]
-    for batch in batches:
-        async with conn.transaction():
-            await ingest_store.ingest(conn, VM, entries.to_rows(batch))
+    await _store(conn, batches)
     rows, size = await conn.fetchrow(TRIGRAMS_SIZE)
     assert rows == len(batches)
     words = Counter(w for b in batches for e in b for w in re.findall(r"[A-Za-z]{5,}", e.get("MESSAGE", "")))
@@ -210,9 +212,7 @@ async def test_small_batches_rows_merge_and_grep_still_finds_every_entry(conn: a
         assert await _paged(conn, store.EventFilter(grep=pattern), False, limit=9) == expected, pattern
     # A second merge finds little or nothing left to merge; a row of a thousand entries is left alone.
     await trigram_store.merge_small(conn)
-    big = _with_cursors(guest.take(1000), 10_000)
-    async with conn.transaction():
-        await ingest_store.ingest(conn, VM, entries.to_rows(big))
+    await _store(conn, [_with_cursors(guest.take(1000), 10_000)])
     count = await conn.fetchval("SELECT count(*) FROM journal_trigrams")
     assert await trigram_store.merge_small(conn) == 0
     assert await conn.fetchval("SELECT count(*) FROM journal_trigrams") == count

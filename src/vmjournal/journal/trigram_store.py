@@ -60,13 +60,7 @@ async def ranges(
 ) -> list[Range] | None:
     """The VM's time ranges where entries holding every trigram may be, disjoint and in time order;
     None when there are too many to be worth it."""
-    scope = conn.transaction()
-    await scope.start()
-    try:
-        await conn.execute(RANGES_BY_GRAMS)
-        rows = await conn.fetch(SELECT_RANGES, vm_id, grams, since, until, MAX_RANGES + 1)
-    finally:
-        await scope.rollback()
+    rows = await _by_grams(conn, SELECT_RANGES, vm_id, grams, since, until, MAX_RANGES + 1)
     if len(rows) > MAX_RANGES:
         return None
     merged: list[Range] = []
@@ -85,15 +79,20 @@ async def vms_with(conn: asyncpg.Connection, keys: dict[UUID, list[int]]) -> set
     if not keys:
         return set()
     vm_ids = list(keys)
+    flat = [k for vm_id in vm_ids for k in keys[vm_id]]
+    rows = await _by_grams(conn, SELECT_VMS_WITH, vm_ids, flat, len(keys[vm_ids[0]]))
+    return {r["vm_id"] for r in rows}
+
+
+async def _by_grams(conn: asyncpg.Connection, sql: str, *args: object) -> list[asyncpg.Record]:
+    """``sql`` with index scans off, in a savepoint rolled back at once so the setting ends with it."""
     scope = conn.transaction()
     await scope.start()
     try:
         await conn.execute(RANGES_BY_GRAMS)
-        flat = [k for vm_id in vm_ids for k in keys[vm_id]]
-        rows = await conn.fetch(SELECT_VMS_WITH, vm_ids, flat, len(keys[vm_ids[0]]))
+        return list(await conn.fetch(sql, *args))
     finally:
         await scope.rollback()
-    return {r["vm_id"] for r in rows}
 
 
 @dataclass
