@@ -194,7 +194,8 @@ class JournalContext(SQLModel, table=True):
 
 class JournalTrigrams(SQLModel, table=True):
     """A stored batch's letter trigrams and the time range of its new entries (journal/trigrams.py),
-    so a grep reads only the ranges that can match. No foreign key: retention deletes these in bulk."""
+    so a grep reads only the ranges that can match, and the highest seq of those entries (NULL in
+    rows written before it was kept). No foreign key: retention deletes these in bulk."""
 
     __tablename__ = "journal_trigrams"
     __table_args__ = (
@@ -207,6 +208,8 @@ class JournalTrigrams(SQLModel, table=True):
             "id",
             postgresql_where=sa.text("cardinality(grams) < 1000"),
         ),
+        # The batches from a time on, which alert evaluation is reading (journal/trigram_store.py).
+        sa.Index("ix_journal_trigrams_vm_last", "vm_id", "last_at"),
     )
 
     vm_id: UUID = Field(sa_column=sa.Column(pg.UUID, primary_key=True))
@@ -214,6 +217,7 @@ class JournalTrigrams(SQLModel, table=True):
     first_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
     last_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
     grams: list[int] = Field(sa_column=sa.Column(pg.ARRAY(sa.Integer), nullable=False))
+    last_seq: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger))
 
 
 class JournalBoot(SQLModel, table=True):

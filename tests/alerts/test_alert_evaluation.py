@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -15,6 +15,7 @@ from support.receiver import Receiver
 from support.service import Service
 
 from vmjournal import db
+from vmjournal.alerts import evaluation, match_store
 from vmjournal.alerts import service as alerts_service
 from vmjournal.alerts.evaluation import Evaluator, Outcome
 from vmjournal.alerts.schemas import AlertCreate
@@ -300,6 +301,69 @@ class TestRuleMadeDuringAPass:
                 "SELECT s.matches FROM alert_state s JOIN alert_rule r ON r.id = s.rule_id WHERE r.name = 'second'"
             )
             assert counted == 1
+        finally:
+            await conn.close()
+            await engine.dispose()
+
+
+class TestBatchTrigrams:
+    """A page leaves out the rules whose grep needs letter trigrams that no batch holding its entries
+    has (journal/trigrams.py), and stops at the entries those batches cover."""
+
+    async def _setup(self, database_url: str, sessions: Any, conn: asyncpg.Connection) -> uuid.UUID:
+        vm_id = uuid.uuid4()
+        await conn.execute(
+            "INSERT INTO vm (id, name, size, provider, status) VALUES ($1, 'web-1', 'small', 'external', 'running')",
+            vm_id,
+        )
+        rules = {"disk": {"grep": "disk"}, "later": {"grep": "never said"}, "unit": {"unit": "nginx"}}
+        rules |= {"alternation": {"grep": "disk|never"}, "digits": {"grep": "42"}}
+        for name, values in rules.items():
+            async with sessions() as session, session.begin():
+                await alerts_service.create_rule(
+                    session, AlertCreate(name=name, webhook_url="http://127.0.0.1:9/hook", **values)
+                )
+        return vm_id
+
+    async def _store(self, conn: asyncpg.Connection, vm_id: uuid.UUID, *messages: str) -> None:
+        async with conn.transaction():
+            await ingest_store.ingest(conn, vm_id, journal_entries.to_rows([entry(m) for m in messages]))
+
+    async def test_rules_no_new_batch_can_match_are_left_out_of_the_page(self, database_url: str) -> None:
+        engine = db.create_engine(database_url)
+        sessions = db.session_factory(engine)
+        conn = await asyncpg.connect(database_url)
+        try:
+            vm_id = await self._setup(database_url, sessions, conn)
+            evaluator = Evaluator(
+                sessions, base_url="http://127.0.0.1:9", tick_seconds=60, on_notification=lambda: None
+            )
+            rules = await evaluator.load_rules()
+            since = datetime.now(UTC) - timedelta(minutes=5)
+            await self._store(conn, vm_id, "disk full", "pid 42 exited")
+            possible, upto = await evaluation.possible(conn, vm_id, since, rules)
+            # "never said" is in no batch; an alternation or digits have no letter trigrams to ask for.
+            assert sorted(r.name for r in possible) == ["alternation", "digits", "disk", "unit"]
+            assert upto == await conn.fetchval("SELECT max(seq) FROM journal_event WHERE vm_id = $1", vm_id)
+            # From the start of time (a restart's catch-up) every rule is read; so it is where a
+            # batch's row was written before rows kept their last seq.
+            assert len((await evaluation.possible(conn, vm_id, evaluation._NO_LOWER_BOUND, rules))[0]) == len(rules)
+            await conn.execute("UPDATE journal_trigrams SET last_seq = NULL")
+            assert await evaluation.possible(conn, vm_id, since, rules) == (rules, None)
+            await conn.execute("UPDATE journal_trigrams SET last_seq = $1", upto)
+
+            # A batch stored after the batches were read is past the page's end: it comes with its own news.
+            await self._store(conn, vm_id, "never said before")
+            page = await match_store.new_matches(
+                conn, vm_id, [r.filter for r in possible], ts_from=since, after_seq=0, limit=100, upto=upto
+            )
+            assert (page.last, page.scanned) == (upto, 2)
+
+            assert await evaluator.evaluate(vm_id, since, rules) is Outcome.done
+            counted = dict(
+                await conn.fetch("SELECT r.name, s.matches FROM alert_state s JOIN alert_rule r ON r.id = s.rule_id")
+            )
+            assert counted == {"disk": 1, "later": 1, "unit": 3, "alternation": 2, "digits": 1}
         finally:
             await conn.close()
             await engine.dispose()

@@ -208,6 +208,13 @@ async def test_small_batches_rows_merge_and_grep_still_finds_every_entry(conn: a
         "SELECT FROM journal_trigrams t WHERE t.vm_id = e.vm_id AND e.ts BETWEEN t.first_at AND t.last_at)"
     )
     assert uncovered == 0
+    # Each merged row's last seq is the highest seq of the entries it covers (alert evaluation reads
+    # up to it, alerts/evaluation.py).
+    wrong = await conn.fetchval(
+        "SELECT count(*) FROM journal_trigrams t WHERE t.last_seq IS DISTINCT FROM (SELECT max(e.seq) "
+        "FROM journal_event e WHERE e.vm_id = t.vm_id AND e.ts BETWEEN t.first_at AND t.last_at)"
+    )
+    assert wrong == 0
     for pattern, expected in before.items():
         assert await _paged(conn, store.EventFilter(grep=pattern), False, limit=9) == expected, pattern
     # A second merge finds little or nothing left to merge; a row of a thousand entries is left alone.

@@ -32,6 +32,7 @@ from vmjournal.alerts import match_store, payload, store, window
 from vmjournal.alerts.rules import Rule, from_record
 from vmjournal.db import raw_connection, transaction
 from vmjournal.journal import store as journal_store
+from vmjournal.journal import trigram_store, trigrams
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ PAGE_ROWS = 5000
 BUSY_ROWS = 500
 BUSY_PASS_SECONDS = 0.2
 RESOLVE_BATCH = 100
+# Past this many batches holding a page's entries, the page's greps are read on every entry.
+RECENT_BATCHES = 64
 _NO_LOWER_BOUND = datetime(1, 1, 1, tzinfo=UTC)
 
 
@@ -182,20 +185,22 @@ class Evaluator:
                 raise _RulesChanged
             await store.advance_cursor(conn, vm_id, last, cursor["event_count"])
             return Outcome.done
+        reading, upto = await possible(conn, vm_id, first, applicable)
         page = await match_store.new_matches(
             conn,
             vm_id,
-            [r.filter for r in applicable],
+            [r.filter for r in reading],
             ts_from=first,
             after_seq=cursor["seq"],
             limit=PAGE_ROWS,
+            upto=upto,
         )
         full = page.scanned >= PAGE_ROWS
         if await store.rules_added(conn, [r.id for r in rules]):
             raise _RulesChanged
         self.scanned += page.scanned
         if page.matches:
-            fired += await self._observe(conn, vm_id, cursor["name"], applicable, page.matches)
+            fired += await self._observe(conn, vm_id, cursor["name"], reading, page.matches)
         # A full page leaves the count as it was: a restart must not take the VM for caught up.
         counted = cursor["counted"] if full else cursor["event_count"]
         await store.advance_cursor(conn, vm_id, cursor["seq"] if page.last is None else page.last, counted)
@@ -305,6 +310,28 @@ class Evaluator:
             metrics.alert_notifications.labels("resolved").inc(len(resolved))
             self._on_notification()
         return len(resolved)
+
+
+async def possible(
+    conn: asyncpg.Connection, vm_id: UUID, first: datetime, rules: list[Rule]
+) -> tuple[list[Rule], int | None]:
+    """The rules that can match an entry of the page, and the seq the page must stop at (None: no bound).
+
+    Most entries match no grep, and a grep is the costly part of a rule. A grep that needs letter
+    trigrams (journal/trigrams.py) which none of the batches holding the page's entries has cannot
+    match any of them: its rule is left out of this page. Those batches are read in one snapshot,
+    and the page stops at the last entry that snapshot saw; later entries come with their own news.
+    """
+    keys = {r.grep: trigrams.of_pattern(vm_id, r.grep) for r in rules if r.grep is not None}
+    if first == _NO_LOWER_BOUND or not any(keys.values()):
+        return rules, None
+    recent = await trigram_store.recent(conn, vm_id, first, RECENT_BATCHES)
+    if recent is None:
+        return rules, None
+    possible = [
+        r for r in rules if r.grep is None or (needed := keys[r.grep]) is None or recent.keys.issuperset(needed)
+    ]
+    return possible, recent.upto
 
 
 def _report(what: str, exc: Exception) -> None:

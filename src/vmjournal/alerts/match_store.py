@@ -32,7 +32,8 @@ SELECT seq, ts, matched, last, scanned FROM (
            max(seq) OVER () AS last, count(*) OVER () AS scanned
     FROM (
         SELECT *{hits} FROM (
-            SELECT * FROM journal_event WHERE vm_id = $1 AND ts >= {ts_from} AND seq > {after}
+            SELECT * FROM journal_event
+            WHERE vm_id = $1 AND ts >= {ts_from} AND seq > {after} AND ({upto}::bigint IS NULL OR seq <= {upto})
             ORDER BY seq LIMIT {limit}
         ) journal_event OFFSET 0
     ) journal_event
@@ -73,9 +74,11 @@ async def new_matches(
     ts_from: datetime,
     after_seq: int,
     limit: int,
+    upto: int | None = None,
 ) -> Page:
-    """Up to ``limit`` entries of the VM after ``after_seq`` (none before ``ts_from``): the matching
-    ones with the indexes into ``filters`` they match, the page's last seq and how many it read."""
+    """Up to ``limit`` entries of the VM after ``after_seq`` (none before ``ts_from``, none past
+    ``upto``): the matching ones with the indexes into ``filters`` they match, the page's last seq
+    and how many it read."""
     groups = matching.plan(filters)
     pieces = [piece for g in groups for piece in (g.guard, *(c.rest for c in g.costly))]
     conditions, args = journal_store.live_conditions(vm_id, pieces)
@@ -101,7 +104,7 @@ async def new_matches(
             possible.append(guard)
         else:
             possible.append(f"({guard}) AND ({' OR '.join(sorted(h for h in needs if h is not None))})")
-    args += [ts_from, after_seq, limit]
+    args += [ts_from, after_seq, upto, limit]
     n = len(args)
     sql = SELECT_MATCHES.format(
         possible=" OR ".join(f"({p})" for p in dict.fromkeys(possible)) or "false",
@@ -109,8 +112,9 @@ async def new_matches(
         hits="".join(
             HIT.format(op="~" if case else "~*", pattern=hit_args[case], column=HIT_COLUMN[case]) for case in hits
         ),
-        ts_from=f"${n - 2}",
-        after=f"${n - 1}",
+        ts_from=f"${n - 3}",
+        after=f"${n - 2}",
+        upto=f"${n - 1}",
         limit=f"${n}",
     )
     rows = await conn.fetch(sql, *args)

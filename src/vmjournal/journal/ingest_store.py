@@ -26,7 +26,8 @@ DELETE FROM journal_staging
 # One statement stores the batch's contexts once, moves the batch while skipping entries already
 # stored, keeps the boot, unit and volume summaries and the VM's counters, and wakes live
 # followers. $2-$4 are the contexts (ids, texts, latest day numbers), $5 the messages' letter
-# trigrams (journal/trigrams.py), kept with the time range of the new entries. Returns how many were new.
+# trigrams (journal/trigrams.py), kept with the time range and last seq of the new entries (a row
+# for every batch that stored something, letters or not). Returns how many were new.
 MERGE_STAGING = """
 WITH contexts AS (
     INSERT INTO journal_context AS c (vm_id, id, last_day, fields)
@@ -40,7 +41,7 @@ WITH contexts AS (
            boot_id::uuid, pid, priority, unit, about_unit, identifier, hostname, message, rest::json
     FROM journal_staging
     ON CONFLICT (vm_id, ts, seqnum, xor) DO NOTHING
-    RETURNING boot_id, ts, unit, about_unit, priority
+    RETURNING boot_id, ts, unit, about_unit, priority, seq
 ), boots AS (
     INSERT INTO journal_boot AS b (vm_id, boot_id, first_at, last_at, entries)
     SELECT $1, boot_id, min(ts), max(ts), count(*) FROM ins WHERE boot_id IS NOT NULL GROUP BY boot_id
@@ -64,14 +65,14 @@ WITH contexts AS (
     SELECT $1, date_bin('1 minute', ts, timestamptz 'epoch'), coalesce(priority, 7), count(*) FROM ins GROUP BY 2, 3
     ON CONFLICT (vm_id, minute, priority) DO UPDATE SET entries = v.entries + excluded.entries
 ), counted AS (
-    SELECT count(*) AS stored, max(ts) AS last_ts, min(ts) AS first_ts FROM ins
+    SELECT count(*) AS stored, max(ts) AS last_ts, min(ts) AS first_ts, max(seq) AS last_seq FROM ins
 ), vm_update AS (
     UPDATE vm SET event_count = event_count + counted.stored,
                   last_event_at = greatest(vm.last_event_at, counted.last_ts)
     FROM counted WHERE vm.id = $1 AND counted.stored > 0
 ), trigrams AS (
-    INSERT INTO journal_trigrams (vm_id, first_at, last_at, grams)
-    SELECT $1, first_ts, last_ts, $5::int[] FROM counted WHERE stored > 0 AND cardinality($5::int[]) > 0
+    INSERT INTO journal_trigrams (vm_id, first_at, last_at, grams, last_seq)
+    SELECT $1, first_ts, last_ts, $5::int[], last_seq FROM counted WHERE stored > 0
 )
 SELECT stored, CASE WHEN stored > 0 THEN pg_notify(
     'vmjournal_events', $1::text || ' ' || (extract(epoch FROM first_ts) * 1000000)::bigint

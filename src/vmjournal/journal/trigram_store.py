@@ -38,21 +38,35 @@ WHERE EXISTS (SELECT FROM journal_trigrams t
 SMALL_KEYS = 1000
 MERGED_KEYS = 2000
 SELECT_SMALL = f"""
-SELECT id, vm_id, first_at, last_at, grams FROM journal_trigrams
+SELECT id, vm_id, first_at, last_at, grams, last_seq FROM journal_trigrams
 WHERE cardinality(grams) < {SMALL_KEYS} AND (vm_id, first_at, id) > ($1, $2, $3)
 ORDER BY vm_id, first_at, id LIMIT $4
 """
 DELETE_ROWS = "DELETE FROM journal_trigrams WHERE id = ANY($1::bigint[])"
-INSERT_ROW = "INSERT INTO journal_trigrams (vm_id, first_at, last_at, grams) VALUES ($1, $2, $3, $4)"
+INSERT_ROW = "INSERT INTO journal_trigrams (vm_id, first_at, last_at, grams, last_seq) VALUES ($1, $2, $3, $4, $5)"
 MERGE_READ = 5000
 
 DELETE_BEFORE = "DELETE FROM journal_trigrams WHERE last_at < $1"
+
+# A VM's batches with entries from $2 on, up to $3 + 1 of them (more: too many to be worth it).
+SELECT_RECENT = """
+SELECT grams, last_seq FROM journal_trigrams WHERE vm_id = $1 AND last_at >= $2 LIMIT $3 + 1
+"""
 
 # Past this many batches, the word is common enough that scanning in journal order finds a page
 # soon; the ranges would cost more than they save.
 MAX_RANGES = 2000
 
 Range = tuple[datetime, datetime]
+
+
+@dataclass(frozen=True)
+class Recent:
+    """What a VM's newest batches hold: every entry from a time on, up to seq ``upto``, has its
+    letter trigrams among ``keys``."""
+
+    upto: int
+    keys: frozenset[int]
 
 
 async def ranges(
@@ -72,6 +86,17 @@ async def ranges(
         else:
             merged.append((first, last))
     return merged
+
+
+async def recent(conn: asyncpg.Connection, vm_id: UUID, since: datetime, max_batches: int) -> Recent | None:
+    """The keys of the VM's batches with entries from ``since`` on, read in one snapshot, and the
+    highest seq they stored. Every batch that stored something has its row, and a VM's batches
+    commit in seq order (its ingest lock), so each entry from ``since`` on up to that seq is in one
+    of them. None past ``max_batches`` of them, or if one was written before rows kept their last seq."""
+    rows = await conn.fetch(SELECT_RECENT, vm_id, since, max_batches)
+    if not rows or len(rows) > max_batches or any(r["last_seq"] is None for r in rows):
+        return None
+    return Recent(max(r["last_seq"] for r in rows), frozenset(k for r in rows for k in r["grams"]))
 
 
 async def vms_with(conn: asyncpg.Connection, keys: dict[UUID, list[int]]) -> set[UUID]:
@@ -100,8 +125,14 @@ class _Merged:
     vm_id: UUID
     first_at: datetime
     last_at: datetime
+    last_seqs: list[int | None] = field(default_factory=list)
     ids: list[int] = field(default_factory=list)
     grams: set[int] = field(default_factory=set)
+
+    @property
+    def last_seq(self) -> int | None:
+        """The rows' last seq; unknown if one row's is."""
+        return None if None in self.last_seqs else max(s for s in self.last_seqs if s is not None)
 
 
 async def merge_small(conn: asyncpg.Connection) -> int:
@@ -117,13 +148,16 @@ async def merge_small(conn: asyncpg.Connection) -> int:
                 groups.append(_Merged(r["vm_id"], r["first_at"], r["last_at"]))
             g = groups[-1]
             g.ids.append(r["id"])
+            g.last_seqs.append(r["last_seq"])
             g.grams.update(r["grams"])
             g.first_at, g.last_at = min(g.first_at, r["first_at"]), max(g.last_at, r["last_at"])
         merged = [g for g in groups if len(g.ids) > 1]
         if merged:
             async with conn.transaction():
                 await conn.execute(DELETE_ROWS, [i for g in merged for i in g.ids])
-                await conn.executemany(INSERT_ROW, [(g.vm_id, g.first_at, g.last_at, sorted(g.grams)) for g in merged])
+                await conn.executemany(
+                    INSERT_ROW, [(g.vm_id, g.first_at, g.last_at, sorted(g.grams), g.last_seq) for g in merged]
+                )
             gone += sum(len(g.ids) - 1 for g in merged)
         last = rows[-1]
         after = (last["vm_id"], last["first_at"], last["id"])
