@@ -173,6 +173,11 @@ async def test_grep_pages_equal_a_scan_and_read_only_their_batches(conn: asyncpg
         return await trigram_store.ranges(conn, VM, trigrams.of_pattern(VM, word) or [], None, None)
 
     assert await ranges("xylophone") == []
+    # A word in every batch is read in journal order, not batch by batch.
+    everywhere = set.intersection(
+        *({w for e in b for w in re.findall(r"[A-Za-z]{5,}", e.get("MESSAGE", ""))} for b in batches)
+    )
+    assert everywhere and await ranges(sorted(everywhere)[0]) is None
     narrowed = await ranges(rare[0])
     assert narrowed is not None and 1 <= len(narrowed) < len(batches) // 4
     # A unit, priority and time window narrow the grep as they narrow any page.

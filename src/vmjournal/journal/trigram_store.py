@@ -14,8 +14,13 @@ from uuid import UUID
 import asyncpg
 
 # The GIN index intersects the keys' lists; the VM and time conditions are checked on those rows.
+# ``batches``: how many of the VM's batches the time bounds hold, candidates or not.
 SELECT_RANGES = """
-SELECT first_at, last_at FROM journal_trigrams
+SELECT first_at, last_at,
+       (SELECT count(*) FROM journal_trigrams
+        WHERE vm_id = $1 AND ($3::timestamptz IS NULL OR last_at >= $3) AND ($4::timestamptz IS NULL OR first_at <= $4))
+           AS batches
+FROM journal_trigrams
 WHERE grams @> $2::int[] AND vm_id = $1
   AND ($3::timestamptz IS NULL OR last_at >= $3) AND ($4::timestamptz IS NULL OR first_at <= $4)
 ORDER BY first_at
@@ -53,9 +58,11 @@ SELECT_RECENT = """
 SELECT grams, last_seq FROM journal_trigrams WHERE vm_id = $1 AND last_at >= $2 LIMIT $3 + 1
 """
 
-# Past this many batches, the word is common enough that scanning in journal order finds a page
-# soon; the ranges would cost more than they save.
+# Past this many batches, or this share of the batches in the page's time bounds, the word is
+# common enough that scanning in journal order finds a page soon; reading range by range would
+# cost more (each window of ranges is read to its end) than it saves.
 MAX_RANGES = 2000
+DENSE_SHARE = 0.75
 
 Range = tuple[datetime, datetime]
 
@@ -73,12 +80,12 @@ async def ranges(
     conn: asyncpg.Connection, vm_id: UUID, grams: list[int], since: datetime | None, until: datetime | None
 ) -> list[Range] | None:
     """The VM's time ranges where entries holding every trigram may be, disjoint and in time order;
-    None when there are too many to be worth it."""
+    None when there are too many, or they are most of the VM's batches, to be worth it."""
     rows = await _by_grams(conn, SELECT_RANGES, vm_id, grams, since, until, MAX_RANGES + 1)
-    if len(rows) > MAX_RANGES:
+    if len(rows) > MAX_RANGES or (rows and len(rows) > DENSE_SHARE * rows[0]["batches"]):
         return None
     merged: list[Range] = []
-    for first, last in rows:
+    for first, last, _ in rows:
         # Touching ranges merge too: BETWEEN on both would read the entries at the shared instant twice.
         if merged and first <= merged[-1][1]:
             if last > merged[-1][1]:
