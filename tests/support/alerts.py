@@ -57,3 +57,16 @@ async def wait_for_matches(
             return state
         await asyncio.sleep(0.05)
     raise AssertionError(f"rule {rule} on {vm} never saw {matches} matches: {state}")
+
+
+async def wait_for_delivered(client: httpx.AsyncClient, rule: str, count: int, timeout: float = 20.0) -> list[Any]:
+    """The rule's history once ``count`` notifications are recorded as delivered. A receiver sees a
+    POST before the service has read the answer and recorded it."""
+    deadline = time.monotonic() + timeout
+    history: list[Any] = []
+    while time.monotonic() < deadline:
+        history = (await client.get(f"/alerts/{rule}/events")).json()
+        if sum(h["delivery"] == "delivered" for h in history) >= count:
+            return history
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"rule {rule}: fewer than {count} deliveries recorded: {history}")

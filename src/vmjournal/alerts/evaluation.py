@@ -175,15 +175,16 @@ class Evaluator:
         if cursor is None:
             return Outcome.busy
         applicable = [r for r in rules if r.applies_to(cursor["name"])]
-        # A rule made after the rules were read starts after every seq drawn by then; one made
-        # after this check starts after every seq this page holds. So the cursor moves only past
-        # entries read for every rule that starts before them.
+        # A rule made after the rules were read starts after every seq drawn by then; the cursor
+        # moves only if no such rule exists when it moves (else all is rolled back and read again),
+        # and a rule made after that starts after every seq this page holds. So the cursor moves
+        # only past entries read for every rule that starts before them.
+        known = [r.id for r in rules]
         if not applicable:
             # Entries no rule reads.
             last = await journal_store.last_seq(conn)
-            if await store.rules_added(conn, [r.id for r in rules]):
+            if not await store.advance_cursor(conn, vm_id, last, cursor["event_count"], known):
                 raise _RulesChanged
-            await store.advance_cursor(conn, vm_id, last, cursor["event_count"])
             return Outcome.done
         reading, upto = await possible(conn, vm_id, first, applicable)
         page = await match_store.new_matches(
@@ -196,14 +197,16 @@ class Evaluator:
             upto=upto,
         )
         full = page.scanned >= PAGE_ROWS
-        if await store.rules_added(conn, [r.id for r in rules]):
-            raise _RulesChanged
-        self.scanned += page.scanned
+        found: list[str] = []
         if page.matches:
-            fired += await self._observe(conn, vm_id, cursor["name"], reading, page.matches)
+            found = await self._observe(conn, vm_id, cursor["name"], cursor["now"], reading, page.matches)
         # A full page leaves the count as it was: a restart must not take the VM for caught up.
         counted = cursor["counted"] if full else cursor["event_count"]
-        await store.advance_cursor(conn, vm_id, cursor["seq"] if page.last is None else page.last, counted)
+        last = cursor["seq"] if page.last is None else page.last
+        if not await store.advance_cursor(conn, vm_id, last, counted, known):
+            raise _RulesChanged  # what was observed is rolled back with the transaction
+        self.scanned += page.scanned
+        fired += found
         return Outcome.more if full else Outcome.done
 
     async def _observe(
@@ -211,6 +214,7 @@ class Evaluator:
         conn: asyncpg.Connection,
         vm_id: UUID,
         vm_name: str,
+        now: datetime,
         rules: list[Rule],
         page: list[tuple[int, datetime, list[int]]],
     ) -> list[str]:
@@ -225,7 +229,6 @@ class Evaluator:
             r["rule_id"]: window.State.from_record(r)
             for r in await store.states_for_update(conn, vm_id, [rules[i].id for i in new])
         }
-        now = await store.now(conn)
         firings: list[tuple[Rule, window.Firing]] = []
         saved = []
         for i, matches in new.items():

@@ -33,7 +33,6 @@ RETURNING {RULE_COLUMNS}
 SELECT_RULES = f"SELECT {RULE_COLUMNS} FROM alert_rule ORDER BY name"
 SELECT_RULE = f"SELECT {RULE_COLUMNS} FROM alert_rule WHERE name = $1"
 # A rule made since the evaluator read the rules: entries after its start were not read for it.
-SELECT_RULES_ADDED = "SELECT EXISTS (SELECT FROM alert_rule WHERE id <> ALL($1::uuid[]))"
 DELETE_RULE = "DELETE FROM alert_rule WHERE name = $1 RETURNING id"
 
 SELECT_FIRING_VMS = """
@@ -69,14 +68,19 @@ ENSURE_CURSOR = """
 INSERT INTO alert_cursor (vm_id, seq, event_count) VALUES ($1, $2, 0) ON CONFLICT (vm_id) DO NOTHING
 """
 
-# One process evaluates a VM at a time; another that finds it locked comes back later.
+# One process evaluates a VM at a time; another that finds it locked comes back later. ``now``:
+# the transaction's time, which quiet windows are measured against, whichever process looks.
 LOCK_CURSOR = """
-SELECT c.seq, c.event_count AS counted, v.name, v.event_count FROM alert_cursor c JOIN vm v ON v.id = c.vm_id
+SELECT c.seq, c.event_count AS counted, v.name, v.event_count, now() AS now
+FROM alert_cursor c JOIN vm v ON v.id = c.vm_id
 WHERE c.vm_id = $1 FOR UPDATE OF c SKIP LOCKED
 """
 
+# The cursor moves only if no rule was made since the rules ($4) were read: the caller's pass
+# may not have read its entries for it.
 ADVANCE_CURSOR = """
-UPDATE alert_cursor SET seq = greatest(seq, $2), event_count = $3, updated_at = now() WHERE vm_id = $1
+UPDATE alert_cursor SET seq = greatest(seq, $2), event_count = $3, updated_at = now()
+WHERE vm_id = $1 AND NOT EXISTS (SELECT FROM alert_rule WHERE id <> ALL($4::uuid[]))
 """
 
 # Entries by position: the (vm_id, ts, seq) index finds them.
@@ -176,11 +180,6 @@ async def list_rules(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     return list(await conn.fetch(SELECT_RULES))
 
 
-async def rules_added(conn: asyncpg.Connection, known: Sequence[UUID]) -> bool:
-    added: bool = await conn.fetchval(SELECT_RULES_ADDED, list(known))
-    return added
-
-
 async def get_rule(conn: asyncpg.Connection, name: str) -> asyncpg.Record | None:
     row: asyncpg.Record | None = await conn.fetchrow(SELECT_RULE, name)
     return row
@@ -213,14 +212,21 @@ async def vms_behind(conn: asyncpg.Connection) -> list[UUID]:
 
 
 async def lock_cursor(conn: asyncpg.Connection, vm_id: UUID, start_seq: int) -> asyncpg.Record | None:
-    """The VM's cursor, its name and entry count, locked; None while another process evaluates it."""
-    await conn.execute(ENSURE_CURSOR, vm_id, start_seq)
+    """The VM's cursor, its name and entry count, locked, and the transaction's time; None while
+    another process evaluates it. A VM's first evaluation makes its cursor."""
     row: asyncpg.Record | None = await conn.fetchrow(LOCK_CURSOR, vm_id)
+    if row is None:
+        await conn.execute(ENSURE_CURSOR, vm_id, start_seq)
+        row = await conn.fetchrow(LOCK_CURSOR, vm_id)
     return row
 
 
-async def advance_cursor(conn: asyncpg.Connection, vm_id: UUID, seq: int, event_count: int) -> None:
-    await conn.execute(ADVANCE_CURSOR, vm_id, seq, event_count)
+async def advance_cursor(
+    conn: asyncpg.Connection, vm_id: UUID, seq: int, event_count: int, known_rules: Sequence[UUID]
+) -> bool:
+    """Move the cursor on; False (and nothing moved) if a rule other than ``known_rules`` exists."""
+    status: str = await conn.execute(ADVANCE_CURSOR, vm_id, seq, event_count, list(known_rules))
+    return status == "UPDATE 1"
 
 
 async def entries_at(
@@ -279,12 +285,6 @@ async def seconds_to_next_due(conn: asyncpg.Connection) -> float | None:
     """How long until a pending notification is due (negative: overdue); None if none is pending."""
     delta = await conn.fetchval(SELECT_NEXT_DUE)
     return None if delta is None else float(delta.total_seconds())
-
-
-async def now(conn: asyncpg.Connection) -> datetime:
-    """The database's clock: quiet windows are measured against it, whichever process looks."""
-    value: datetime = await conn.fetchval("SELECT now()")
-    return value
 
 
 async def count_undelivered(conn: asyncpg.Connection) -> list[tuple[str, int]]:
