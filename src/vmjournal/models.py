@@ -193,9 +193,10 @@ class JournalContext(SQLModel, table=True):
 
 
 class JournalTrigrams(SQLModel, table=True):
-    """A stored batch's letter trigrams and the time range of its new entries (journal/trigrams.py),
-    so a grep reads only the ranges that can match, and the highest seq of those entries (NULL in
-    rows written before it was kept). No foreign key: retention deletes these in bulk."""
+    """The letter trigrams of a stored batch (of each thousand of its entries) and the time range
+    of those entries (journal/trigrams.py), so a grep reads only the ranges that can match, and the
+    batch's highest seq (NULL in rows written before it was kept). No foreign key: retention
+    deletes these in bulk."""
 
     __tablename__ = "journal_trigrams"
     __table_args__ = (

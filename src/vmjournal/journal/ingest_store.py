@@ -11,7 +11,7 @@ from uuid import UUID
 import asyncpg
 
 from vmjournal.journal import partition_store, trigrams
-from vmjournal.journal.entries import MESSAGE, ROW_COLUMNS, Batch
+from vmjournal.journal.entries import ROW_COLUMNS, Batch
 
 # Session-local and emptied at commit, so concurrent batches on other connections never mix.
 CREATE_STAGING = """
@@ -25,9 +25,9 @@ DELETE FROM journal_staging
 
 # One statement stores the batch's contexts once, moves the batch while skipping entries already
 # stored, keeps the boot, unit and volume summaries and the VM's counters, and wakes live
-# followers. $2-$4 are the contexts (ids, texts, latest day numbers), $5 the messages' letter
-# trigrams (journal/trigrams.py), kept with the time range and last seq of the new entries (a row
-# for every batch that stored something, letters or not). Returns how many were new.
+# followers. $2-$4 are the contexts (ids, texts, latest day numbers), $5-$9 the messages' letter
+# trigrams in runs of entries (journal/trigrams.py ``Chunks``), each kept with its time range and the
+# batch's last seq (rows for every batch that stored something, letters or not). Returns how many were new.
 MERGE_STAGING = """
 WITH contexts AS (
     INSERT INTO journal_context AS c (vm_id, id, last_day, fields)
@@ -72,7 +72,10 @@ WITH contexts AS (
     FROM counted WHERE vm.id = $1 AND counted.stored > 0
 ), trigrams AS (
     INSERT INTO journal_trigrams (vm_id, first_at, last_at, grams, last_seq)
-    SELECT $1, first_ts, last_ts, $5::int[], last_seq FROM counted WHERE stored > 0
+    SELECT $1, timestamptz 'epoch' + k.first_us * interval '1 microsecond',
+           timestamptz 'epoch' + k.last_us * interval '1 microsecond', ($9::int[])[k.start + 1 : k.stop], last_seq
+    FROM counted, unnest($5::bigint[], $6::bigint[], $7::int[], $8::int[]) k(first_us, last_us, start, stop)
+    WHERE stored > 0
 )
 SELECT stored, CASE WHEN stored > 0 THEN pg_notify(
     'vmjournal_events', $1::text || ' ' || (extract(epoch FROM first_ts) * 1000000)::bigint
@@ -84,7 +87,7 @@ FROM counted
 RECORD_INGEST_ERROR = "UPDATE vm SET last_ingest_error = $2, last_ingest_error_at = now() WHERE id = $1"
 
 
-async def ingest(conn: asyncpg.Connection, vm_id: UUID, rows: Batch, *, grams: list[int] | None = None) -> int:
+async def ingest(conn: asyncpg.Connection, vm_id: UUID, rows: Batch, *, grams: trigrams.Chunks | None = None) -> int:
     """Store the rows not stored yet; returns how many were new. ``grams``: the messages' trigram keys,
     if the caller has them already (journal/row_workers.py)."""
     if not rows:
@@ -97,7 +100,7 @@ async def ingest(conn: asyncpg.Connection, vm_id: UUID, rows: Batch, *, grams: l
     return await _ingest(conn, vm_id, rows, grams)
 
 
-async def _ingest(conn: asyncpg.Connection, vm_id: UUID, batch: Batch, grams: list[int] | None) -> int:
+async def _ingest(conn: asyncpg.Connection, vm_id: UUID, batch: Batch, grams: trigrams.Chunks | None) -> int:
     # The COPY into this session's staging table comes before the VM's lock, which orders its
     # batches: another batch of the VM meanwhile waits for the insert only.
     await conn.execute(CREATE_STAGING)
@@ -108,8 +111,10 @@ async def _ingest(conn: asyncpg.Connection, vm_id: UUID, batch: Batch, grams: li
     texts = [batch.contexts[i][0] for i in ids]
     days = [batch.contexts[i][1] for i in ids]
     if grams is None:
-        grams = trigrams.of_messages(vm_id, (row[MESSAGE] for row in batch.rows))
-    stored: int = await conn.fetchval(MERGE_STAGING, vm_id, ids, texts, days, grams)
+        grams = trigrams.of_batch(vm_id, batch)
+    stored: int = await conn.fetchval(
+        MERGE_STAGING, vm_id, ids, texts, days, grams.first_us, grams.last_us, grams.starts, grams.stops, grams.keys
+    )
     return stored
 
 

@@ -38,7 +38,7 @@ class Built:
     """A batch's rows, contexts and the messages' trigram keys, ready to store."""
 
     rows: entries.Batch
-    grams: list[int]
+    grams: trigrams.Chunks
 
 
 def build(body: bytes, vm_id: UUID, max_entries: int) -> Built:
@@ -51,7 +51,7 @@ def build(body: bytes, vm_id: UUID, max_entries: int) -> Built:
     if len(batch) > max_entries:
         raise TooManyEntries(len(batch))
     rows = entries.to_rows(batch)
-    return Built(rows, trigrams.of_messages(vm_id, (row[entries.MESSAGE] for row in rows.rows)))
+    return Built(rows, trigrams.of_batch(vm_id, rows))
 
 
 def default_processes() -> int:

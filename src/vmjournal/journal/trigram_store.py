@@ -1,6 +1,6 @@
 """SQL of the batches' letter trigrams (journal/trigrams.py): the time ranges where a grep can match.
 
-Ingest writes a batch's row in the same statement as its entries (journal/ingest_store.py), so a
+Ingest writes a batch's rows in the same statement as its entries (journal/ingest_store.py), so a
 snapshot that sees an entry sees its batch's row. The retention pass merges the rows of small
 batches and deletes the rows older than the oldest day kept.
 """
@@ -97,7 +97,7 @@ async def ranges(
 
 async def recent(conn: asyncpg.Connection, vm_id: UUID, since: datetime, max_batches: int) -> Recent | None:
     """The keys of the VM's batches with entries from ``since`` on, read in one snapshot, and the
-    highest seq they stored. Every batch that stored something has its row, and a VM's batches
+    highest seq they stored. Every batch that stored something has its rows, and a VM's batches
     commit in seq order (its ingest lock), so each entry from ``since`` on up to that seq is in one
     of them. None past ``max_batches`` of them, or if one was written before rows kept their last seq."""
     rows = await conn.fetch(SELECT_RECENT, vm_id, since, max_batches)

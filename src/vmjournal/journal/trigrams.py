@@ -9,12 +9,19 @@ those trigrams, so a page needs to read only the time ranges of the batches that
 Letters only: digits and hex ids make most of a batch's distinct trigrams (8.5 k of them in 1000
 realistic entries, against 1.2 k of letters), and a search rarely hinges on them alone. Keys are
 salted with the VM, so the index answers for one VM without reading other VMs' batches.
+
+A batch of more than ``CHUNK_ENTRIES`` entries (an upload, a backlog sent in big batches) gets a
+row per run of that many, so a rare word costs reading about that many entries per match, whatever
+size the sender chose.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from uuid import UUID
+
+from vmjournal.journal.entries import MESSAGE, TS_US, Batch
 
 # Upper case ASCII folded to lower, any other byte (digits, punctuation, UTF-8) a word break.
 _FOLD = bytes(c + 32 if 65 <= c <= 90 else c if 97 <= c <= 122 else 32 for c in range(256))
@@ -58,6 +65,36 @@ def of_messages(vm_id: UUID, messages: Iterable[str | None]) -> list[int]:
     """The VM's trigram keys of these messages (a stored batch's)."""
     text = "\n".join(m for m in messages if m).encode("utf-8", "replace")
     return _grams(vm_id, set(text.translate(_FOLD).split()))
+
+
+CHUNK_ENTRIES = 1000
+
+
+@dataclass(frozen=True)
+class Chunks:
+    """A batch's trigram rows: per run of up to ``CHUNK_ENTRIES`` entries in batch order, the time
+    range of its entries (µs since the epoch) and its keys, ``keys[starts[i]:stops[i]]``."""
+
+    first_us: list[int]
+    last_us: list[int]
+    starts: list[int]
+    stops: list[int]
+    keys: list[int]
+
+
+def of_batch(vm_id: UUID, batch: Batch) -> Chunks:
+    """The VM's trigram rows of a batch about to be stored."""
+    chunks = Chunks([], [], [], [], [])
+    rows = batch.rows
+    for at in range(0, len(rows), CHUNK_ENTRIES):
+        run = rows[at : at + CHUNK_ENTRIES]
+        stamps = [row[TS_US] for row in run]
+        chunks.first_us.append(min(stamps))
+        chunks.last_us.append(max(stamps))
+        chunks.starts.append(len(chunks.keys))
+        chunks.keys.extend(of_messages(vm_id, (row[MESSAGE] for row in run)))
+        chunks.stops.append(len(chunks.keys))
+    return chunks
 
 
 def of_pattern(vm_id: UUID, pattern: str) -> list[int] | None:
