@@ -32,7 +32,6 @@ RETURNING {RULE_COLUMNS}
 
 SELECT_RULES = f"SELECT {RULE_COLUMNS} FROM alert_rule ORDER BY name"
 SELECT_RULE = f"SELECT {RULE_COLUMNS} FROM alert_rule WHERE name = $1"
-# A rule made since the evaluator read the rules: entries after its start were not read for it.
 DELETE_RULE = "DELETE FROM alert_rule WHERE name = $1 RETURNING id"
 
 SELECT_FIRING_VMS = """
