@@ -7,7 +7,7 @@ evaluation reads every rule where it meets one, as before.
 
 Revision ID: d81f3b6e2a45
 Revises: c4d7a2e9f013
-Create Date: 2026-12-01 08:00:00.000000
+Create Date: 2026-11-30 09:00:00.000000
 """
 
 from collections.abc import Sequence
