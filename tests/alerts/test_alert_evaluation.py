@@ -309,7 +309,7 @@ class TestBatchTrigrams:
     """A page leaves out the rules whose grep needs letter trigrams that no batch holding its entries
     has (journal/trigrams.py), and stops at the entries those batches cover."""
 
-    async def _setup(self, database_url: str, sessions: Any, conn: asyncpg.Connection) -> uuid.UUID:
+    async def _setup(self, sessions: Any, conn: asyncpg.Connection) -> uuid.UUID:
         vm_id = uuid.uuid4()
         await conn.execute(
             "INSERT INTO vm (id, name, size, provider, status) VALUES ($1, 'web-1', 'small', 'external', 'running')",
@@ -333,7 +333,7 @@ class TestBatchTrigrams:
         sessions = db.session_factory(engine)
         conn = await asyncpg.connect(database_url)
         try:
-            vm_id = await self._setup(database_url, sessions, conn)
+            vm_id = await self._setup(sessions, conn)
             evaluator = Evaluator(
                 sessions, base_url="http://127.0.0.1:9", tick_seconds=60, on_notification=lambda: None
             )
