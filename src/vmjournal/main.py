@@ -28,7 +28,6 @@ from vmjournal.journal.fleet_router import router as fleet_router
 from vmjournal.journal.live import LiveHub
 from vmjournal.journal.retention import Pruner
 from vmjournal.journal.router import router as journal_router
-from vmjournal.journal.row_workers import RowBuilder
 from vmjournal.journal.upload import router as upload_router
 from vmjournal.providers.base import VMProvider
 from vmjournal.providers.registry import build_providers
@@ -118,7 +117,7 @@ def create_app(settings: Settings | None = None, providers: Mapping[str, VMProvi
         pruner = Pruner(sessions, settings)
         pruner.start()
         processes = settings.ingest_processes
-        rows = RowBuilder(row_workers.default_processes() if processes is None else processes)
+        rows = row_workers.RowBuilder(row_workers.default_processes() if processes is None else processes)
         log.info("vmjournal %s ready; providers: %s", __version__, ", ".join(active))
         try:
             yield {

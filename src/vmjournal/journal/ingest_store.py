@@ -88,8 +88,8 @@ RECORD_INGEST_ERROR = "UPDATE vm SET last_ingest_error = $2, last_ingest_error_a
 
 
 async def ingest(conn: asyncpg.Connection, vm_id: UUID, rows: Batch, *, grams: trigrams.Chunks | None = None) -> int:
-    """Store the rows not stored yet; returns how many were new. ``grams``: the messages' trigram keys,
-    if the caller has them already (journal/row_workers.py)."""
+    """Store the rows not stored yet; returns how many were new. ``grams``: the batch's trigram rows
+    (journal/trigrams.py ``of_batch``), if the caller has them already (journal/row_workers.py)."""
     if not rows:
         return 0
     if not conn.is_in_transaction():
