@@ -288,14 +288,14 @@ class TestRuleMadeDuringAPass:
                 sessions, base_url="http://127.0.0.1:9", tick_seconds=60, on_notification=lambda: None
             )
             await make("first", "never said")
-            stale = await evaluator.load_rules()
+            stale = await evaluator.load_rules(conn)
             await make("second", "disk")
             async with conn.transaction():
                 await ingest_store.ingest(conn, vm_id, journal_entries.to_rows([entry("disk full")]))
             since = datetime(1970, 1, 1, tzinfo=UTC)
-            assert await evaluator.evaluate(vm_id, since, stale) is Outcome.more
-            fresh = await evaluator.load_rules()
-            assert await evaluator.evaluate(vm_id, since, fresh) is Outcome.done
+            assert await evaluator.evaluate(conn, vm_id, since, stale) is Outcome.more
+            fresh = await evaluator.load_rules(conn)
+            assert await evaluator.evaluate(conn, vm_id, since, fresh) is Outcome.done
             counted = await conn.fetchval(
                 "SELECT s.matches FROM alert_state s JOIN alert_rule r ON r.id = s.rule_id WHERE r.name = 'second'"
             )
@@ -337,7 +337,7 @@ class TestBatchTrigrams:
             evaluator = Evaluator(
                 sessions, base_url="http://127.0.0.1:9", tick_seconds=60, on_notification=lambda: None
             )
-            rules = await evaluator.load_rules()
+            rules = await evaluator.load_rules(conn)
             since = datetime.now(UTC) - timedelta(minutes=5)
             await self._store(conn, vm_id, "disk full", "pid 42 exited")
             possible, upto = await evaluation.possible(conn, vm_id, since, rules)
@@ -358,7 +358,7 @@ class TestBatchTrigrams:
             )
             assert (page.last, page.scanned) == (upto, 2)
 
-            assert await evaluator.evaluate(vm_id, since, rules) is Outcome.done
+            assert await evaluator.evaluate(conn, vm_id, since, rules) is Outcome.done
             counted = dict(
                 await conn.fetch("SELECT r.name, s.matches FROM alert_state s JOIN alert_rule r ON r.id = s.rule_id")
             )

@@ -24,20 +24,21 @@ class TestObserve:
     def test_threshold_one_fires_on_the_first_match(self) -> None:
         state = fresh()
         fired = window.observe(state, at(0), threshold=1, window=W, now=NOW)
-        assert fired == window.Firing(T0, T0)
+        assert fired == window.Firing(tuple(at(0)))
         assert (state.status, state.firings, state.fired_at, state.episode_count) == ("firing", 1, NOW, 1)
 
     def test_needs_threshold_matches_within_the_window(self) -> None:
         state = fresh()
         assert window.observe(state, at(0, 11, 22), threshold=2, window=W, now=NOW) is None
         fired = window.observe(state, at(30), threshold=2, window=W, now=NOW)
-        assert fired == window.Firing(T0 + timedelta(seconds=22), T0 + timedelta(seconds=30))
+        assert fired is not None and [m[0] for m in fired.matches] == [T0 + timedelta(seconds=s) for s in (22, 30)]
         assert state.matches == 4
 
     def test_fires_once_then_extends(self) -> None:
         state = fresh()
         fired = window.observe(state, at(0, 1, 2, 3, 4, 5, 6), threshold=3, window=W, now=NOW)
-        assert fired == window.Firing(T0, T0 + timedelta(seconds=2))
+        # The firing's own matches, though the state has since kept only the latest five.
+        assert fired == window.Firing(tuple(at(0, 1, 2)))
         assert (state.episode_count, state.firings, state.last_at) == (7, 1, T0 + timedelta(seconds=6))
         assert window.observe(state, at(7), threshold=3, window=W, now=NOW) is None
         assert state.episode_count == 8
@@ -45,8 +46,9 @@ class TestObserve:
     def test_an_earlier_entry_can_complete_a_window(self) -> None:
         state = fresh()
         assert window.observe(state, at(0, 100), threshold=2, window=W, now=NOW) is None
-        fired = window.observe(state, at(95), threshold=2, window=W, now=NOW)
-        assert fired == window.Firing(T0 + timedelta(seconds=95), T0 + timedelta(seconds=100))
+        fired = window.observe(state, [(T0 + timedelta(seconds=95), 102)], threshold=2, window=W, now=NOW)
+        assert fired is not None and [m[1] for m in fired.matches] == [102, 101]
+        assert (fired.first_at, fired.last_at) == (T0 + timedelta(seconds=95), T0 + timedelta(seconds=100))
 
     def test_keeps_only_what_it_needs(self) -> None:
         state = fresh()

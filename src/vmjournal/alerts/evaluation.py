@@ -30,7 +30,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from vmjournal import metrics, outage
 from vmjournal.alerts import match_store, payload, store, window
 from vmjournal.alerts.rules import Rule, from_record
-from vmjournal.db import raw_connection, transaction
 from vmjournal.journal import store as journal_store
 from vmjournal.journal import trigram_store, trigrams
 
@@ -117,49 +116,49 @@ class Evaluator:
 
     async def run_pending(self) -> None:
         """Evaluate every VM heard of (and, after a restart or a lost LISTEN, every VM behind)."""
-        if self._catch_up:
-            async with store.transaction(self._sessions) as conn:
-                behind = await store.vms_behind(conn)
-            self._catch_up = False
-            for vm_id in behind:
-                self._pending[vm_id] = _NO_LOWER_BOUND
-        if not self._pending:
+        if not self._pending and not self._catch_up:
             return
-        rules = await self.load_rules()
-        pending, self._pending = self._pending, {}
-        retry = False
-        for vm_id, first in pending.items():
-            try:
-                outcome = await self.evaluate(vm_id, first, rules)
-            except BaseException:
-                self._pending[vm_id] = min(self._pending.get(vm_id, first), first)
-                raise
-            if outcome is not Outcome.done:
-                self._pending[vm_id] = min(self._pending.get(vm_id, first), first)
-                retry = True
+        async with store.connection(self._sessions) as conn:
+            if self._catch_up:
+                behind = await store.vms_behind(conn)
+                self._catch_up = False
+                for vm_id in behind:
+                    self._pending[vm_id] = _NO_LOWER_BOUND
+            if not self._pending:
+                return
+            rules = await self.load_rules(conn)
+            pending, self._pending = self._pending, {}
+            retry = False
+            for vm_id, first in pending.items():
+                try:
+                    outcome = await self.evaluate(conn, vm_id, first, rules)
+                except BaseException:
+                    self._pending[vm_id] = min(self._pending.get(vm_id, first), first)
+                    raise
+                if outcome is not Outcome.done:
+                    self._pending[vm_id] = min(self._pending.get(vm_id, first), first)
+                    retry = True
         if retry:
             # Another process holds a VM (it will read what we heard of too, but may die doing it).
             await asyncio.sleep(0.05)
             self._wake.set()
 
-    async def load_rules(self) -> list[Rule]:
+    async def load_rules(self, conn: asyncpg.Connection) -> list[Rule]:
         """Every rule, each one's filter built once per process (rules never change, only go)."""
-        async with transaction(self._sessions) as session:
-            records = await store.list_rules(await raw_connection(session))
-            rules = {}
-            for record in records:
-                rule = self._rules.get(record["id"])
-                rules[record["id"]] = rule if rule is not None else await from_record(session, record)
+        rules = {}
+        for record in await store.list_rules(conn):
+            rule = self._rules.get(record["id"])
+            rules[record["id"]] = rule if rule is not None else await from_record(conn, record)
         self._rules = rules
         return list(rules.values())
 
-    async def evaluate(self, vm_id: UUID, first: datetime, rules: list[Rule]) -> Outcome:
-        """One page of the VM's entries after its cursor (none before ``first``), in one transaction."""
+    async def evaluate(self, conn: asyncpg.Connection, vm_id: UUID, first: datetime, rules: list[Rule]) -> Outcome:
+        """One page of the VM's entries after its cursor (none before ``first``), in one transaction on ``conn``."""
         if not rules:
             return Outcome.done
         fired: list[str] = []
         try:
-            async with store.transaction(self._sessions) as conn:
+            async with conn.transaction():
                 outcome = await self._evaluate(conn, vm_id, first, rules, fired)
         except _RulesChanged:
             return Outcome.more  # rolled back: read again with the new rule
@@ -238,14 +237,16 @@ class Evaluator:
             if firing is not None:
                 firings.append((rule, firing))
             saved.append(state.values())
-        windows = await match_store.window_entries(
-            conn,
-            vm_id,
-            [match_store.Window(rule.filter, rule.start_seq, f.first_at, f.last_at) for rule, f in firings],
-        )
+        # Each firing's sample: the first matches of its window, read by position for all firings at once.
+        stored = {
+            (r["ts"], r["seq"]): r
+            for r in await store.entries_at(
+                conn, vm_id, [m for _, firing in firings for m in firing.matches[: window.SAMPLE]]
+            )
+        }
         notifications = []
-        for (rule, firing), entries in zip(firings, windows, strict=True):
-            count = entries[0]["total"] if entries else rule.threshold
+        for rule, firing in firings:
+            count = len(firing.matches)
             body = payload.body(
                 rule,
                 status="firing",
@@ -253,7 +254,7 @@ class Evaluator:
                 count=count,
                 first_at=firing.first_at,
                 last_at=firing.last_at,
-                sample=entries,
+                sample=[stored[m] for m in firing.matches[: window.SAMPLE] if m in stored],
                 base_url=self._base_url,
             )
             notifications.append(
@@ -274,9 +275,9 @@ class Evaluator:
 
     async def resolve_quiet(self) -> int:
         """Resolve firings with no match for their rule's window; how many were resolved."""
-        rules = {r.id: r for r in await self.load_rules()}
         resolved: list[str] = []
         async with store.transaction(self._sessions) as conn:
+            rules = {r.id: r for r in await self.load_rules(conn)}
             for record in await store.quiet_firings(conn, RESOLVE_BATCH):
                 state = window.State.from_record(record)
                 rule = rules.get(state.rule_id)

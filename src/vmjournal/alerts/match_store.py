@@ -1,5 +1,4 @@
-"""SQL of rule matching: which of a VM's new journal entries match which rules, and the entries
-of a firing's window.
+"""SQL of rule matching: which of a VM's new journal entries match which rules.
 
 Functions take an asyncpg connection inside the caller's transaction and never commit. Which
 entries a rule matches is decided by the journal's own conditions (journal/store.py
@@ -46,15 +45,6 @@ MATCH_FLAG = "CASE WHEN {rest} THEN {index} END"
 # Where some grep of a case mode matches, as a column of SELECT_MATCHES's page.
 HIT_COLUMN = {True: "alert_grep_hit", False: "alert_grep_hit_icase"}
 HIT = ", message {op} {pattern} AS {column}"
-
-# The entries that made a rule fire: its matches from the window's first to its last, the first five in full.
-SELECT_WINDOW = f"""
-(SELECT {{index}} AS firing_window, {journal_store.EVENT_COLUMNS}, count(*) OVER () AS total FROM journal_event
-WHERE vm_id = $1 AND ts BETWEEN {{ts_from}} AND {{ts_to}} AND seq > {{start}} AND {{condition}}
-ORDER BY ts, seq LIMIT 5)
-"""
-# The windows of the firings of one evaluation, in one round trip.
-WINDOWS_JOINER = " UNION ALL "
 
 
 @dataclass(frozen=True)
@@ -154,34 +144,4 @@ async def _alternations(conn: asyncpg.Connection, rests: Sequence[journal_store.
                 _compiled[key] = False
         if _compiled[key]:
             found[case] = pattern
-    return found
-
-
-@dataclass(frozen=True)
-class Window:
-    """A firing's entries: the rule's filter matches after ``start_seq`` between the two instants."""
-
-    filter: journal_store.EventFilter
-    start_seq: int
-    ts_from: datetime
-    ts_to: datetime
-
-
-async def window_entries(
-    conn: asyncpg.Connection, vm_id: UUID, windows: Sequence[Window]
-) -> list[list[asyncpg.Record]]:
-    """Per window, its first five matches, each row carrying the window's ``total``."""
-    if not windows:
-        return []
-    conditions, args = journal_store.live_conditions(vm_id, [w.filter for w in windows])
-    parts = []
-    for i, (w, condition) in enumerate(zip(windows, conditions, strict=True)):
-        args += [w.ts_from, w.ts_to, w.start_seq]
-        n = len(args)
-        parts.append(
-            SELECT_WINDOW.format(index=i, ts_from=f"${n - 2}", ts_to=f"${n - 1}", start=f"${n}", condition=condition)
-        )
-    found: list[list[asyncpg.Record]] = [[] for _ in windows]
-    for row in await conn.fetch(WINDOWS_JOINER.join(parts), *args):
-        found[row["firing_window"]].append(row)
     return found

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy.ext.asyncio import AsyncSession
+import asyncpg
 
 from vmjournal.alerts.schemas import parse_match
 from vmjournal.journal import service as journal_service
@@ -44,16 +44,16 @@ class Rule:
 
 
 async def build_filter(
-    session: AsyncSession, *, unit: str | None, priority: str | None, grep: str | None, match: Sequence[str]
+    conn: asyncpg.Connection, *, unit: str | None, priority: str | None, grep: str | None, match: Sequence[str]
 ) -> journal_store.EventFilter:
     """The journal's filter for these values; a bad unit, priority, grep or match raises as it does on a page."""
-    return await journal_service.build_filter(
-        session, _ANY_VM, unit=unit, priority=priority, since=None, until=None, boot=None, grep=grep, match=match
+    return await journal_service.filter_on(
+        conn, _ANY_VM, unit=unit, priority=priority, since=None, until=None, boot=None, grep=grep, match=match
     )
 
 
-async def from_record(session: AsyncSession, r: Any) -> Rule:
-    f = await build_filter(session, unit=r["unit"], priority=r["priority"], grep=r["grep"], match=list(r["match"]))
+async def from_record(conn: asyncpg.Connection, r: Any) -> Rule:
+    f = await build_filter(conn, unit=r["unit"], priority=r["priority"], grep=r["grep"], match=list(r["match"]))
     return Rule(
         id=r["id"],
         name=r["name"],

@@ -47,8 +47,8 @@ async def create_rule(session: AsyncSession, rule: AlertCreate) -> AlertCreated:
     """Store a rule; it reads entries stored from now on. The secret is in this answer only.
 
     Raises InvalidInput (400) for a unit, priority or grep a page would refuse, Conflict if the name is taken."""
-    await rules.build_filter(session, unit=rule.unit, priority=rule.priority, grep=rule.grep, match=rule.match)
     conn = await raw_connection(session)
+    await rules.build_filter(conn, unit=rule.unit, priority=rule.priority, grep=rule.grep, match=rule.match)
     secret = secrets.token_urlsafe(32)
     start_seq = await journal_store.last_seq(conn)
     record = await store.insert_rule(

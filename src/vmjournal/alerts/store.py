@@ -157,6 +157,16 @@ FROM alert_notification WHERE delivery = 'pending'
 
 
 @asynccontextmanager
+async def connection(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection, held for several transactions of the caller's (``conn.transaction()``).
+
+    A checkout pings the connection (three round trips): evaluation takes one per pass, not one
+    per VM it reads."""
+    async with sessions() as session:
+        yield await raw_connection(session)
+
+
+@asynccontextmanager
 async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[asyncpg.Connection]:
     """A connection inside a transaction of its own, committed on success.
 

@@ -71,10 +71,17 @@ class State:
 
 @dataclass(frozen=True)
 class Firing:
-    """The window that made a rule fire: its first and last entries' timestamps."""
+    """The window that made a rule fire: the matches in it, in time order (at least ``threshold``)."""
 
-    first_at: datetime
-    last_at: datetime
+    matches: tuple[Match, ...]
+
+    @property
+    def first_at(self) -> datetime:
+        return self.matches[0][0]
+
+    @property
+    def last_at(self) -> datetime:
+        return self.matches[-1][0]
 
 
 def _keep(state: State, threshold: int) -> None:
@@ -99,7 +106,8 @@ def observe(state: State, new: list[Match], *, threshold: int, window: timedelta
         for j in range(max(0, i - threshold + 1), min(i, len(state.recent) - threshold) + 1):
             first, last = state.recent[j][0], state.recent[j + threshold - 1][0]
             if last - first <= window:
-                fired = Firing(first_at=first, last_at=last)
+                # The kept matches are the latest ones, so every match between these two is kept.
+                fired = Firing(tuple(m for m in state.recent if first <= m[0] <= last))
                 state.status = "firing"
                 state.first_at, state.last_at = first, max(m[0] for m in state.recent)
                 state.episode_count = threshold
