@@ -146,6 +146,15 @@ class JournalEvent(SQLModel, table=True):
             "seq",
             postgresql_where=sa.text("priority <= 4"),
         ),
+        # A unit's warnings and worse: a few of its entries, which its own index would walk all of.
+        sa.Index(
+            "ix_journal_event_vm_unit_severe_ts",
+            "vm_id",
+            "unit",
+            "ts",
+            "seq",
+            postgresql_where=sa.text("priority <= 4"),
+        ),
         sa.PrimaryKeyConstraint("vm_id", "ts", "seqnum", "xor", name="pk_journal_event"),
         {"postgresql_partition_by": "RANGE (ts)"},
     )

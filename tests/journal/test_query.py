@@ -178,7 +178,8 @@ FIRST_PAGES: list[tuple[str | None, dict[str, Any], str]] = [
     (None, {"identifier": ["nginx"]}, "ix_journal_event_vm_identifier_ts"),
     (None, {"priority": "err"}, "ix_journal_event_vm_severe_ts"),
     (None, {"priority": "err", "order": "desc"}, "ix_journal_event_vm_severe_ts"),
-    ("nginx", {"priority": "err"}, "ix_journal_event_vm_unit_ts"),
+    ("nginx", {"priority": "err"}, "ix_journal_event_vm_unit_severe_ts"),
+    ("nginx", {"priority": "warning", "order": "desc"}, "ix_journal_event_vm_unit_severe_ts"),
     (None, {}, "ix_journal_event_vm_ts"),
     (None, {"order": "desc"}, "ix_journal_event_vm_ts"),
 ]
