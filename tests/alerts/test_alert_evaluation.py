@@ -366,3 +366,61 @@ class TestBatchTrigrams:
         finally:
             await conn.close()
             await engine.dispose()
+
+
+class TestSevereOnlyPages:
+    """When every rule a page reads needs a warning or worse, the page reads only those entries
+    and the cursor still moves to the end of what the batches hold."""
+
+    async def test_reads_only_severe_entries_and_moves_past_the_rest(self, database_url: str) -> None:
+        engine = db.create_engine(database_url)
+        sessions = db.session_factory(engine)
+        conn = await asyncpg.connect(database_url)
+        try:
+            vm_id = uuid.uuid4()
+            await conn.execute(
+                "INSERT INTO vm (id, name, size, provider, status) "
+                "VALUES ($1, 'web-1', 'small', 'external', 'running')",
+                vm_id,
+            )
+            rules = {"errors": {"priority": "err"}, "nginx-warnings": {"unit": "nginx", "priority": "warning"}}
+            rules["absent"] = {"grep": "never said"}  # left out: no batch has its letters
+            for name, values in rules.items():
+                async with sessions() as session, session.begin():
+                    await alerts_service.create_rule(
+                        session, AlertCreate(name=name, webhook_url="http://127.0.0.1:9/hook", **values)
+                    )
+            evaluator = Evaluator(
+                sessions, base_url="http://127.0.0.1:9", tick_seconds=60, on_notification=lambda: None
+            )
+            loaded = await evaluator.load_rules(conn)
+            since = datetime.now(UTC) - timedelta(minutes=5)
+            batch = [entry("disk failed", priority=3), entry("disk slow", priority=4, unit="cron.service")]
+            batch += [entry(f"request {i} served", priority=6) for i in range(20)]
+            async with conn.transaction():
+                await ingest_store.ingest(conn, vm_id, journal_entries.to_rows(batch))
+            last = await conn.fetchval("SELECT max(seq) FROM journal_event WHERE vm_id = $1", vm_id)
+
+            reading, upto = await evaluation.possible(conn, vm_id, since, loaded)
+            assert sorted(r.name for r in reading) == ["errors", "nginx-warnings"] and upto == last
+            filters = [r.filter for r in reading]
+            severe = await match_store.new_matches(
+                conn, vm_id, filters, ts_from=since, after_seq=0, limit=100, upto=upto, severe_only=True
+            )
+            every = await match_store.new_matches(
+                conn, vm_id, filters, ts_from=since, after_seq=0, limit=100, upto=upto
+            )
+            # The same matches, from 2 entries read instead of 22.
+            assert (severe.scanned, every.scanned) == (2, 22)
+            assert severe.matches == every.matches and len(severe.matches) == 1
+
+            assert await evaluator.evaluate(conn, vm_id, since, loaded) is Outcome.done
+            # Past the 20 entries that could not match, though the page did not read them.
+            assert await conn.fetchval("SELECT seq FROM alert_cursor WHERE vm_id = $1", vm_id) == last
+            counted = dict(
+                await conn.fetch("SELECT r.name, s.matches FROM alert_state s JOIN alert_rule r ON r.id = s.rule_id")
+            )
+            assert counted == {"errors": 1, "nginx-warnings": 1}
+        finally:
+            await conn.close()
+            await engine.dispose()

@@ -186,6 +186,10 @@ class Evaluator:
                 raise _RulesChanged
             return Outcome.done
         reading, upto = await possible(conn, vm_id, first, applicable)
+        # Where the page's end is known, and every rule left needs a warning or worse (or none is
+        # left), only such entries are read: the others cannot match, and the cursor moves past
+        # them to the end all the same.
+        severe_only = upto is not None and all(r.filter.priority_max <= journal_store.SEVERE_MAX for r in reading)
         page = await match_store.new_matches(
             conn,
             vm_id,
@@ -194,6 +198,7 @@ class Evaluator:
             after_seq=cursor["seq"],
             limit=PAGE_ROWS,
             upto=upto,
+            severe_only=severe_only,
         )
         full = page.scanned >= PAGE_ROWS
         found: list[str] = []
@@ -202,9 +207,14 @@ class Evaluator:
         # A full page leaves the count as it was: a restart must not take the VM for caught up.
         counted = cursor["counted"] if full else cursor["event_count"]
         last = cursor["seq"] if page.last is None else page.last
+        if severe_only and not full:
+            assert upto is not None
+            last = max(last, upto)
         if not await store.advance_cursor(conn, vm_id, last, counted, known):
             raise _RulesChanged  # what was observed is rolled back with the transaction
-        self.scanned += page.scanned
+        # For the pause between busy passes: how far the page reached (a seq span counts other
+        # VMs' entries too, an overestimate that only makes the pause come sooner).
+        self.scanned += last - cursor["seq"] if severe_only else page.scanned
         fired += found
         return Outcome.more if full else Outcome.done
 

@@ -24,6 +24,7 @@ from vmjournal.journal import store as journal_store
 # greps' alternations ({hits}) are read once per entry (OFFSET 0 keeps them one column each, not
 # inlined into every filter); an entry that no filter can match ({possible} false) skips the rest.
 # The page keeps the table's name: the journal's conditions refer to journal_event's columns by it.
+# {severe}: only warnings and worse, through their partial index, when no filter takes any other.
 SELECT_MATCHES = """
 SELECT seq, ts, matched, last, scanned FROM (
     SELECT seq, ts,
@@ -32,7 +33,7 @@ SELECT seq, ts, matched, last, scanned FROM (
     FROM (
         SELECT *{hits} FROM (
             SELECT * FROM journal_event
-            WHERE vm_id = $1 AND ts >= {ts_from} AND seq > {after} AND ({upto}::bigint IS NULL OR seq <= {upto})
+            WHERE vm_id = $1 AND ts >= {ts_from} AND seq > {after} AND ({upto}::bigint IS NULL OR seq <= {upto}){severe}
             ORDER BY seq LIMIT {limit}
         ) journal_event OFFSET 0
     ) journal_event
@@ -65,10 +66,11 @@ async def new_matches(
     after_seq: int,
     limit: int,
     upto: int | None = None,
+    severe_only: bool = False,
 ) -> Page:
     """Up to ``limit`` entries of the VM after ``after_seq`` (none before ``ts_from``, none past
-    ``upto``): the matching ones with the indexes into ``filters`` they match, the page's last seq
-    and how many it read."""
+    ``upto``; with ``severe_only``, none below warning): the matching ones with the indexes into
+    ``filters`` they match, the page's last seq and how many it read."""
     groups = matching.plan(filters)
     pieces = [piece for g in groups for piece in (g.guard, *(c.rest for c in g.costly))]
     conditions, args = journal_store.live_conditions(vm_id, pieces)
@@ -106,6 +108,8 @@ async def new_matches(
         after=f"${n - 2}",
         upto=f"${n - 1}",
         limit=f"${n}",
+        # A literal, so that the planner proves the partial index's predicate.
+        severe=f" AND priority <= {journal_store.SEVERE_MAX}" if severe_only else "",
     )
     rows = await conn.fetch(sql, *args)
     found = [(r["seq"], r["ts"], sorted(i for d in r["matched"] for i in members[d])) for r in rows if r["matched"]]
