@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from support.alerts import create_rule, entry, ingest, wait_for_delivered, wait_for_matches
 from support.api import enroll
 from support.receiver import Receiver
@@ -21,6 +24,37 @@ from vmjournal.alerts.evaluation import Evaluator, Outcome
 from vmjournal.alerts.schemas import AlertCreate
 from vmjournal.journal import entries as journal_entries
 from vmjournal.journal import ingest_store
+
+Direct = tuple[async_sessionmaker[AsyncSession], asyncpg.Connection]
+
+
+@pytest.fixture
+async def direct(database_url: str) -> AsyncIterator[Direct]:
+    """Sessions as the service makes them, and a connection of the test's own, for evaluations run in the test."""
+    engine = db.create_engine(database_url)
+    conn = await asyncpg.connect(database_url)
+    try:
+        yield db.session_factory(engine), conn
+    finally:
+        await conn.close()
+        await engine.dispose()
+
+
+async def add_vm(conn: asyncpg.Connection) -> uuid.UUID:
+    vm_id = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO vm (id, name, size, provider, status) VALUES ($1, 'web-1', 'small', 'external', 'running')",
+        vm_id,
+    )
+    return vm_id
+
+
+async def add_rules(sessions: async_sessionmaker[AsyncSession], rules: dict[str, dict[str, Any]]) -> None:
+    for name, values in rules.items():
+        async with sessions() as session, session.begin():
+            await alerts_service.create_rule(
+                session, AlertCreate(name=name, webhook_url="http://127.0.0.1:9/hook", **values)
+            )
 
 
 class TestFiring:
@@ -266,161 +300,101 @@ class TestRuleMadeDuringAPass:
     """An evaluator that read the rules before a new one was made must not move a VM's cursor past
     entries it did not read for the new rule."""
 
-    async def test_the_page_is_read_again_with_the_new_rule(self, database_url: str) -> None:
-        engine = db.create_engine(database_url)
-        sessions = db.session_factory(engine)
-        conn = await asyncpg.connect(database_url)
-        try:
-            vm_id = uuid.uuid4()
-            await conn.execute(
-                "INSERT INTO vm (id, name, size, provider, status) "
-                "VALUES ($1, 'web-1', 'small', 'external', 'running')",
-                vm_id,
-            )
+    async def test_the_page_is_read_again_with_the_new_rule(self, direct: Direct) -> None:
+        sessions, conn = direct
+        vm_id = await add_vm(conn)
 
-            async def make(name: str, grep: str) -> None:
-                async with sessions() as session, session.begin():
-                    await alerts_service.create_rule(
-                        session, AlertCreate(name=name, grep=grep, webhook_url="http://127.0.0.1:9/hook")
-                    )
-
-            evaluator = Evaluator(
-                sessions, base_url="http://127.0.0.1:9", tick_seconds=60, on_notification=lambda: None
-            )
-            await make("first", "never said")
-            stale = await evaluator.load_rules(conn)
-            await make("second", "disk")
-            async with conn.transaction():
-                await ingest_store.ingest(conn, vm_id, journal_entries.to_rows([entry("disk full")]))
-            since = datetime(1970, 1, 1, tzinfo=UTC)
-            assert await evaluator.evaluate(conn, vm_id, since, stale) is Outcome.more
-            fresh = await evaluator.load_rules(conn)
-            assert await evaluator.evaluate(conn, vm_id, since, fresh) is Outcome.done
-            counted = await conn.fetchval(
-                "SELECT s.matches FROM alert_state s JOIN alert_rule r ON r.id = s.rule_id WHERE r.name = 'second'"
-            )
-            assert counted == 1
-        finally:
-            await conn.close()
-            await engine.dispose()
+        evaluator = Evaluator(sessions, base_url="http://127.0.0.1:9", tick_seconds=60, on_notification=lambda: None)
+        await add_rules(sessions, {"first": {"grep": "never said"}})
+        stale = await evaluator.load_rules(conn)
+        await add_rules(sessions, {"second": {"grep": "disk"}})
+        async with conn.transaction():
+            await ingest_store.ingest(conn, vm_id, journal_entries.to_rows([entry("disk full")]))
+        since = datetime(1970, 1, 1, tzinfo=UTC)
+        assert await evaluator.evaluate(conn, vm_id, since, stale) is Outcome.more
+        fresh = await evaluator.load_rules(conn)
+        assert await evaluator.evaluate(conn, vm_id, since, fresh) is Outcome.done
+        counted = await conn.fetchval(
+            "SELECT s.matches FROM alert_state s JOIN alert_rule r ON r.id = s.rule_id WHERE r.name = 'second'"
+        )
+        assert counted == 1
 
 
 class TestBatchTrigrams:
     """A page leaves out the rules whose grep needs letter trigrams that no batch holding its entries
     has (journal/trigrams.py), and stops at the entries those batches cover."""
 
-    async def _setup(self, sessions: Any, conn: asyncpg.Connection) -> uuid.UUID:
-        vm_id = uuid.uuid4()
-        await conn.execute(
-            "INSERT INTO vm (id, name, size, provider, status) VALUES ($1, 'web-1', 'small', 'external', 'running')",
-            vm_id,
-        )
-        rules = {"disk": {"grep": "disk"}, "later": {"grep": "never said"}, "unit": {"unit": "nginx"}}
-        rules |= {"alternation": {"grep": "disk|never"}, "digits": {"grep": "42"}}
-        for name, values in rules.items():
-            async with sessions() as session, session.begin():
-                await alerts_service.create_rule(
-                    session, AlertCreate(name=name, webhook_url="http://127.0.0.1:9/hook", **values)
-                )
-        return vm_id
-
     async def _store(self, conn: asyncpg.Connection, vm_id: uuid.UUID, *messages: str) -> None:
         async with conn.transaction():
             await ingest_store.ingest(conn, vm_id, journal_entries.to_rows([entry(m) for m in messages]))
 
-    async def test_rules_no_new_batch_can_match_are_left_out_of_the_page(self, database_url: str) -> None:
-        engine = db.create_engine(database_url)
-        sessions = db.session_factory(engine)
-        conn = await asyncpg.connect(database_url)
-        try:
-            vm_id = await self._setup(sessions, conn)
-            evaluator = Evaluator(
-                sessions, base_url="http://127.0.0.1:9", tick_seconds=60, on_notification=lambda: None
-            )
-            rules = await evaluator.load_rules(conn)
-            since = datetime.now(UTC) - timedelta(minutes=5)
-            await self._store(conn, vm_id, "disk full", "pid 42 exited")
-            possible, upto = await evaluation.possible(conn, vm_id, since, rules)
-            # "never said" is in no batch; an alternation or digits have no letter trigrams to ask for.
-            assert sorted(r.name for r in possible) == ["alternation", "digits", "disk", "unit"]
-            assert upto == await conn.fetchval("SELECT max(seq) FROM journal_event WHERE vm_id = $1", vm_id)
-            # From the start of time (a restart's catch-up) every rule is read; so it is where a
-            # batch's row was written before rows kept their last seq.
-            assert len((await evaluation.possible(conn, vm_id, evaluation._NO_LOWER_BOUND, rules))[0]) == len(rules)
-            await conn.execute("UPDATE journal_trigrams SET last_seq = NULL")
-            assert await evaluation.possible(conn, vm_id, since, rules) == (rules, None)
-            await conn.execute("UPDATE journal_trigrams SET last_seq = $1", upto)
+    async def test_rules_no_new_batch_can_match_are_left_out_of_the_page(self, direct: Direct) -> None:
+        sessions, conn = direct
+        vm_id = await add_vm(conn)
+        made = {"disk": {"grep": "disk"}, "later": {"grep": "never said"}, "unit": {"unit": "nginx"}}
+        await add_rules(sessions, made | {"alternation": {"grep": "disk|never"}, "digits": {"grep": "42"}})
+        evaluator = Evaluator(sessions, base_url="http://127.0.0.1:9", tick_seconds=60, on_notification=lambda: None)
+        rules = await evaluator.load_rules(conn)
+        since = datetime.now(UTC) - timedelta(minutes=5)
+        await self._store(conn, vm_id, "disk full", "pid 42 exited")
+        possible, upto = await evaluation.possible(conn, vm_id, since, rules)
+        # "never said" is in no batch; an alternation or digits have no letter trigrams to ask for.
+        assert sorted(r.name for r in possible) == ["alternation", "digits", "disk", "unit"]
+        assert upto == await conn.fetchval("SELECT max(seq) FROM journal_event WHERE vm_id = $1", vm_id)
+        # From the start of time (a restart's catch-up) every rule is read; so it is where a
+        # batch's row was written before rows kept their last seq.
+        assert len((await evaluation.possible(conn, vm_id, evaluation._NO_LOWER_BOUND, rules))[0]) == len(rules)
+        await conn.execute("UPDATE journal_trigrams SET last_seq = NULL")
+        assert await evaluation.possible(conn, vm_id, since, rules) == (rules, None)
+        await conn.execute("UPDATE journal_trigrams SET last_seq = $1", upto)
 
-            # A batch stored after the batches were read is past the page's end: it comes with its own news.
-            await self._store(conn, vm_id, "never said before")
-            page = await match_store.new_matches(
-                conn, vm_id, [r.filter for r in possible], ts_from=since, after_seq=0, limit=100, upto=upto
-            )
-            assert (page.last, page.scanned) == (upto, 2)
+        # A batch stored after the batches were read is past the page's end: it comes with its own news.
+        await self._store(conn, vm_id, "never said before")
+        page = await match_store.new_matches(
+            conn, vm_id, [r.filter for r in possible], ts_from=since, after_seq=0, limit=100, upto=upto
+        )
+        assert (page.last, page.scanned) == (upto, 2)
 
-            assert await evaluator.evaluate(conn, vm_id, since, rules) is Outcome.done
-            counted = dict(
-                await conn.fetch("SELECT r.name, s.matches FROM alert_state s JOIN alert_rule r ON r.id = s.rule_id")
-            )
-            assert counted == {"disk": 1, "later": 1, "unit": 3, "alternation": 2, "digits": 1}
-        finally:
-            await conn.close()
-            await engine.dispose()
+        assert await evaluator.evaluate(conn, vm_id, since, rules) is Outcome.done
+        counted = dict(
+            await conn.fetch("SELECT r.name, s.matches FROM alert_state s JOIN alert_rule r ON r.id = s.rule_id")
+        )
+        assert counted == {"disk": 1, "later": 1, "unit": 3, "alternation": 2, "digits": 1}
 
 
 class TestSevereOnlyPages:
     """When every rule a page reads needs a warning or worse, the page reads only those entries
     and the cursor still moves to the end of what the batches hold."""
 
-    async def test_reads_only_severe_entries_and_moves_past_the_rest(self, database_url: str) -> None:
-        engine = db.create_engine(database_url)
-        sessions = db.session_factory(engine)
-        conn = await asyncpg.connect(database_url)
-        try:
-            vm_id = uuid.uuid4()
-            await conn.execute(
-                "INSERT INTO vm (id, name, size, provider, status) "
-                "VALUES ($1, 'web-1', 'small', 'external', 'running')",
-                vm_id,
-            )
-            rules = {"errors": {"priority": "err"}, "nginx-warnings": {"unit": "nginx", "priority": "warning"}}
-            rules["absent"] = {"grep": "never said"}  # left out: no batch has its letters
-            for name, values in rules.items():
-                async with sessions() as session, session.begin():
-                    await alerts_service.create_rule(
-                        session, AlertCreate(name=name, webhook_url="http://127.0.0.1:9/hook", **values)
-                    )
-            evaluator = Evaluator(
-                sessions, base_url="http://127.0.0.1:9", tick_seconds=60, on_notification=lambda: None
-            )
-            loaded = await evaluator.load_rules(conn)
-            since = datetime.now(UTC) - timedelta(minutes=5)
-            batch = [entry("disk failed", priority=3), entry("disk slow", priority=4, unit="cron.service")]
-            batch += [entry(f"request {i} served", priority=6) for i in range(20)]
-            async with conn.transaction():
-                await ingest_store.ingest(conn, vm_id, journal_entries.to_rows(batch))
-            last = await conn.fetchval("SELECT max(seq) FROM journal_event WHERE vm_id = $1", vm_id)
+    async def test_reads_only_severe_entries_and_moves_past_the_rest(self, direct: Direct) -> None:
+        sessions, conn = direct
+        vm_id = await add_vm(conn)
+        made = {"errors": {"priority": "err"}, "nginx-warnings": {"unit": "nginx", "priority": "warning"}}
+        await add_rules(sessions, made | {"absent": {"grep": "never said"}})  # left out: no batch has its letters
+        evaluator = Evaluator(sessions, base_url="http://127.0.0.1:9", tick_seconds=60, on_notification=lambda: None)
+        loaded = await evaluator.load_rules(conn)
+        since = datetime.now(UTC) - timedelta(minutes=5)
+        batch = [entry("disk failed", priority=3), entry("disk slow", priority=4, unit="cron.service")]
+        batch += [entry(f"request {i} served", priority=6) for i in range(20)]
+        async with conn.transaction():
+            await ingest_store.ingest(conn, vm_id, journal_entries.to_rows(batch))
+        last = await conn.fetchval("SELECT max(seq) FROM journal_event WHERE vm_id = $1", vm_id)
 
-            reading, upto = await evaluation.possible(conn, vm_id, since, loaded)
-            assert sorted(r.name for r in reading) == ["errors", "nginx-warnings"] and upto == last
-            filters = [r.filter for r in reading]
-            severe = await match_store.new_matches(
-                conn, vm_id, filters, ts_from=since, after_seq=0, limit=100, upto=upto, severe_only=True
-            )
-            every = await match_store.new_matches(
-                conn, vm_id, filters, ts_from=since, after_seq=0, limit=100, upto=upto
-            )
-            # The same matches, from 2 entries read instead of 22.
-            assert (severe.scanned, every.scanned) == (2, 22)
-            assert severe.matches == every.matches and len(severe.matches) == 1
+        reading, upto = await evaluation.possible(conn, vm_id, since, loaded)
+        assert sorted(r.name for r in reading) == ["errors", "nginx-warnings"] and upto == last
+        filters = [r.filter for r in reading]
+        severe = await match_store.new_matches(
+            conn, vm_id, filters, ts_from=since, after_seq=0, limit=100, upto=upto, severe_only=True
+        )
+        every = await match_store.new_matches(conn, vm_id, filters, ts_from=since, after_seq=0, limit=100, upto=upto)
+        # The same matches, from 2 entries read instead of 22.
+        assert (severe.scanned, every.scanned) == (2, 22)
+        assert severe.matches == every.matches and len(severe.matches) == 1
 
-            assert await evaluator.evaluate(conn, vm_id, since, loaded) is Outcome.done
-            # Past the 20 entries that could not match, though the page did not read them.
-            assert await conn.fetchval("SELECT seq FROM alert_cursor WHERE vm_id = $1", vm_id) == last
-            counted = dict(
-                await conn.fetch("SELECT r.name, s.matches FROM alert_state s JOIN alert_rule r ON r.id = s.rule_id")
-            )
-            assert counted == {"errors": 1, "nginx-warnings": 1}
-        finally:
-            await conn.close()
-            await engine.dispose()
+        assert await evaluator.evaluate(conn, vm_id, since, loaded) is Outcome.done
+        # Past the 20 entries that could not match, though the page did not read them.
+        assert await conn.fetchval("SELECT seq FROM alert_cursor WHERE vm_id = $1", vm_id) == last
+        counted = dict(
+            await conn.fetch("SELECT r.name, s.matches FROM alert_state s JOIN alert_rule r ON r.id = s.rule_id")
+        )
+        assert counted == {"errors": 1, "nginx-warnings": 1}
