@@ -84,8 +84,7 @@ class Evaluator:
         if vm_id is None:
             self._catch_up = True
         else:
-            bound = first or _NO_LOWER_BOUND
-            self._pending[vm_id] = min(self._pending.get(vm_id, bound), bound)
+            self._pend(vm_id, first or _NO_LOWER_BOUND)
         self._wake.set()
 
     def start(self) -> None:
@@ -129,19 +128,26 @@ class Evaluator:
             rules = await self.load_rules(conn)
             pending, self._pending = self._pending, {}
             retry = False
-            for vm_id, first in pending.items():
-                try:
+            try:
+                while pending:
+                    vm_id, first = next(iter(pending.items()))
                     outcome = await self.evaluate(conn, vm_id, first, rules)
-                except BaseException:
-                    self._pending[vm_id] = min(self._pending.get(vm_id, first), first)
-                    raise
-                if outcome is not Outcome.done:
-                    self._pending[vm_id] = min(self._pending.get(vm_id, first), first)
-                    retry = True
+                    del pending[vm_id]
+                    if outcome is not Outcome.done:
+                        self._pend(vm_id, first)
+                        retry = True
+            finally:
+                # After an error, the VM it came from and those not reached yet wait for the next pass.
+                for vm_id, first in pending.items():
+                    self._pend(vm_id, first)
         if retry:
             # Another process holds a VM (it will read what we heard of too, but may die doing it).
             await asyncio.sleep(0.05)
             self._wake.set()
+
+    def _pend(self, vm_id: UUID, first: datetime) -> None:
+        """The VM is to be read from ``first`` on (or from earlier, if it already was)."""
+        self._pending[vm_id] = min(self._pending.get(vm_id, first), first)
 
     async def load_rules(self, conn: asyncpg.Connection) -> list[Rule]:
         """Every rule, each one's filter built once per process (rules never change, only go)."""
