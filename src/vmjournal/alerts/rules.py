@@ -47,7 +47,7 @@ async def build_filter(
     conn: asyncpg.Connection, *, unit: str | None, priority: str | None, grep: str | None, match: Sequence[str]
 ) -> journal_store.EventFilter:
     """The journal's filter for these values; a bad unit, priority, grep or match raises as it does on a page."""
-    return await journal_service.filter_on(
+    return await journal_service.build_filter(
         conn, _ANY_VM, unit=unit, priority=priority, since=None, until=None, boot=None, grep=grep, match=match
     )
 

@@ -90,7 +90,7 @@ def choose_boot(boots: Sequence[Mapping[str, Any]], boot: str | int) -> Mapping[
 
 
 async def build_filter(
-    session: AsyncSession,
+    db: AsyncSession | asyncpg.Connection,
     vm_id: UUID,
     *,
     unit: str | None,
@@ -104,37 +104,9 @@ async def build_filter(
     kernel: bool = False,
 ) -> store.EventFilter:
     """``match`` holds journalctl's ``FIELD=VALUE`` terms (non-UTF-8 bytes as surrogate escapes);
-    ``kernel`` is ``-k``: ``_TRANSPORT=kernel`` and, unless ``boot`` says otherwise, the current boot."""
-    return await filter_on(
-        await raw_connection(session),
-        vm_id,
-        unit=unit,
-        priority=priority,
-        since=since,
-        until=until,
-        boot=boot,
-        grep=grep,
-        identifiers=identifiers,
-        match=match,
-        kernel=kernel,
-    )
-
-
-async def filter_on(
-    conn: asyncpg.Connection,
-    vm_id: UUID,
-    *,
-    unit: str | None,
-    priority: str | None,
-    since: str | None,
-    until: str | None,
-    boot: str | None,
-    grep: str | None,
-    identifiers: list[str] | None = None,
-    match: Sequence[str] | None = None,
-    kernel: bool = False,
-) -> store.EventFilter:
-    """build_filter on a connection the caller holds (alert evaluation holds one for a whole pass)."""
+    ``kernel`` is ``-k``: ``_TRANSPORT=kernel`` and, unless ``boot`` says otherwise, the current boot.
+    ``db``: a request's session, or a connection the caller holds (alert evaluation, for a pass)."""
+    conn = db if isinstance(db, asyncpg.Connection) else await raw_connection(db)
     f = store.EventFilter(identifiers=identifiers or [])
     for spec in [*(match or ()), *(["_TRANSPORT=kernel"] if kernel else [])]:
         name, value = matches.parse(spec)
