@@ -213,7 +213,14 @@ def utc(us: int) -> str:
 
 
 def rate(acked: list[tuple[float, int]], lo: float, hi: float) -> float:
-    return sum(n for t, n in acked if lo < t <= hi) / (hi - lo)
+    """Entries/s over [lo, hi] of one batch at a time, each batch's entries spread over the time since
+    the previous acknowledgement: a window of a few batches is not off by a whole batch."""
+    stored = 0.0
+    for (before, _), (t, n) in zip(acked, acked[1:], strict=False):
+        overlap = min(t, hi) - max(before, lo)
+        if overlap > 0:
+            stored += n * overlap / (t - before)
+    return stored / (hi - lo)
 
 
 async def prune_now(svc: RunningService, *, retention_days: int) -> str:

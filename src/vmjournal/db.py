@@ -127,7 +127,10 @@ async def transaction(factory: async_sessionmaker[AsyncSession]) -> AsyncIterato
 
 
 async def raw_connection(session: AsyncSession) -> asyncpg.Connection:
-    """The asyncpg connection behind a session, for the hot paths (COPY, array binds)."""
+    """The asyncpg connection behind a session, for the hot paths (COPY, array binds).
+
+    SQLAlchemy begins the session's transaction with its first statement of its own: until then,
+    each statement on this connection commits alone (``driver_transaction`` when that matters)."""
     conn = await session.connection()
     raw = await conn.get_raw_connection()
     driver: asyncpg.Connection = raw.driver_connection
@@ -154,3 +157,25 @@ async def upgrade(url: str) -> None:
     """Apply every pending migration. Safe to run from several processes at once."""
     await ensure_database(url)
     await asyncio.to_thread(upgrade_sync, url)
+
+
+@asynccontextmanager
+async def driver_transaction(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[asyncpg.Connection]:
+    """A driver connection inside a transaction of its own, committed on success: its statements,
+    row locks and transaction-level advisory locks hold together until the end."""
+    async with factory() as session:
+        conn = await raw_connection(session)
+        async with conn.transaction():
+            yield conn
+        await session.commit()
+
+
+@asynccontextmanager
+async def autocommit_connection(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled driver connection outside any transaction, each statement committing alone: for
+    session-level locks and statements that cannot run in a transaction (REINDEX CONCURRENTLY)."""
+    engine = factory.kw["bind"]
+    async with engine.connect() as connection:
+        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        driver: asyncpg.Connection = (await autocommit.get_raw_connection()).driver_connection
+        yield driver

@@ -186,35 +186,42 @@ class TestRetention:
         writer = await add_vm(conn, "writer")
         stop = asyncio.Event()
 
-        async def keep_ingesting() -> int:
+        async def keep_ingesting(vm_id: uuid.UUID, first: int) -> int:
             other = await asyncpg.connect(SETTINGS_URL[0])
             sent = 0
             try:
                 while not stop.is_set():
-                    sent += await put(other, writer, shifted(500_000 + sent, 200, day=4.6 + sent / 1e6, boot="f" * 32))
+                    batch = shifted(first + sent, 200, day=4.6 + sent / 1e6, boot="f" * 32)
+                    sent += await put(other, vm_id, batch)
             finally:
                 await other.close()
             return sent
 
-        ingesting = asyncio.create_task(keep_ingesting())
+        # A new VM's batches, and batches of a VM whose old days go (its unit and VM rows with them).
+        ingesting = [
+            asyncio.create_task(keep_ingesting(writer, 500_000)),
+            asyncio.create_task(keep_ingesting(vm_ids[0], 700_000)),
+        ]
         await asyncio.sleep(0.2)
         settings = Settings(database_url=SETTINGS_URL[0], retention_days=2)
         dropped = await retention.prune_pass(sessions, settings, now=now)
         stop.set()
-        sent = await ingesting
+        sent, sent_by_old = await asyncio.gather(*ingesting)
         assert dropped is not None
         assert [(d.partition.day.isoformat(), d.entries, d.reason) for d in dropped] == [
             ("2025-11-24", 1600, "age"),
             ("2025-11-25", 1600, "age"),
         ]
-        assert sent > 0
+        assert sent > 0 and sent_by_old > 0
         remaining = await conn.fetch(
             "SELECT vm_id, (ts AT TIME ZONE 'UTC')::date AS day, count(*) FROM journal_event GROUP BY 1, 2"
         )
         per_day = {(r["vm_id"], r["day"].isoformat()): r["count"] for r in remaining}
         for vm_id in vm_ids:
-            for day in ("2025-11-26", "2025-11-27", "2025-11-28"):
+            for day in ("2025-11-26", "2025-11-27"):
                 assert per_day[(vm_id, day)] == 800
+        assert per_day[(vm_ids[0], "2025-11-28")] == 800 + sent_by_old
+        assert per_day[(vm_ids[1], "2025-11-28")] == 800
         assert per_day[(writer, "2025-11-28")] == sent
         assert "2025-11-25" not in {d for _, d in per_day}
         await assert_summaries_true(conn)
@@ -244,6 +251,36 @@ class TestRetention:
         await assert_summaries_true(conn)
         assert await retention.prune_pass(sessions, keep, now=now + timedelta(days=3650)) == []
 
+    async def test_one_pass_at_a_time_and_its_detach_waits_for_a_batch(
+        self, conn: asyncpg.Connection, sessions: Any, database_url: str
+    ) -> None:
+        vm_ids = [await add_vm(conn, "one-pass")]
+        await self._load_days(conn, vm_ids, 3)
+        now = datetime.fromtimestamp(DAY0 / 1e6, UTC) + timedelta(days=2, hours=12)
+        settings = Settings(database_url=database_url, retention_days=1)
+        # A batch being stored holds the partitions lock shared until its transaction ends.
+        batch = await asyncpg.connect(database_url)
+        try:
+            in_progress = batch.transaction()
+            await in_progress.start()
+            await batch.execute(f"SELECT pg_advisory_xact_lock_shared({partition_store.PARTITIONS_LOCK})")
+            first = asyncio.create_task(retention.prune_pass(sessions, settings, now=now))
+            waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            for _ in range(200):
+                if await conn.fetchval(waiting):
+                    break
+                await asyncio.sleep(0.05)
+            assert await conn.fetchval(waiting) == 1
+            # The first pass holds its lock while it waits: a second one gives way.
+            assert await retention.prune_pass(sessions, settings, now=now) is None
+            assert "journal_event_p20251124" in {p.name for p in await partition_store.partitions(conn)}
+            await in_progress.commit()
+        finally:
+            await batch.close()
+        dropped = await first
+        assert dropped is not None and [d.partition.day.isoformat() for d in dropped] == ["2025-11-24"]
+        await assert_summaries_true(conn)
+
     async def test_a_pass_stopped_after_detaching_is_finished_by_the_next(
         self, conn: asyncpg.Connection, sessions: Any
     ) -> None:
@@ -251,9 +288,9 @@ class TestRetention:
         await self._load_days(conn, vm_ids, 3)
         oldest = (await partition_store.partitions(conn))[0]
         async with conn.transaction():
-            name = await partition_store.detach(conn, oldest)
+            [name] = await partition_store.detach(conn, [oldest])
         # The process stops here: the day is out of journal_event, the summaries still count it.
-        assert name is not None and await partition_store.detached(conn) == [name]
+        assert await partition_store.detached(conn) == [name]
         now = datetime.fromtimestamp(DAY0 / 1e6, UTC) + timedelta(days=2, hours=12)
         keep = Settings(database_url=SETTINGS_URL[0], retention_days=0)
         assert await retention.prune_pass(sessions, keep, now=now) == []

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmjournal import __version__, metrics
 from vmjournal.alerts import payload, store
+from vmjournal.db import driver_transaction
 
 log = logging.getLogger(__name__)
 
@@ -119,11 +120,11 @@ class Deliverer:
         self._wake.set()
 
     async def _claim(self, limit: int) -> list[Any]:
-        async with store.transaction(self._sessions) as conn:
+        async with driver_transaction(self._sessions) as conn:
             return await store.claim_due(conn, self._timeout + 5.0, limit)
 
     async def _idle_wait(self) -> float:
-        async with store.transaction(self._sessions) as conn:
+        async with driver_transaction(self._sessions) as conn:
             due = await store.seconds_to_next_due(conn)
         return self._poll if due is None else min(self._poll, max(0.01, due))
 
@@ -168,7 +169,7 @@ class Deliverer:
             if o.error is not None
         ]
         try:
-            async with store.transaction(self._sessions) as conn:
+            async with driver_transaction(self._sessions) as conn:
                 await store.mark_delivered(conn, [o.row["id"] for o in outcomes if o.error is None])
                 await store.mark_attempts_failed(conn, failed)
         except BaseException:

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from vmjournal import metrics, outage
 from vmjournal.alerts import match_store, payload, store, window
 from vmjournal.alerts.rules import Rule, from_record
+from vmjournal.db import driver_transaction
 from vmjournal.journal import store as journal_store
 from vmjournal.journal import trigram_store, trigrams
 
@@ -292,7 +293,7 @@ class Evaluator:
     async def resolve_quiet(self) -> int:
         """Resolve firings with no match for their rule's window; how many were resolved."""
         resolved: list[str] = []
-        async with store.transaction(self._sessions) as conn:
+        async with driver_transaction(self._sessions) as conn:
             rules = {r.id: r for r in await self.load_rules(conn)}
             for record in await store.quiet_firings(conn, RESOLVE_BATCH):
                 state = window.State.from_record(record)

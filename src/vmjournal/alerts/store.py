@@ -166,19 +166,6 @@ async def connection(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterato
         yield await raw_connection(session)
 
 
-@asynccontextmanager
-async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[asyncpg.Connection]:
-    """A connection inside a transaction of its own, committed on success.
-
-    Begun on the driver connection: a session that has run no statement of its own has not begun
-    one yet, and row locks taken outside a transaction end with their statement."""
-    async with sessions() as session:
-        conn = await raw_connection(session)
-        async with conn.transaction():
-            yield conn
-        await session.commit()
-
-
 async def insert_rule(conn: asyncpg.Connection, values: Sequence[Any]) -> asyncpg.Record | None:
     """None if a rule of that name exists."""
     row: asyncpg.Record | None = await conn.fetchrow(INSERT_RULE, *values)

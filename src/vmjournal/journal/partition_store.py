@@ -14,9 +14,11 @@ serialized by its own lock.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from uuid import UUID
 
 import asyncpg
 
@@ -42,6 +44,12 @@ SELECT ARRAY(SELECT d FROM unnest($2::int[]) d
 FROM locked
 """
 
+# The same VMs' ingest locks, in the order given (a sorted list): for the retention pass.
+LOCK_VMS = """
+SELECT count(pg_advisory_xact_lock(hashtextextended(v::text, 0)))
+FROM (SELECT v FROM unnest($1::uuid[]) WITH ORDINALITY u(v, i) ORDER BY i) s
+"""
+
 LOCK_CREATE = f"SELECT pg_advisory_xact_lock({CREATE_LOCK})"
 # Read from pg_class under the statement's snapshot, after the lock: to_regclass answers from this
 # session's catalog cache, which can still say "no such table" after another session created it
@@ -57,11 +65,18 @@ CREATE TABLE {name} (LIKE journal_event INCLUDING DEFAULTS);
 ALTER TABLE journal_event ATTACH PARTITION {name} FOR VALUES FROM ('{lo}') TO ('{hi}')
 """
 
-TRY_PRUNE_LOCK = f"SELECT pg_try_advisory_xact_lock({PRUNE_LOCK})"
+# Held by a session outside any transaction: REINDEX CONCURRENTLY (compaction, in the pass) waits
+# for every transaction open when it starts, the holder's too.
+TRY_PRUNE_LOCK = f"SELECT pg_try_advisory_lock({PRUNE_LOCK})"
+UNLOCK_PRUNE = f"SELECT pg_advisory_unlock({PRUNE_LOCK})"
 LOCK_PARTITIONS = f"SELECT pg_advisory_xact_lock({PARTITIONS_LOCK})"
 # A drop waits this long for queries reading the journal, then gives up until the next pass.
 DROP_LOCK_TIMEOUT = "SET LOCAL lock_timeout = '10s'"
 
+SELECT_OLDEST_PARTITION = f"""
+SELECT min(c.relname) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = 'journal_event'::regclass AND c.relname LIKE '{PREFIX}%'
+"""
 SELECT_PARTITIONS = f"""
 SELECT c.relname AS name, pg_total_relation_size(c.oid) AS bytes
 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
@@ -105,20 +120,9 @@ DROP_INDEX = "DROP INDEX CONCURRENTLY IF EXISTS {name}"
 REINDEX = "REINDEX TABLE CONCURRENTLY {name}"
 MARK_COMPACTED = f"COMMENT ON TABLE {{name}} IS '{COMPACTED}'"
 
-# What a detached day held, taken out of the summaries before its table is dropped.
-COUNT_BOOTS = "SELECT vm_id, boot_id, count(*) AS n FROM {name} WHERE boot_id IS NOT NULL GROUP BY 1, 2"
-COUNT_UNITS = """
-SELECT vm_id, name AS unit, count(*) AS n FROM (
-    SELECT vm_id, unit AS name FROM {name} WHERE unit IS NOT NULL
-    UNION ALL
-    SELECT vm_id, about_unit FROM {name} WHERE about_unit IS NOT NULL AND about_unit IS DISTINCT FROM unit
-) u GROUP BY 1, 2
-"""
-COUNT_VOLUME = """
-SELECT vm_id, date_bin('1 minute', ts, timestamptz 'epoch') AS minute, coalesce(priority, 7) AS priority, count(*) AS n
-FROM {name} GROUP BY 1, 2, 3
-"""
-COUNT_VMS = "SELECT vm_id, count(*) AS n FROM {name} GROUP BY 1"
+# What a detached day held, in one pass over it: the boots, units and VM counters follow from these
+# groups (a handful per process and boot).
+COUNT_DAY = "SELECT vm_id, boot_id, unit, about_unit, count(*) AS n FROM {name} GROUP BY 1, 2, 3, 4"
 DROP_TABLE = "DROP TABLE {name}"
 
 SUBTRACT_BOOTS = """
@@ -127,13 +131,18 @@ FROM unnest($1::uuid[], $2::uuid[], $3::bigint[]) g(vm_id, boot_id, n)
 WHERE b.vm_id = g.vm_id AND b.boot_id = g.boot_id
 """
 # A summary row counts at least one entry; none other is ever at zero.
-DELETE_EMPTY_BOOTS = "DELETE FROM journal_boot WHERE entries <= 0"
-_BOOT_EDGE = """(SELECT e.ts FROM journal_event e WHERE e.vm_id = b.vm_id AND e.boot_id = b.boot_id
-               ORDER BY e.ts {o} LIMIT 1)"""
+DELETE_EMPTY_BOOTS = """
+DELETE FROM journal_boot b USING unnest($1::uuid[], $2::uuid[]) g(vm_id, boot_id)
+WHERE b.vm_id = g.vm_id AND b.boot_id = g.boot_id AND b.entries <= 0
+"""
+# A bound left in a dropped day moves to the first (last) entry kept. (A boot with none kept has
+# no row left by then; if its count was off, the bound stays rather than fail every pass.)
+_BOOT_EDGE = """coalesce((SELECT e.ts FROM journal_event e WHERE e.vm_id = b.vm_id AND e.boot_id = b.boot_id
+               ORDER BY e.ts {o} LIMIT 1), b.{bound})"""
 RESET_BOOT_BOUNDS = f"""
 UPDATE journal_boot b SET
-    first_at = CASE WHEN b.first_at < $3 THEN {_BOOT_EDGE.format(o="ASC")} ELSE b.first_at END,
-    last_at = CASE WHEN b.last_at < $3 THEN {_BOOT_EDGE.format(o="DESC")} ELSE b.last_at END
+    first_at = CASE WHEN b.first_at < $3 THEN {_BOOT_EDGE.format(o="ASC", bound="first_at")} ELSE b.first_at END,
+    last_at = CASE WHEN b.last_at < $3 THEN {_BOOT_EDGE.format(o="DESC", bound="last_at")} ELSE b.last_at END
 FROM unnest($1::uuid[], $2::uuid[]) g(vm_id, boot_id)
 WHERE b.vm_id = g.vm_id AND b.boot_id = g.boot_id
 """
@@ -142,24 +151,29 @@ UPDATE journal_unit u SET entries = u.entries - g.n
 FROM unnest($1::uuid[], $2::text[], $3::bigint[]) g(vm_id, unit, n)
 WHERE u.vm_id = g.vm_id AND u.unit = g.unit
 """
-DELETE_EMPTY_UNITS = "DELETE FROM journal_unit WHERE entries <= 0"
-_UNIT_EDGE = """{f}(
+DELETE_EMPTY_UNITS = """
+DELETE FROM journal_unit u USING unnest($1::uuid[], $2::text[]) g(vm_id, unit)
+WHERE u.vm_id = g.vm_id AND u.unit = g.unit AND u.entries <= 0
+"""
+_UNIT_EDGE = """coalesce({f}(
     (SELECT e.ts FROM journal_event e WHERE e.vm_id = u.vm_id AND e.unit = u.unit ORDER BY e.ts {o} LIMIT 1),
     (SELECT e.ts FROM journal_event e WHERE e.vm_id = u.vm_id AND e.about_unit = u.unit
-     ORDER BY e.ts {o} LIMIT 1))"""
+     ORDER BY e.ts {o} LIMIT 1)), u.{bound})"""
 RESET_UNIT_BOUNDS = f"""
 UPDATE journal_unit u SET
-    first_at = CASE WHEN u.first_at < $3 THEN {_UNIT_EDGE.format(f="least", o="ASC")} ELSE u.first_at END,
-    last_at = CASE WHEN u.last_at < $3 THEN {_UNIT_EDGE.format(f="greatest", o="DESC")} ELSE u.last_at END
+    first_at = CASE WHEN u.first_at < $3 THEN {_UNIT_EDGE.format(f="least", o="ASC", bound="first_at")}
+                    ELSE u.first_at END,
+    last_at = CASE WHEN u.last_at < $3 THEN {_UNIT_EDGE.format(f="greatest", o="DESC", bound="last_at")}
+                   ELSE u.last_at END
 FROM unnest($1::uuid[], $2::text[]) g(vm_id, unit)
 WHERE u.vm_id = g.vm_id AND u.unit = g.unit
 """
-SUBTRACT_VOLUME = """
-UPDATE journal_volume v SET entries = v.entries - g.n
-FROM unnest($1::uuid[], $2::timestamptz[], $3::smallint[], $4::bigint[]) g(vm_id, minute, priority, n)
-WHERE v.vm_id = g.vm_id AND v.minute = g.minute AND v.priority = g.priority
+# A day's minutes are that day's entries only: its volume goes whole, without counting it. (An
+# entry of the day resent meanwhile makes the day again, whose volume a later pass takes.)
+DELETE_VOLUME = """
+DELETE FROM journal_volume v USING unnest($2::timestamptz[], $3::timestamptz[]) d(lo, hi)
+WHERE v.vm_id = ANY($1::uuid[]) AND v.minute >= d.lo AND v.minute < d.hi
 """
-DELETE_EMPTY_VOLUME = "DELETE FROM journal_volume WHERE entries <= 0"
 # A context is kept while a day it was last used on (or a later one) is.
 DELETE_OLD_CONTEXTS = "DELETE FROM journal_context WHERE last_day < $1"
 SUBTRACT_VMS = """
@@ -246,8 +260,13 @@ async def compact(conn: asyncpg.Connection, name: str) -> None:
 
 
 async def try_lock_prune(conn: asyncpg.Connection) -> bool:
+    """Take the retention pass's session-level lock, if no other session has it."""
     locked: bool = await conn.fetchval(TRY_PRUNE_LOCK)
     return locked
+
+
+async def unlock_prune(conn: asyncpg.Connection) -> None:
+    await conn.execute(UNLOCK_PRUNE)
 
 
 async def journal_bytes(conn: asyncpg.Connection) -> int:
@@ -260,16 +279,18 @@ async def oldest_entry(conn: asyncpg.Connection) -> datetime | None:
     return value
 
 
-async def detach(conn: asyncpg.Connection, partition: Partition) -> str | None:
-    """Take a day out of journal_event, renamed out of the way; returns the detached table's name
-    (None if the day is gone already). Runs in the caller's short transaction, which blocks ingest
-    until it ends: it should hold nothing else."""
+async def detach(conn: asyncpg.Connection, days: Sequence[Partition]) -> list[str]:
+    """Take these days out of journal_event, each renamed out of the way; returns the detached
+    tables' names (none for a day gone already). Runs in the caller's short transaction, which
+    blocks ingest until it ends: it should hold nothing else."""
     await conn.execute(DROP_LOCK_TIMEOUT)
     await conn.execute(LOCK_PARTITIONS)
-    if not await conn.fetchval(EXISTS, partition.name):
-        return None
-    await conn.execute(DETACH.format(name=partition.name))
-    return partition.name + DETACHED_SUFFIX
+    names = []
+    for day in days:
+        if await conn.fetchval(EXISTS, day.name):
+            await conn.execute(DETACH.format(name=day.name))
+            names.append(day.name + DETACHED_SUFFIX)
+    return names
 
 
 async def detached(conn: asyncpg.Connection) -> list[str]:
@@ -277,31 +298,48 @@ async def detached(conn: asyncpg.Connection) -> list[str]:
     return [r["relname"] for r in await conn.fetch(SELECT_DETACHED)]
 
 
-async def settle(conn: asyncpg.Connection, name: str) -> int:
-    """Take what a detached day held out of the summaries, and drop it; returns its entry count.
-    Ingest and queries go on meanwhile."""
-    day = _day_of(name)
-    end = Partition(name, day, 0).end
-    boots = await conn.fetch(COUNT_BOOTS.format(name=name))
-    units = await conn.fetch(COUNT_UNITS.format(name=name))
-    volume = await conn.fetch(COUNT_VOLUME.format(name=name))
-    vms = await conn.fetch(COUNT_VMS.format(name=name))
-    await conn.execute(DROP_TABLE.format(name=name))
+async def settle(conn: asyncpg.Connection, names: Sequence[str]) -> list[int]:
+    """Take what detached days held out of the summaries, and drop them, in the caller's
+    transaction; returns each day's entry count. Ingest and queries go on meanwhile, but for the
+    days' VMs' batches: they wait for the last few statements, after the counting."""
+    days = [Partition(name, _day_of(name), 0) for name in names]
+    boots: Counter[tuple[UUID, UUID]] = Counter()
+    units: Counter[tuple[UUID, str]] = Counter()
+    vms: Counter[UUID] = Counter()
+    counts = []
+    for name in names:
+        count = 0
+        for vm_id, boot_id, unit, about_unit, n in await conn.fetch(COUNT_DAY.format(name=name)):
+            count += n
+            vms[vm_id] += n
+            if boot_id is not None:
+                boots[vm_id, boot_id] += n
+            if unit is not None:
+                units[vm_id, unit] += n
+            if about_unit is not None and about_unit != unit:
+                units[vm_id, about_unit] += n
+        counts.append(count)
+        await conn.execute(DROP_TABLE.format(name=name))
+    if not days:
+        return counts
+    # A batch updates its VM's summary rows in an order of its own: holding the VM's ingest lock
+    # first makes these updates wait for it, or it for them, never both.
+    await conn.execute(LOCK_VMS, sorted(vms))
+    end = max(d.end for d in days)
     if boots:
-        vm_ids, boot_ids, counts = ([r[k] for r in boots] for k in ("vm_id", "boot_id", "n"))
-        await conn.execute(SUBTRACT_BOOTS, vm_ids, boot_ids, counts)
-        await conn.execute(DELETE_EMPTY_BOOTS)
+        vm_ids, boot_ids = zip(*boots, strict=True)
+        await conn.execute(SUBTRACT_BOOTS, vm_ids, boot_ids, list(boots.values()))
+        await conn.execute(DELETE_EMPTY_BOOTS, vm_ids, boot_ids)
         await conn.execute(RESET_BOOT_BOUNDS, vm_ids, boot_ids, end)
     if units:
-        vm_ids, names, counts = ([r[k] for r in units] for k in ("vm_id", "unit", "n"))
-        await conn.execute(SUBTRACT_UNITS, vm_ids, names, counts)
-        await conn.execute(DELETE_EMPTY_UNITS)
-        await conn.execute(RESET_UNIT_BOUNDS, vm_ids, names, end)
-    if volume:
-        await conn.execute(SUBTRACT_VOLUME, *([r[k] for r in volume] for k in ("vm_id", "minute", "priority", "n")))
-        await conn.execute(DELETE_EMPTY_VOLUME)
-    await conn.execute(SUBTRACT_VMS, [r["vm_id"] for r in vms], [r["n"] for r in vms])
-    oldest = min((p.day for p in await partitions(conn)), default=day + timedelta(days=1))
+        vm_ids, unit_names = zip(*units, strict=True)
+        await conn.execute(SUBTRACT_UNITS, vm_ids, unit_names, list(units.values()))
+        await conn.execute(DELETE_EMPTY_UNITS, vm_ids, unit_names)
+        await conn.execute(RESET_UNIT_BOUNDS, vm_ids, unit_names, end)
+    await conn.execute(DELETE_VOLUME, list(vms), [d.start for d in days], [d.end for d in days])
+    await conn.execute(SUBTRACT_VMS, list(vms), list(vms.values()))
+    oldest_name = await conn.fetchval(SELECT_OLDEST_PARTITION)
+    oldest = _day_of(oldest_name) if oldest_name else end.date()
     await conn.execute(DELETE_OLD_CONTEXTS, oldest)
-    await trigram_store.delete_before(conn, Partition(name, oldest, 0).start)
-    return sum(r["n"] for r in vms)
+    await trigram_store.delete_before(conn, datetime(oldest.year, oldest.month, oldest.day, tzinfo=UTC))
+    return counts

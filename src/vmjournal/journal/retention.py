@@ -1,8 +1,8 @@
 """Journal retention: which day partitions go, dropped one at a time; and the partitions made ahead.
 
-A pass runs in one process at a time (a transaction-level advisory lock held by a session that
-does nothing else). Each day goes in two transactions: a short one detaches it (ingest waits for
-that only), the next takes it out of the summaries and drops it while ingest goes on.
+A pass runs in one process at a time (a session-level advisory lock held by a connection that
+does nothing else). The days go in one short transaction that detaches them all (ingest waits for
+that only), then one per day that takes it out of the summaries and drops it while ingest goes on.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmjournal.config import Settings
-from vmjournal.db import raw_connection, transaction
+from vmjournal.db import autocommit_connection, driver_transaction
 from vmjournal.journal import partition_store, trigram_store
 from vmjournal.journal.partition_store import Dropped, Partition
 
@@ -58,52 +58,59 @@ async def prune_pass(
     """Create the coming days' partitions, drop what retention says, compact the closed days and
     merge small batches' trigrams; None if another process is running a pass now."""
     now = now or datetime.now(UTC)
-    async with transaction(sessions) as holder:
-        if not await partition_store.try_lock_prune(await raw_connection(holder)):
+    async with autocommit_connection(sessions) as holder:
+        if not await partition_store.try_lock_prune(holder):
             return None
-        async with transaction(sessions) as session:
-            conn = await raw_connection(session)
-            first = int(now.timestamp()) // 86_400
-            await partition_store.create_days(conn, range(first, first + DAYS_AHEAD + 1))
-            parts = await partition_store.partitions(conn)
-            total = await partition_store.journal_bytes(conn)
-            leftovers = await partition_store.detached(conn)
-        for leftover in leftovers:
-            async with transaction(sessions) as session:
-                await partition_store.settle(await raw_connection(session), leftover)
-            log.info("retention finished dropping %s, detached by an earlier pass", leftover)
-        other = total - sum(p.bytes for p in parts)
-        dropped = []
-        for partition, reason in choose(
-            parts, now=now, days=settings.retention_days, max_bytes=settings.retention_max_bytes, other_bytes=other
-        ):
-            # Detaching is short and blocks ingest; settling the summaries and dropping do not.
-            async with transaction(sessions) as session:
-                name = await partition_store.detach(await raw_connection(session), partition)
-            if name is None:
-                continue
-            async with transaction(sessions) as session:
-                entries = await partition_store.settle(await raw_connection(session), name)
-            log.info(
-                "retention dropped %s (%d entries, %d bytes): %s", partition.name, entries, partition.bytes, reason
+        try:
+            return await _pass(sessions, settings, now)
+        finally:
+            await partition_store.unlock_prune(holder)
+
+
+async def _pass(sessions: async_sessionmaker[AsyncSession], settings: Settings, now: datetime) -> list[Dropped]:
+    async with driver_transaction(sessions) as conn:
+        first = int(now.timestamp()) // 86_400
+        await partition_store.create_days(conn, range(first, first + DAYS_AHEAD + 1))
+        parts = await partition_store.partitions(conn)
+        total = await partition_store.journal_bytes(conn)
+        leftovers = await partition_store.detached(conn)
+    other = total - sum(p.bytes for p in parts)
+    chosen = choose(
+        parts, now=now, days=settings.retention_days, max_bytes=settings.retention_max_bytes, other_bytes=other
+    )
+    # Detaching blocks ingest: every chosen day goes in one short transaction. Then one more takes
+    # them (and any a stopped pass left detached) out of the summaries and drops them.
+    names: set[str] = set()
+    if chosen:
+        async with driver_transaction(sessions) as conn:
+            names.update(await partition_store.detach(conn, [p for p, _ in chosen]))
+    gone = [(p, reason) for p, reason in chosen if p.name + partition_store.DETACHED_SUFFIX in names]
+    counts: list[int] = []
+    if leftovers or gone:
+        async with driver_transaction(sessions) as conn:
+            counts = await partition_store.settle(
+                conn, [*leftovers, *(p.name + partition_store.DETACHED_SUFFIX for p, _ in gone)]
             )
-            dropped.append(Dropped(partition, entries, reason))
-        await _compact_closed_days(sessions, now)
-        async with transaction(sessions) as session:
-            merged = await trigram_store.merge_small(await raw_connection(session))
-        if merged:
-            log.info("retention merged %d rows of small batches' trigrams", merged)
-        return dropped
+    for leftover in leftovers:
+        log.info("retention finished dropping %s, detached by an earlier pass", leftover)
+    dropped = []
+    for (partition, reason), entries in zip(gone, counts[len(leftovers) :], strict=True):
+        log.info("retention dropped %s (%d entries, %d bytes): %s", partition.name, entries, partition.bytes, reason)
+        dropped.append(Dropped(partition, entries, reason))
+    await _compact_closed_days(sessions, now)
+    async with autocommit_connection(sessions) as conn:
+        # Each merge is a transaction of its own (trigram_store), not one for them all.
+        merged = await trigram_store.merge_small(conn)
+    if merged:
+        log.info("retention merged %d rows of small batches' trigrams", merged)
+    return dropped
 
 
 async def _compact_closed_days(sessions: async_sessionmaker[AsyncSession], now: datetime) -> None:
     """Rebuild the indexes of the days before today once, packed (entries still arriving for them
     are stored meanwhile, and after)."""
     today = partition_store.day_name(int(now.timestamp()) // 86_400)
-    engine = sessions.kw["bind"]
-    async with engine.connect() as connection:
-        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-        conn = (await autocommit.get_raw_connection()).driver_connection
+    async with autocommit_connection(sessions) as conn:
         for name in await partition_store.uncompacted(conn):
             if name >= today:
                 break
