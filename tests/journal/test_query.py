@@ -73,6 +73,9 @@ class TestUnitMatchesJournalctl:
             ({"boot": "1"}, ["-b", "1"]),
             ({"grep": "HELLO 1"}, ["-g", "HELLO 1"]),
             ({"grep": "hello 1"}, ["-g", "hello 1"]),
+            # Capitals without regex syntax: a plain substring, found without the regex engine.
+            ({"grep": "Started"}, ["-g", "Started"]),
+            ({"grep": "About nginx"}, ["-g", "About nginx"]),
             (
                 {"since": "2025-11-24 16:00:01", "until": "2025-11-24 16:00:02"},
                 ["-S", "2025-11-24 16:00:01", "-U", "2025-11-24 16:00:02"],

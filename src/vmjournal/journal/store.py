@@ -39,6 +39,9 @@ SELECT_LIVE_BATCH = (
     "WHERE vm_id = $1 AND {bounds} ORDER BY seq LIMIT {limit}"
 )
 
+# A pattern without these is a plain substring: strpos finds it five times faster than the regex
+# engine (15 against 76 ms over 100 k messages), which widens each message to wide characters first.
+REGEX_SYNTAX = frozenset("\\.^$*+?()[]{}|")
 # A grep is compiled before it is used, so a bad pattern is a 400, never a failed fan-out query.
 CHECK_GREP = "SELECT '' ~ $1::text"
 CHECK_GREP_ICASE = "SELECT '' ~* $1::text"
@@ -143,8 +146,11 @@ def _filter_conditions(q: _Query, f: EventFilter, *, live: bool) -> list[str]:
         if f.boot_range is not None and not live:
             where.append(f"ts BETWEEN {q.arg(f.boot_range[0])} AND {q.arg(f.boot_range[1])}")
     if f.grep is not None:
-        op = "~" if f.grep_case_sensitive else "~*"
-        where.append(f"message {op} {q.arg(f.grep)}")
+        if f.grep_case_sensitive and not REGEX_SYNTAX.intersection(f.grep):
+            where.append(f"strpos(message, {q.arg(f.grep)}) > 0")
+        else:
+            op = "~" if f.grep_case_sensitive else "~*"
+            where.append(f"message {op} {q.arg(f.grep)}")
     if len(f.identifiers) == 1:
         # Plain equality keeps the identifier's index scan in time order.
         where.append(f"identifier = {q.arg(f.identifiers[0])}")
