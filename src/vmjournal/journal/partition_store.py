@@ -4,12 +4,13 @@ oldest for retention with the boot, unit and volume summaries and the VM counter
 ``journal_event`` is range-partitioned on ``ts``, one partition per UTC day named
 ``journal_event_pYYYYMMDD``. Days are numbered from the epoch (ts_us // DAY_US), as ingest sees them.
 
-Locks: every ingest holds PARTITIONS_LOCK shared for its transaction. A drop detaches the day in
-a short transaction holding it exclusively (so no batch is between "its day's partition exists"
-and its insert), renamed out of the way; what the detached table held is then taken out of the
-summaries and the table dropped in a second transaction, while ingest and queries go on. A pass
-interrupted between the two finds the detached table and finishes it. Creating a partition is
-serialized by its own lock.
+Locks: every ingest holds PARTITIONS_LOCK shared for its transaction, and its VM's lock. A drop
+detaches the days in a short transaction holding PARTITIONS_LOCK exclusively (so no batch is
+between "its day's partition exists" and its insert), each renamed out of the way; what the
+detached tables held is then taken out of the summaries and the tables dropped in a second
+transaction, while ingest and queries go on (it takes the days' VMs' locks for its last updates).
+A pass interrupted between the two finds the detached tables and finishes them. Creating a
+partition is serialized by its own lock.
 """
 
 from __future__ import annotations
