@@ -1,4 +1,4 @@
-"""Journal retention: which day partitions go, dropped one at a time; and the partitions made ahead.
+"""Journal retention: which day partitions go, dropped together; and the partitions made ahead.
 
 A pass runs in one process at a time (a session-level advisory lock held by a connection that
 does nothing else). The days go in one short transaction that detaches them all (ingest waits for
