@@ -87,11 +87,16 @@ async def put(conn: asyncpg.Connection, vm_id: uuid.UUID, batch: list[dict[str, 
         return await ingest_store.ingest(conn, vm_id, entries.to_rows(batch))
 
 
-async def assert_summaries_true(conn: asyncpg.Connection) -> None:
+async def assert_counts_true(conn: asyncpg.Connection) -> None:
+    """The boot, unit and volume summaries and the VMs' counters equal a recount of the events."""
     for kept, counted in ((BOOTS, BOOTS_COUNTED), (UNITS, UNITS_COUNTED), (VOLUME, VOLUME_COUNTED)):
         assert [tuple(r) for r in await conn.fetch(kept)] == [tuple(r) for r in await conn.fetch(counted)], kept
     for _, kept_count, counted_count in await conn.fetch(VM_COUNTS):
         assert kept_count == counted_count
+
+
+async def assert_summaries_true(conn: asyncpg.Connection) -> None:
+    await assert_counts_true(conn)
     # Every event's context is there, and no context outlives the last event using it.
     assert await conn.fetchval(EVENTS_WITHOUT_CONTEXT) == 0
     assert await conn.fetchval(CONTEXTS_UNUSED) == 0
@@ -296,6 +301,27 @@ class TestRetention:
         assert await retention.prune_pass(sessions, keep, now=now) == []
         assert await partition_store.detached(conn) == []
         assert await conn.fetchval("SELECT to_regclass($1)", name) is None
+        await assert_summaries_true(conn)
+
+    async def test_a_pass_stopped_after_settling_is_finished_by_the_next(
+        self, conn: asyncpg.Connection, sessions: Any
+    ) -> None:
+        vm_ids = [await add_vm(conn, "settled")]
+        await self._load_days(conn, vm_ids, 3)
+        oldest = (await partition_store.partitions(conn))[0]
+        async with conn.transaction():
+            [name] = await partition_store.detach(conn, [oldest])
+        async with conn.transaction():
+            [count] = await partition_store.settle(conn, [name])
+        # The process stops here: the summaries no longer count the day, its table is still there.
+        settled = oldest.name + partition_store.SETTLED_SUFFIX
+        assert count > 0 and await conn.fetchval("SELECT to_regclass($1)", settled) is not None
+        await assert_counts_true(conn)
+        now = datetime.fromtimestamp(DAY0 / 1e6, UTC) + timedelta(days=2, hours=12)
+        keep = Settings(database_url=SETTINGS_URL[0], retention_days=0)
+        assert await retention.prune_pass(sessions, keep, now=now) == []
+        assert await conn.fetchval("SELECT to_regclass($1)", settled) is None
+        # Counted once: the next pass only dropped the table.
         await assert_summaries_true(conn)
 
     async def test_closed_days_are_compacted_once(self, conn: asyncpg.Connection, sessions: Any) -> None:

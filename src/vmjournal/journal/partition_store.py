@@ -6,11 +6,13 @@ oldest for retention with the boot, unit and volume summaries and the VM counter
 
 Locks: every ingest holds PARTITIONS_LOCK shared for its transaction, and its VM's lock. A drop
 detaches the days in a short transaction holding PARTITIONS_LOCK exclusively (so no batch is
-between "its day's partition exists" and its insert), each renamed out of the way; what the
-detached tables held is then taken out of the summaries and the tables dropped in a second
-transaction, while ingest and queries go on (it takes the days' VMs' locks for its last updates).
-A pass interrupted between the two finds the detached tables and finishes them. Creating a
-partition is serialized by its own lock.
+between "its day's partition exists" and its insert), each renamed out of the way. A second
+transaction takes what the detached tables held out of the summaries (it takes the days' VMs'
+locks for its last updates) and renames them again, settled; only then are they dropped, each
+alone: a drop unlinks every file of the table at its commit, which must not hold the VMs' locks.
+Ingest and queries go on throughout but for the first transaction. A pass interrupted anywhere
+finds the detached or settled tables and finishes them. Creating a partition is serialized by
+its own lock.
 """
 
 from __future__ import annotations
@@ -98,9 +100,10 @@ FROM pg_inherits i WHERE i.inhparent = 'journal_event'::regclass
 SELECT_OLDEST = "SELECT min(first_at) FROM journal_boot"
 
 DETACHED_SUFFIX = "_detached"
+SETTLED_SUFFIX = "_settled"
 DETACH = "ALTER TABLE journal_event DETACH PARTITION {name}; ALTER TABLE {name} RENAME TO {name}" + DETACHED_SUFFIX
-SELECT_DETACHED = f"""
-SELECT relname FROM pg_class WHERE relkind = 'r' AND relname LIKE '{PREFIX}%{DETACHED_SUFFIX}' ORDER BY relname
+SELECT_LEFT = """
+SELECT relname FROM pg_class WHERE relkind = 'r' AND relname LIKE $1 ORDER BY relname
 """
 
 # A closed day's indexes are rebuilt once, packed: while a day is written, each VM inserts in the
@@ -124,7 +127,8 @@ MARK_COMPACTED = f"COMMENT ON TABLE {{name}} IS '{COMPACTED}'"
 # What a detached day held, in one pass over it: the boots, units and VM counters follow from these
 # groups (a handful per process and boot).
 COUNT_DAY = "SELECT vm_id, boot_id, unit, about_unit, count(*) AS n FROM {name} GROUP BY 1, 2, 3, 4"
-DROP_TABLE = "DROP TABLE {name}"
+SETTLED = "ALTER TABLE {name} RENAME TO {settled}"
+DROP_TABLE = "DROP TABLE IF EXISTS {name}"
 
 SUBTRACT_BOOTS = """
 UPDATE journal_boot b SET entries = b.entries - g.n
@@ -294,15 +298,21 @@ async def detach(conn: asyncpg.Connection, days: Sequence[Partition]) -> list[st
     return names
 
 
+async def _left(conn: asyncpg.Connection, suffix: str) -> list[str]:
+    pattern = PREFIX.replace("_", r"\_") + "%" + suffix.replace("_", r"\_")
+    return [r["relname"] for r in await conn.fetch(SELECT_LEFT, pattern)]
+
+
 async def detached(conn: asyncpg.Connection) -> list[str]:
     """Days detached by a pass that stopped before settling them."""
-    return [r["relname"] for r in await conn.fetch(SELECT_DETACHED)]
+    return await _left(conn, DETACHED_SUFFIX)
 
 
 async def settle(conn: asyncpg.Connection, names: Sequence[str]) -> list[int]:
-    """Take what detached days held out of the summaries, and drop them, in the caller's
-    transaction; returns each day's entry count. Ingest and queries go on meanwhile, but for the
-    days' VMs' batches: they wait for the last few statements, after the counting."""
+    """Take what detached days held out of the summaries, in the caller's transaction, and mark
+    them settled (``drop_settled`` drops them); returns each day's entry count. Ingest and queries
+    go on meanwhile, but for the days' VMs' batches: they wait for the last few statements, after
+    the counting."""
     days = [Partition(name, _day_of(name), 0) for name in names]
     boots: Counter[tuple[UUID, UUID]] = Counter()
     units: Counter[tuple[UUID, str]] = Counter()
@@ -320,7 +330,8 @@ async def settle(conn: asyncpg.Connection, names: Sequence[str]) -> list[int]:
             if about_unit is not None and about_unit != unit:
                 units[vm_id, about_unit] += n
         counts.append(count)
-        await conn.execute(DROP_TABLE.format(name=name))
+        settled = name.removesuffix(DETACHED_SUFFIX) + SETTLED_SUFFIX
+        await conn.execute(SETTLED.format(name=name, settled=settled))
     if not days:
         return counts
     # A batch updates its VM's summary rows in an order of its own: holding the VM's ingest lock
@@ -339,8 +350,18 @@ async def settle(conn: asyncpg.Connection, names: Sequence[str]) -> list[int]:
         await conn.execute(RESET_UNIT_BOUNDS, vm_ids, unit_names, end)
     await conn.execute(DELETE_VOLUME, list(vms), [d.start for d in days], [d.end for d in days])
     await conn.execute(SUBTRACT_VMS, list(vms), list(vms.values()))
-    oldest_name = await conn.fetchval(SELECT_OLDEST_PARTITION)
-    oldest = _day_of(oldest_name) if oldest_name else end.date()
-    await conn.execute(DELETE_OLD_CONTEXTS, oldest)
-    await trigram_store.delete_before(conn, datetime(oldest.year, oldest.month, oldest.day, tzinfo=UTC))
     return counts
+
+
+async def drop_settled(conn: asyncpg.Connection) -> list[str]:
+    """Drop the settled days, each in a statement of its own (``conn`` outside any transaction),
+    then the contexts and trigram rows that no day kept uses; returns the dropped tables' names."""
+    names = await _left(conn, SETTLED_SUFFIX)
+    for name in names:
+        await conn.execute(DROP_TABLE.format(name=name))
+    if names:
+        oldest_name = await conn.fetchval(SELECT_OLDEST_PARTITION)
+        oldest = _day_of(oldest_name) if oldest_name else max(map(_day_of, names)) + timedelta(days=1)
+        await conn.execute(DELETE_OLD_CONTEXTS, oldest)
+        await trigram_store.delete_before(conn, datetime(oldest.year, oldest.month, oldest.day, tzinfo=UTC))
+    return names

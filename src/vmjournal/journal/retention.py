@@ -2,7 +2,8 @@
 
 A pass runs in one process at a time (a session-level advisory lock held by a connection that
 does nothing else). The days go in one short transaction that detaches them all (ingest waits for
-that only), then one per day that takes it out of the summaries and drops it while ingest goes on.
+that only), then one that takes them out of the summaries (the days' VMs' batches wait for its
+last statements), then each is dropped on its own while ingest goes on.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ async def _pass(sessions: async_sessionmaker[AsyncSession], settings: Settings, 
         parts, now=now, days=settings.retention_days, max_bytes=settings.retention_max_bytes, other_bytes=other
     )
     # Detaching blocks ingest: every chosen day goes in one short transaction. Then one more takes
-    # them (and any a stopped pass left detached) out of the summaries and drops them.
+    # them (and any a stopped pass left detached) out of the summaries; they are dropped after it.
     names: set[str] = set()
     if chosen:
         async with driver_transaction(sessions) as conn:
@@ -91,6 +92,8 @@ async def _pass(sessions: async_sessionmaker[AsyncSession], settings: Settings, 
             counts = await partition_store.settle(
                 conn, [*leftovers, *(p.name + partition_store.DETACHED_SUFFIX for p, _ in gone)]
             )
+    async with autocommit_connection(sessions) as conn:
+        await partition_store.drop_settled(conn)
     for leftover in leftovers:
         log.info("retention finished dropping %s, detached by an earlier pass", leftover)
     dropped = []
