@@ -126,7 +126,6 @@ class JournalEvent(SQLModel, table=True):
 
     __tablename__ = "journal_event"
     __table_args__ = (
-        sa.Index("ix_journal_event_vm_ts", "vm_id", "ts", "seq"),
         sa.Index("ix_journal_event_vm_unit_ts", "vm_id", "unit", "ts", "seq"),
         sa.Index(
             "ix_journal_event_vm_about_unit_ts",

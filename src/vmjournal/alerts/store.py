@@ -82,7 +82,7 @@ UPDATE alert_cursor SET seq = greatest(seq, $2), event_count = $3, updated_at = 
 WHERE vm_id = $1 AND NOT EXISTS (SELECT FROM alert_rule WHERE id <> ALL($4::uuid[]))
 """
 
-# Entries by position: the (vm_id, ts, seq) index finds them.
+# Entries by position: the primary key (vm_id, ts, ...) finds them.
 SELECT_AT = f"""
 SELECT {journal_store.EVENT_COLUMNS} FROM journal_event
 WHERE vm_id = $1 AND ts = ANY($2::timestamptz[]) AND seq = ANY($3::bigint[]) ORDER BY ts, seq

@@ -4,7 +4,7 @@ Ingest NOTIFYs ``vmjournal_events`` after each batch that stored something, with
 the batch's earliest timestamp (journal/ingest_store.py). One ``LiveHub`` per process LISTENs on one
 dedicated connection; when a VM with followers has news, it runs ONE query for that VM (events
 with seq above the lowest seq its followers have seen, bounded below by the notified timestamp
-so the (vm_id, ts, seq) index does the work) and hands each follower the rows its filter
+so the primary key (vm_id, ts, ...) does the work) and hands each follower the rows its filter
 matches. A thousand followers of a VM cost one query per batch, not a poll each.
 
 Ingest takes a per-VM lock, so a VM's batches commit in seq order: a follower that has seen seq

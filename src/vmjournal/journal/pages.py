@@ -14,7 +14,7 @@ import orjson
 
 from vmjournal.journal import store, trigram_store, trigrams
 
-# Every page has an index that yields its order ((vm_id, ts, seq) at least), and walking it stops
+# Every page has an index that yields its order (the primary key (vm_id, ts, ...) at least), and walking it stops
 # at the page's end. Without statistics (a VM's first catch-up, before autoanalyze) the planner
 # guessed a handful of rows for a unit and chose a bitmap scan of all of them plus a sort: 30 times
 # slower at 200 k events, and it grows with the VM. So a page's statement runs with those plans

@@ -32,7 +32,7 @@ EVENT_COLUMNS = (
 )
 
 # New events of one VM for live followers: the notification's earliest timestamp bounds the
-# (vm_id, ts, seq) index scan; seq orders them as they were committed. ``matched`` lists the
+# primary key (vm_id, ts, ...) scan; seq orders them as they were committed. ``matched`` lists the
 # followers' filters each row matches (an array, so a thousand distinct filters stay one column).
 SELECT_LIVE_BATCH = (
     f"SELECT {EVENT_COLUMNS}, {{matched}} AS matched FROM journal_event "
