@@ -18,6 +18,8 @@ class TestInvalidInput:
             (filters.unit_name, "no spaces allowed", "invalid_unit"),
             (filters.glob_to_like, "ssh[a-z]", "invalid_unit"),
             (filters.parse_priority, "loud", "invalid_priority"),
+            # A digit to str.isdigit(), not to int().
+            (filters.parse_priority, "²", "invalid_priority"),
             (filters.parse_time, "next tuesday-ish", "invalid_time"),
             (filters.parse_boot, "zzz", "invalid_boot"),
         ],

@@ -92,7 +92,7 @@ async def decoded_chunks(request: Request, limit: int | None) -> AsyncIterator[b
             headers={"Accept-Encoding": ACCEPT_ENCODING},
         )
     declared = request.headers.get("content-length", "")
-    if limit is not None and declared.isdigit() and int(declared) > limit:
+    if limit is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit} bytes per request")
     stream = _Stream(encoding) if encoding in ENCODINGS else None
     too_large = (

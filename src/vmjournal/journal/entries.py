@@ -148,7 +148,9 @@ def _label(value: Any) -> str | None:
 def _int(value: Any, maximum: int) -> int | None:
     if type(value) is not str:
         value = _first(value)
-    if isinstance(value, str) and value.isdigit() and len(value) < 12:
+    # ASCII digits only (int() fails on "²", which isdigit() accepts), up to 19 of them: a server up
+    # for more than 28 hours has a 12-digit __MONOTONIC_TIMESTAMP.
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 20:
         number = int(value)
         return number if number <= maximum else None
     return None
@@ -178,7 +180,7 @@ def to_row(entry: Any) -> tuple[Row, bytes]:
         # journald's cursors are short printable text; the cursor is also the entry's key.
         raise EntryProblem(f"__CURSOR is not a journal cursor (NUL, or longer than {_CURSOR_MAX})")
     realtime = entry.get("__REALTIME_TIMESTAMP")
-    if isinstance(realtime, str) and realtime.isdigit() and len(realtime) < 20:
+    if isinstance(realtime, str) and realtime.isascii() and realtime.isdigit() and len(realtime) < 20:
         ts_us = int(realtime)
     elif isinstance(realtime, int) and not isinstance(realtime, bool) and realtime >= 0:
         ts_us = realtime
@@ -193,15 +195,15 @@ def to_row(entry: Any) -> tuple[Row, bytes]:
     priority = _int(entry.get("PRIORITY"), 7)
     message = _text(entry.get("MESSAGE"))
     try:
-        parts = layout.split(entry, layout.Columns(ts_us, monotonic_us, message, priority))
+        seqnum, xor, context_id, context, rest = layout.split(entry, ts_us, monotonic_us, message, priority)
     except layout.BadName as exc:
         raise EntryProblem(str(exc)) from None
     row = (
-        parts.seqnum,
-        parts.xor,
+        seqnum,
+        xor,
         ts_us,
         monotonic_us,
-        parts.context_id,
+        context_id,
         boot_id,
         _unit(entry.get("_SYSTEMD_UNIT")),
         about_unit(entry),
@@ -210,9 +212,9 @@ def to_row(entry: Any) -> tuple[Row, bytes]:
         _int(entry.get("_PID"), _INT_MAX),
         _label(entry.get("_HOSTNAME")),
         message,
-        parts.rest,
+        rest,
     )
-    return row, parts.context
+    return row, context
 
 
 class Batch:

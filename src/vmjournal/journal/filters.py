@@ -84,7 +84,7 @@ def parse_priority(spec: str) -> tuple[int, int]:
 
     def level(token: str) -> int:
         token = token.strip().lower()
-        if token.isdigit() and int(token) <= 7:
+        if token.isascii() and token.isdigit() and int(token) <= 7:
             return int(token)
         if token in PRIORITIES:
             return PRIORITIES.index(token)

@@ -23,7 +23,7 @@ import bisect
 import hashlib
 import operator
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -61,18 +61,18 @@ def in_context(name: str) -> bool:
 
 # Plans by field-name set: a journal has a few hundred (bounded, so odd senders cannot grow it).
 _PLANS_MAX = 10_000
-_plans: dict[tuple[str, ...], _Plan] = {}
+_plans: dict[frozenset[str], _Plan] = {}
 _FIELD_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
 
 
-def _canonical_order(entry: Mapping[str, Any]) -> tuple[str, ...]:
+def _canonical_order(names: Iterable[str]) -> tuple[str, ...]:
     """The cursor and clocks first, then the fields by name. journalctl -o json prints an entry's
     fields in its hash table's order, a different one for each entry: kept, every entry of a
     process would need a context of its own."""
-    names = sorted(entry)
+    ordered = sorted(names)
     # "__*" sorts after every other name ("_" follows the letters and digits).
-    cut = bisect.bisect_left(names, "__")
-    return (*names[cut:], *names[:cut])
+    cut = bisect.bisect_left(ordered, "__")
+    return (*ordered[cut:], *ordered[:cut])
 
 
 def _signed(number: int) -> int:
@@ -83,39 +83,33 @@ def hash64(data: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big", signed=True)
 
 
-@dataclass(frozen=True, slots=True)
-class Columns:
-    """What the event's own columns hold, against which an entry's values are compared."""
-
-    ts_us: int
-    monotonic_us: int | None
-    message: str | None
-    priority: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Split:
-    seqnum: int
-    xor: int
-    context_id: int
-    context: bytes
-    rest: str | None
-
-
 class BadName(ValueError):
     """A field name journald could not have written."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class _Plan:
     """How entries with one set of field names split: their canonical order, the context's names
-    and the entry's own (each read in one C call), and the template with 0 everywhere."""
+    and the entry's own but for the fields the columns may give back (each read in one C call),
+    which of those it has, and the template with 0 everywhere. Compared and hashed by identity."""
 
+    names: tuple[str, ...]
     context_values: Callable[[Mapping[str, Any]], Any]
     context_names: tuple[str, ...]
     own_values: Callable[[Mapping[str, Any]], Any]
     own_names: tuple[str, ...]
+    has_seqnum: bool
+    has_realtime: bool
+    has_monotonic: bool
+    has_message: bool
+    has_priority: bool
     zeros: dict[str, Any]
+
+
+# The entry's own fields that the event's columns give back when they hold the very same text.
+_COLUMN_FIELDS = frozenset(
+    {"__CURSOR", "__SEQNUM", "__REALTIME_TIMESTAMP", "__MONOTONIC_TIMESTAMP", "MESSAGE", "PRIORITY"}
+)
 
 
 def _getter(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], Any]:
@@ -125,26 +119,43 @@ def _getter(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], Any]:
     return operator.itemgetter(*names) if names else lambda entry: ()
 
 
-def _plan(names: tuple[str, ...]) -> _Plan:
+def _plan(key: frozenset[str]) -> _Plan:
+    names = _canonical_order(key)
     for name in names:
         if not _FIELD_NAME.fullmatch(name):
             shown = name if len(name) <= 80 else name[:80] + "..."
             raise BadName(f"invalid field name {shown!r} (journal fields are A-Z, 0-9 and _, at most 64)")
     context = tuple(n for n in names if in_context(n))
-    own = tuple(n for n in names if not in_context(n))
-    plan = _Plan(_getter(context), context, _getter(own), own, dict.fromkeys(names, 0))
+    own = tuple(n for n in names if not in_context(n) and n not in _COLUMN_FIELDS)
+    plan = _Plan(
+        names,
+        _getter(context),
+        context,
+        _getter(own),
+        own,
+        "__SEQNUM" in key,
+        "__REALTIME_TIMESTAMP" in key,
+        "__MONOTONIC_TIMESTAMP" in key,
+        "MESSAGE" in key,
+        "PRIORITY" in key,
+        dict.fromkeys(names, 0),
+    )
     if len(_plans) >= _PLANS_MAX:
         _plans.clear()
-    _plans[names] = plan
+    _plans[key] = plan
     return plan
 
 
-def split(entry: Mapping[str, Any], cols: Columns) -> Split:
-    """The entry's context, its identity numbers (the cursor's sequence number and hash, or a hash
-    of a cursor of another shape) and its rest; raises ``BadName`` for an impossible field name."""
-    names = _canonical_order(entry)
-    plan = _plans.get(names) or _plan(names)
-    context_values = plan.context_values(entry)
+def split(
+    entry: Mapping[str, Any], ts_us: int, monotonic_us: int | None, message: str | None, priority: int | None
+) -> tuple[int, int, int, bytes, str | None]:
+    """The entry's identity numbers (the cursor's sequence number and hash, or a hash of a cursor of
+    another shape), its context's id and text, and its rest: its own fields but those the columns
+    (``ts_us``, ``monotonic_us``, ``message``, ``priority``) give back. The entry has a ``__CURSOR``
+    string; raises ``BadName`` for an impossible field name."""
+    # A set of names finds the plan at half the cost of sorting them.
+    key = frozenset(entry)
+    plan = _plans.get(key) or _plan(key)
     rest = dict(zip(plan.own_names, plan.own_values(entry), strict=True))
     cursor: str = entry["__CURSOR"]
     m = _CURSOR.fullmatch(cursor)
@@ -152,33 +163,35 @@ def split(entry: Mapping[str, Any], cols: Columns) -> Split:
     if (
         m is not None
         and m[3] == entry.get("_BOOT_ID")
-        and cols.monotonic_us is not None
-        and int(m[4], 16) == cols.monotonic_us
-        and int(m[5], 16) == cols.ts_us
+        and monotonic_us is not None
+        and int(m[4], 16) == monotonic_us
+        and int(m[5], 16) == ts_us
     ):
         seqnum_id = m[1]
         seqnum, xor = _signed(int(m[2], 16)), _signed(int(m[6], 16))
-        del rest["__CURSOR"]
-        if rest.get("__SEQNUM") == str(seqnum):
-            del rest["__SEQNUM"]
+        if plan.has_seqnum and entry["__SEQNUM"] != str(seqnum):
+            rest["__SEQNUM"] = entry["__SEQNUM"]
     else:
         # Another sender's cursor: kept as it is, and identified by its hash.
         seqnum, xor = hash64(cursor.encode("utf-8", "surrogatepass")), 0
-    if rest.get("__REALTIME_TIMESTAMP") == str(cols.ts_us):
-        del rest["__REALTIME_TIMESTAMP"]
-    if cols.monotonic_us is not None and rest.get("__MONOTONIC_TIMESTAMP") == str(cols.monotonic_us):
-        del rest["__MONOTONIC_TIMESTAMP"]
-    if cols.message is not None and rest.get("MESSAGE") == cols.message:
-        del rest["MESSAGE"]
-    if cols.priority is not None and rest.get("PRIORITY") == str(cols.priority):
-        del rest["PRIORITY"]
-    text, context_id = _context(plan, names, context_values, seqnum_id)
-    return Split(seqnum, xor, context_id, text, orjson.dumps(rest).decode() if rest else None)
+        rest["__CURSOR"] = cursor
+        if plan.has_seqnum:
+            rest["__SEQNUM"] = entry["__SEQNUM"]
+    if plan.has_realtime and entry["__REALTIME_TIMESTAMP"] != str(ts_us):
+        rest["__REALTIME_TIMESTAMP"] = entry["__REALTIME_TIMESTAMP"]
+    if plan.has_monotonic and (monotonic_us is None or entry["__MONOTONIC_TIMESTAMP"] != str(monotonic_us)):
+        rest["__MONOTONIC_TIMESTAMP"] = entry["__MONOTONIC_TIMESTAMP"]
+    if plan.has_message and (message is None or entry["MESSAGE"] != message):
+        rest["MESSAGE"] = entry["MESSAGE"]
+    if plan.has_priority and (priority is None or entry["PRIORITY"] != str(priority)):
+        rest["PRIORITY"] = entry["PRIORITY"]
+    text, context_id = _context(plan, plan.context_values(entry), seqnum_id)
+    return seqnum, xor, context_id, text, orjson.dumps(rest).decode() if rest else None
 
 
-def _context(plan: _Plan, names: tuple[str, ...], values: Any, seqnum_id: str | None) -> tuple[bytes, int]:
+def _context(plan: _Plan, values: Any, seqnum_id: str | None) -> tuple[bytes, int]:
     """The context's text and id, from the cache when the same process sent the same fields before."""
-    key: Any = (names, values, seqnum_id)
+    key: Any = (plan, values, seqnum_id)
     try:
         known = _known.get(key)
     except TypeError:  # a list value (repeated field, bytes): not hashable, so never cached

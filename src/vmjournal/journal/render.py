@@ -99,7 +99,7 @@ def _label(value: Any) -> str | None:
 
 def _us(fields: Mapping[str, Any], name: str) -> int | None:
     text = _field_text(fields.get(name))
-    return int(text) if text and text.isdigit() and len(text) < 20 else None
+    return int(text) if text and text.isascii() and text.isdigit() and len(text) < 20 else None
 
 
 def _timestamp(event: Mapping[str, Any], fields: Mapping[str, Any], tz: tzinfo | None) -> datetime | None:
@@ -162,7 +162,7 @@ def _priority(event: Mapping[str, Any], fields: Mapping[str, Any]) -> int | None
     if isinstance(value, int):
         return value
     text = _field_text(fields.get("PRIORITY"))
-    return int(text) if text and text.isdigit() else None
+    return int(text) if text and text.isascii() and text.isdigit() and len(text) < 20 else None
 
 
 def _message(event: Mapping[str, Any], fields: Mapping[str, Any]) -> str:
