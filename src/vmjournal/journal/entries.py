@@ -188,9 +188,6 @@ def to_row(entry: Any) -> tuple[Row, bytes]:
         raise EntryProblem("missing or invalid __REALTIME_TIMESTAMP (microseconds since the epoch)")
     if ts_us > 253_402_300_799_000_000:  # 9999-12-31: PostgreSQL's and Python's limit
         raise EntryProblem("__REALTIME_TIMESTAMP is out of range")
-    boot_id = entry.get("_BOOT_ID")
-    if boot_id is not None and not (isinstance(boot_id, str) and _HEX128.fullmatch(boot_id)):
-        raise EntryProblem("_BOOT_ID is not a 128-bit hex id")
     monotonic_us = _int(entry.get("__MONOTONIC_TIMESTAMP"), _BIGINT_MAX)
     priority = _int(entry.get("PRIORITY"), 7)
     message = _text(entry.get("MESSAGE"))
@@ -198,6 +195,7 @@ def to_row(entry: Any) -> tuple[Row, bytes]:
         seqnum, xor, context_id, context, rest = layout.split(entry, ts_us, monotonic_us, message, priority)
     except layout.BadName as exc:
         raise EntryProblem(str(exc)) from None
+    boot_id, unit, identifier, pid, hostname = _process_columns.get(context_id) or _of_process(entry, context_id)
     row = (
         seqnum,
         xor,
@@ -205,16 +203,43 @@ def to_row(entry: Any) -> tuple[Row, bytes]:
         monotonic_us,
         context_id,
         boot_id,
-        _unit(entry.get("_SYSTEMD_UNIT")),
+        unit,
         about_unit(entry),
         priority,
-        _label(entry.get("SYSLOG_IDENTIFIER")),
-        _int(entry.get("_PID"), _INT_MAX),
-        _label(entry.get("_HOSTNAME")),
+        identifier,
+        pid,
+        hostname,
         message,
         rest,
     )
     return row, context
+
+
+# The columns that hold a process's fields, by the id of the entry's context, whose text holds
+# those fields' values: a batch has a few hundred processes for its thousand entries.
+_PROCESS_FIELDS = ("_BOOT_ID", "_SYSTEMD_UNIT", "SYSLOG_IDENTIFIER", "_PID", "_HOSTNAME")
+assert all(layout.in_context(name) for name in _PROCESS_FIELDS)
+_PROCESS_COLUMNS_MAX = 20_000
+_process_columns: dict[int, tuple[str | None, str | None, str | None, int | None, str | None]] = {}
+
+
+def _of_process(
+    entry: Mapping[str, Any], context_id: int
+) -> tuple[str | None, str | None, str | None, int | None, str | None]:
+    boot_id = entry.get("_BOOT_ID")
+    if boot_id is not None and not (isinstance(boot_id, str) and _HEX128.fullmatch(boot_id)):
+        raise EntryProblem("_BOOT_ID is not a 128-bit hex id")
+    found = (
+        boot_id,
+        _unit(entry.get("_SYSTEMD_UNIT")),
+        _label(entry.get("SYSLOG_IDENTIFIER")),
+        _int(entry.get("_PID"), _INT_MAX),
+        _label(entry.get("_HOSTNAME")),
+    )
+    if len(_process_columns) >= _PROCESS_COLUMNS_MAX:
+        _process_columns.clear()
+    _process_columns[context_id] = found
+    return found
 
 
 class Batch:

@@ -55,8 +55,11 @@ def build(body: bytes, vm_id: UUID, max_entries: int) -> Built:
 
 
 def default_processes() -> int:
-    """One worker per core but one (the loop and PostgreSQL need theirs), at most four; none on one core."""
-    return max(0, min(4, (os.cpu_count() or 1) - 1))
+    """One worker per core, at most four; none on one core. The loop and PostgreSQL wait on each
+    other and on the workers, so a core per worker still leaves them theirs: on two cores, four
+    VMs at once went 1.35x -> 1.42x the peer with two workers instead of one."""
+    cores = os.cpu_count() or 1
+    return 0 if cores < 2 else min(4, cores)
 
 
 class RowBuilder:

