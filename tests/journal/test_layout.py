@@ -45,7 +45,7 @@ def journald_entries(draw: st.DrawFn) -> dict[str, Any]:
 
 def put_back(row: entries.Row, context: bytes) -> dict[str, Any]:
     """The entry as a stored row reads back."""
-    record = dict(zip(ROW_COLUMNS, row, strict=True))
+    record: dict[str, Any] = dict(zip(ROW_COLUMNS, row, strict=True))
     record["ts"] = entries.timestamp_from_us(record.pop("ts_us"))
     record["boot_id"] = record["boot_id"] and uuid.UUID(record["boot_id"])
     record["context"] = context.decode()
@@ -57,7 +57,8 @@ def put_back(row: entries.Row, context: bytes) -> dict[str, Any]:
 def test_a_journald_entry_comes_back_and_its_cursor_is_kept_as_numbers(entry: dict[str, Any]) -> None:
     row, context = entries.to_row(entry)
     assert put_back(row, context) == entry
-    rest = dict(zip(ROW_COLUMNS, row, strict=True))["rest"] or ""
+    rest = row[ROW_COLUMNS.index("rest")] or ""
+    assert isinstance(rest, str)
     # Only a seqnum journald's text cannot match (above 2**63, kept signed) stays as text.
     assert "__CURSOR" not in rest and "__MONOTONIC_TIMESTAMP" not in rest and "__REALTIME_TIMESTAMP" not in rest
 
