@@ -247,7 +247,6 @@ class Batch:
 
     def __init__(self) -> None:
         self.rows: list[Row] = []
-        self.cursors: list[str] = []
         # context id -> (its text, the latest day of an entry using it)
         self.contexts: dict[int, tuple[str, int]] = {}
 
@@ -257,11 +256,10 @@ class Batch:
     def add(self, entry: Any) -> None:
         """Raises ``EntryProblem`` if the entry cannot be stored."""
         row, context = to_row(entry)
-        self._append(row, context.decode(), entry["__CURSOR"])
+        self._append(row, context.decode())
 
-    def _append(self, row: Row, context: str, cursor: str) -> None:
+    def _append(self, row: Row, context: str) -> None:
         self.rows.append(row)
-        self.cursors.append(cursor)
         day = row[TS_US] // DAY_US
         known = self.contexts.get(row[CONTEXT_ID])
         if known is None or known[1] < day:
@@ -274,7 +272,7 @@ class Batch:
         """A batch of the one row at ``index``."""
         one = Batch()
         row = self.rows[index]
-        one._append(row, self.contexts[row[CONTEXT_ID]][0], self.cursors[index])
+        one._append(row, self.contexts[row[CONTEXT_ID]][0])
         return one
 
 

@@ -72,6 +72,8 @@ class _Stream:
     async def flush(self, items: list[Entry | SkippedEntry]) -> None:
         rows = entries.Batch()
         indexes: list[int] = []
+        # The batch's own cursors, to name an entry the database refuses.
+        cursors: list[str | None] = []
         for offset, item in enumerate(items, start=self.received):
             if isinstance(item, SkippedEntry):
                 self.skip(item.index, item.cursor, item.problem, "too_large")
@@ -79,6 +81,7 @@ class _Stream:
             try:
                 rows.add(item)
                 indexes.append(offset)
+                cursors.append(_cursor(item))
             except entries.EntryProblem as exc:
                 self.skip(offset, _cursor(item), str(exc), "bad_entry")
         self.received += len(items)
@@ -91,7 +94,7 @@ class _Stream:
                 try:
                     stored += await self._store(rows.only(position))
                 except _REFUSED as exc:
-                    self.skip(index, rows.cursors[position], f"the database refused it: {exc}", "database")
+                    self.skip(index, cursors[position], f"the database refused it: {exc}", "database")
         self.stored += stored
         metrics.ingested.labels("stored").inc(stored)
         metrics.ingested.labels("duplicate").inc(len(rows) - stored)
