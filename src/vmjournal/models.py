@@ -193,6 +193,8 @@ class JournalContext(SQLModel, table=True):
     retention can drop the contexts no remaining day refers to."""
 
     __tablename__ = "journal_context"
+    # Retention deletes the contexts whose last day is gone.
+    __table_args__ = (sa.Index("ix_journal_context_last_day", "last_day"),)
 
     vm_id: UUID = Field(sa_column=sa.Column(pg.UUID, primary_key=True))
     id: int = Field(sa_column=sa.Column(sa.BigInteger, primary_key=True, autoincrement=False))
