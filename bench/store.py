@@ -14,8 +14,9 @@ ingest and pages, the retention pass for pruning, SQL only to measure the journa
 4. bytes on disk per stored entry: every relation named journal_* and its partition tree
    (partitions, indexes, TOAST), after VACUUM ANALYZE and CHECKPOINT;
 5. first page (100 events) p50/p99 over HTTP with --page-events in one VM beside the others;
-6. ingest rate of one VM without a prune and while a retention pass drops old days (closed days
-   compacted by ``vmjournal db prune`` first, so the pass measured only drops).
+6. ingest rate of one VM without a prune and while retention passes drop its old days, one day
+   per pass, ten passes (closed days compacted by ``vmjournal db prune`` first, so the passes
+   measured only drop).
 
 Targets from the store issue; figures are noisy on a shared machine.
 """
