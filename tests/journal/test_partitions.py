@@ -324,6 +324,27 @@ class TestRetention:
         # Counted once: the next pass only dropped the table.
         await assert_summaries_true(conn)
 
+    async def test_a_day_made_again_after_a_stopped_pass_goes_with_what_that_pass_left(
+        self, conn: asyncpg.Connection, sessions: Any
+    ) -> None:
+        vm_ids = [await add_vm(conn, "again")]
+        await self._load_days(conn, vm_ids, 3)
+        oldest = (await partition_store.partitions(conn))[0]
+        async with conn.transaction():
+            [name] = await partition_store.detach(conn, [oldest])
+        # The pass stops; late entries of that day make its partition again.
+        await put(conn, vm_ids[0], shifted(900_000, 50, day=0.75, boot=uuid.uuid4().hex, units=["late.service"]))
+        assert oldest.name in {p.name for p in await partition_store.partitions(conn)}
+        now = datetime.fromtimestamp(DAY0 / 1e6, UTC) + timedelta(days=2, hours=12)
+        settings = Settings(database_url=SETTINGS_URL[0], retention_days=1)
+        dropped = await retention.prune_pass(sessions, settings, now=now)
+        # Its old table's name was still taken: the day goes all the same, the leftover with it.
+        assert dropped is not None and [(d.partition.name, d.entries) for d in dropped] == [(oldest.name, 50)]
+        assert oldest.name not in {p.name for p in await partition_store.partitions(conn)}
+        assert await partition_store.detached(conn) == []
+        assert await conn.fetchval("SELECT to_regclass($1)", name) is None
+        await assert_summaries_true(conn)
+
     async def test_closed_days_are_compacted_once(self, conn: asyncpg.Connection, sessions: Any) -> None:
         vm_ids = [await add_vm(conn, "compact")]
         await self._load_days(conn, vm_ids, 3)

@@ -69,37 +69,43 @@ async def prune_pass(
 
 
 async def _pass(sessions: async_sessionmaker[AsyncSession], settings: Settings, now: datetime) -> list[Dropped]:
+    # What a stopped pass left goes first: a day made again by late entries and dropped again must
+    # not meet its old detached or settled table's name.
+    async with driver_transaction(sessions) as conn:
+        leftovers = await partition_store.detached(conn)
+        if leftovers:
+            await partition_store.settle(conn, leftovers)
+    async with autocommit_connection(sessions) as conn:
+        await partition_store.drop_settled(conn)
+    for leftover in leftovers:
+        log.info("retention finished dropping %s, detached by an earlier pass", leftover)
     async with driver_transaction(sessions) as conn:
         first = int(now.timestamp()) // 86_400
         await partition_store.create_days(conn, range(first, first + DAYS_AHEAD + 1))
         parts = await partition_store.partitions(conn)
         total = await partition_store.journal_bytes(conn)
-        leftovers = await partition_store.detached(conn)
     other = total - sum(p.bytes for p in parts)
     chosen = choose(
         parts, now=now, days=settings.retention_days, max_bytes=settings.retention_max_bytes, other_bytes=other
     )
     # Detaching blocks ingest: every chosen day goes in one short transaction. Then one more takes
-    # them (and any a stopped pass left detached) out of the summaries; they are dropped after it.
+    # them out of the summaries; they are dropped after it.
     names: set[str] = set()
     if chosen:
         async with driver_transaction(sessions) as conn:
             names.update(await partition_store.detach(conn, [p for p, _ in chosen]))
     gone = [(p, reason) for p, reason in chosen if p.name + partition_store.DETACHED_SUFFIX in names]
-    counts: list[int] = []
-    if leftovers or gone:
-        async with driver_transaction(sessions) as conn:
-            counts = await partition_store.settle(
-                conn, [*leftovers, *(p.name + partition_store.DETACHED_SUFFIX for p, _ in gone)]
-            )
-    async with autocommit_connection(sessions) as conn:
-        await partition_store.drop_settled(conn)
-    for leftover in leftovers:
-        log.info("retention finished dropping %s, detached by an earlier pass", leftover)
     dropped = []
-    for (partition, reason), entries in zip(gone, counts[len(leftovers) :], strict=True):
-        log.info("retention dropped %s (%d entries, %d bytes): %s", partition.name, entries, partition.bytes, reason)
-        dropped.append(Dropped(partition, entries, reason))
+    if gone:
+        async with driver_transaction(sessions) as conn:
+            counts = await partition_store.settle(conn, [p.name + partition_store.DETACHED_SUFFIX for p, _ in gone])
+        async with autocommit_connection(sessions) as conn:
+            await partition_store.drop_settled(conn)
+        for (partition, reason), entries in zip(gone, counts, strict=True):
+            log.info(
+                "retention dropped %s (%d entries, %d bytes): %s", partition.name, entries, partition.bytes, reason
+            )
+            dropped.append(Dropped(partition, entries, reason))
     await _compact_closed_days(sessions, now)
     async with autocommit_connection(sessions) as conn:
         # Each merge is a transaction of its own (trigram_store), not one for them all.

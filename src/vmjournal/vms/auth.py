@@ -7,8 +7,8 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vmjournal import tokens
-from vmjournal.errors import Forbidden, NotFound, Unauthorized
-from vmjournal.vms import store
+from vmjournal.errors import Forbidden, Unauthorized
+from vmjournal.vms import service, store
 
 
 async def authenticate_agent(session: AsyncSession, name: str, authorization: str | None) -> UUID:
@@ -19,11 +19,7 @@ async def authenticate_agent(session: AsyncSession, name: str, authorization: st
             "ingest needs the VM's token: Authorization: Bearer <token>",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    # No name holds a NUL (creation checks the name), and PostgreSQL would refuse to compare one.
-    found = None if "\x00" in name else await store.agent_key(session, name)
-    if found is None:
-        raise NotFound(f"no VM named {name!r}", code="vm_not_found")
-    vm_id, token_hash = found
+    vm_id, token_hash = await service.get_agent_key(session, name)
     if not tokens.matches(authorization[7:].strip(), token_hash):
         raise Forbidden(f"this token is not valid for VM {name!r}", code="wrong_token")
     return vm_id

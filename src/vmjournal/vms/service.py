@@ -111,12 +111,25 @@ async def request_vm(
 
 
 async def get_vm(session: AsyncSession, name: str, *, for_update: bool = False) -> VM:
-    """The live VM of that name; 404 (the one place that says so) if there is none."""
+    """The live VM of that name; 404 if there is none."""
     # No name holds a NUL (creation checks the name), and PostgreSQL would refuse to compare one.
     vm = None if "\x00" in name else await store.get_vm_by_name(session, name, for_update=for_update)
     if vm is None:
-        raise NotFound(f"no VM named {name!r}", code="vm_not_found")
+        raise _no_vm(name)
     return vm
+
+
+async def get_agent_key(session: AsyncSession, name: str) -> tuple[UUID, str | None]:
+    """The live VM's id and token hash, all an agent's batch needs; 404 as ``get_vm``."""
+    found = None if "\x00" in name else await store.agent_key(session, name)
+    if found is None:
+        raise _no_vm(name)
+    return found
+
+
+def _no_vm(name: str) -> NotFound:
+    # The one place that says so.
+    return NotFound(f"no VM named {name!r}", code="vm_not_found")
 
 
 async def list_vms(session: AsyncSession, *, include_deleted: bool = False) -> Sequence[VM]:
