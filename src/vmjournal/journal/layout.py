@@ -89,11 +89,10 @@ class BadName(ValueError):
 
 @dataclass(frozen=True, slots=True, eq=False)
 class _Plan:
-    """How entries with one set of field names split: their canonical order, the context's names
-    and the entry's own but for the fields the columns may give back (each read in one C call),
-    which of those it has, and the template with 0 everywhere. Compared and hashed by identity."""
+    """How entries with one set of field names split: the context's names and the entry's own but
+    for the fields the columns may give back (each read in one C call), which of those it has, and
+    the template with 0 everywhere, in the canonical order. Compared and hashed by identity."""
 
-    names: tuple[str, ...]
     context_values: Callable[[Mapping[str, Any]], Any]
     context_names: tuple[str, ...]
     own_values: Callable[[Mapping[str, Any]], Any]
@@ -128,7 +127,6 @@ def _plan(key: frozenset[str]) -> _Plan:
     context = tuple(n for n in names if in_context(n))
     own = tuple(n for n in names if not in_context(n) and n not in _COLUMN_FIELDS)
     plan = _Plan(
-        names,
         _getter(context),
         context,
         _getter(own),
