@@ -59,6 +59,13 @@ class TestIsUnavailable:
             await admin.close()
             victim.terminate()
 
+    def test_a_statement_meeting_the_servers_goodbye(self) -> None:
+        # What asyncpg raised in CI when a fast shutdown's FATAL reached an idle pooled connection
+        # just before the alert evaluator used it: the protocol was still consuming that error.
+        exc = asyncpg.InternalClientError("cannot switch to state 11; another operation (2) is in progress")
+        assert outage.is_unavailable(exc)
+        assert not outage.is_unavailable(asyncpg.InternalClientError("unexpected message type"))
+
     async def test_sqlalchemy_wrapper_of_a_refused_connection(self) -> None:
         engine = db.create_engine(f"postgresql://postgres@127.0.0.1:{free_port()}/postgres")
         try:

@@ -30,6 +30,9 @@ SATURATED_RETRY_AFTER_SECONDS = 1
 _UNAVAILABLE_STATES = ("57P01", "57P02", "57P03", "57P05", "53300")
 # asyncpg's InterfaceError also covers misuse (too many arguments, a busy connection); only these mean a lost link.
 _CLOSED_MARKERS = ("connection is closed", "connection was closed", "underlying connection is closed")
+# asyncpg's protocol still consuming an error the server sent unasked (a shutdown's FATAL to an idle
+# connection), whose close it has not read yet, when the next statement comes.
+_GOODBYE_MARKER = "another operation (2) is in progress"
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -65,6 +68,8 @@ def _is_unavailable_one(exc: BaseException) -> bool:
         return state.startswith("08") or state in _UNAVAILABLE_STATES
     if isinstance(exc, asyncpg.InterfaceError):
         return any(marker in str(exc) for marker in _CLOSED_MARKERS)
+    if isinstance(exc, asyncpg.InternalClientError):
+        return _GOODBYE_MARKER in str(exc)
     if isinstance(exc, OSError):
         return _raised_by_driver(exc.__traceback__)
     return False
