@@ -174,11 +174,11 @@ PLAN_UNITS = ["nginx.service"] * 3 + [f"svc-{i}.service" for i in range(11)] + [
 PLAN_EVENTS = 60_000
 # (unit, query parameters, the index the first page must walk)
 FIRST_PAGES: list[tuple[str | None, dict[str, Any], str]] = [
-    ("nginx", {}, "ix_journal_event_vm_unit_ts"),
-    ("cron", {}, "ix_journal_event_vm_unit_ts"),
-    ("nginx", {"order": "desc"}, "ix_journal_event_vm_unit_ts"),
-    ("nginx", {"boot": "0"}, "ix_journal_event_vm_unit_ts"),
-    (None, {"identifier": ["nginx"]}, "ix_journal_event_vm_identifier_ts"),
+    ("nginx", {}, "ix_journal_event_unit_key_ts"),
+    ("cron", {}, "ix_journal_event_unit_key_ts"),
+    ("nginx", {"order": "desc"}, "ix_journal_event_unit_key_ts"),
+    ("nginx", {"boot": "0"}, "ix_journal_event_unit_key_ts"),
+    (None, {"identifier": ["nginx"]}, "ix_journal_event_identifier_key_ts"),
     (None, {"priority": "err"}, "ix_journal_event_vm_severe_ts"),
     (None, {"priority": "err", "order": "desc"}, "ix_journal_event_vm_severe_ts"),
     ("nginx", {"priority": "err"}, "ix_journal_event_vm_unit_severe_ts"),

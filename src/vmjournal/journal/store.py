@@ -128,8 +128,17 @@ def _priority(value: int) -> int:
     return int(value)
 
 
-def _filter_conditions(q: _Query, f: EventFilter, *, live: bool) -> list[str]:
-    """The filter's SQL conditions except units, shared by pages and live follow."""
+def _named(column: str, vm: str, names: str, *, many: bool = False) -> list[str]:
+    """A page's test of a unit or identifier column: the name itself, and the hash its index is
+    keyed by (a collision only costs a heap read: the name decides)."""
+    if many:
+        return [f"{column} = ANY({names}::text[])", f"journal_key(vm_id, {column}) = ANY(journal_keys({vm}, {names}))"]
+    return [f"{column} = {names}", f"journal_key(vm_id, {column}) = journal_key({vm}, {names})"]
+
+
+def _filter_conditions(q: _Query, f: EventFilter, *, live: bool, vm: str | None = None) -> list[str]:
+    """The filter's SQL conditions except units, shared by pages and live follow. With ``vm`` (what
+    one VM's ``vm_id`` is compared with), also the hash conditions of the name indexes."""
     where = []
     if f.priority_max < 7 or f.priority_min > 0:
         # Literals, not parameters: a generic plan can then prove a partial index's priority predicate.
@@ -147,11 +156,14 @@ def _filter_conditions(q: _Query, f: EventFilter, *, live: bool) -> list[str]:
     if f.grep is not None:
         sql, value = grep_condition("message", f.grep, f.grep_case_sensitive)
         where.append(sql.format(q.arg(value)))
-    if len(f.identifiers) == 1:
-        # Plain equality keeps the identifier's index scan in time order.
-        where.append(f"identifier = {q.arg(f.identifiers[0])}")
-    elif f.identifiers:
-        where.append(f"identifier = ANY({q.arg(f.identifiers)}::text[])")
+    if f.identifiers:
+        # Plain equality keeps the identifier's index scan in time order; = ANY(array) may not.
+        many = len(f.identifiers) > 1
+        names = q.arg(f.identifiers if many else f.identifiers[0])
+        if vm is None:
+            where.append(f"identifier = ANY({names}::text[])" if many else f"identifier = {names}")
+        else:
+            where += _named("identifier", vm, names, many=many)
     where += [field_store.match_condition(q.arg, name, values) for name, values in f.matches.items()]
     return where
 
@@ -206,22 +218,22 @@ def page_query(
     ``within``: only these disjoint time ranges are read, each by its own index-ordered page."""
     q = _Query(vm_id)
     order = "DESC" if descending else "ASC"
-    where = [f"vm_id = {vm_column}", *_filter_conditions(q, f, live=False)]
+    where = [f"vm_id = {vm_column}", *_filter_conditions(q, f, live=False, vm=vm_column)]
     if after is not None:
         cmp = "<" if descending else ">"
         where.append(f"(ts, seq) {cmp} ({q.arg(after.ts)}, {q.arg(after.seq)})")
     limit_arg = q.arg(limit)
     if within is not None:
         firsts, lasts = q.arg([r[0] for r in within]), q.arg([r[1] for r in within])
-        page = _page(q, f, [*where, "ts BETWEEN r.first_at AND r.last_at"], order, limit_arg)
+        page = _page(q, f, [*where, "ts BETWEEN r.first_at AND r.last_at"], order, limit_arg, vm_column)
         return (
             f"SELECT e.* FROM unnest({firsts}::timestamptz[], {lasts}::timestamptz[]) r(first_at, last_at) "
             f"CROSS JOIN LATERAL ({page}) e ORDER BY e.ts {order}, e.seq {order} LIMIT {limit_arg}"
         ), q.args
-    return _page(q, f, where, order, limit_arg), q.args
+    return _page(q, f, where, order, limit_arg, vm_column), q.args
 
 
-def _page(q: _Query, f: EventFilter, where: list[str], order: str, limit_arg: str) -> str:
+def _page(q: _Query, f: EventFilter, where: list[str], order: str, limit_arg: str, vm: str) -> str:
     if f.units is None and f.priority_max <= SEVERE_MAX:
         # Warnings and worse are a few percent of a journal: one index-ordered scan per priority of
         # the small index of severe entries, merged, instead of walking everything else.
@@ -240,11 +252,11 @@ def _page(q: _Query, f: EventFilter, where: list[str], order: str, limit_arg: st
             not_own = f"unit IS DISTINCT FROM {names[0]}"
         else:
             not_own = f"(unit IS NULL OR unit <> ALL({q.arg(f.units)}::text[]))"
-        branches += [[f"unit = {name}"] for name in names]
+        branches += [_named("unit", vm, name) for name in names]
         branches += [[f"about_unit = {name}", not_own] for name in names]
     else:
         many = q.arg(f.units)
-        branches.append([f"unit = ANY({many}::text[])"])
+        branches.append(_named("unit", vm, many, many=True))
         branches.append([f"about_unit = ANY({many}::text[])", f"(unit IS NULL OR unit <> ALL({many}::text[]))"])
     return _union(where, branches, order, limit_arg)
 
