@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -62,6 +64,23 @@ def default_processes() -> int:
     return 0 if cores < 2 else min(4, cores)
 
 
+# How often a worker checks that the service is still there.
+PARENT_POLL_S = 1.0
+
+
+def _watch_parent(parent: int) -> None:
+    """Worker initializer: exit when the service is gone. Each worker holds the task queue's write
+    end too, so a service killed outright (``kill -9``, the OOM killer) left its workers waiting on
+    that queue for good."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+
+
 class RowBuilder:
     """Builds rows in ``processes`` worker processes (started at the first batch), or in the
     caller's thread when there are none."""
@@ -75,7 +94,12 @@ class RowBuilder:
             return build(body, vm_id, max_entries)
         if self._pool is None:
             # spawn: a fork would copy the service's threads and connections into the worker.
-            self._pool = ProcessPoolExecutor(self._processes, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(
+                self._processes,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_watch_parent,
+                initargs=(os.getpid(),),
+            )
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._pool, build, body, vm_id, max_entries)
