@@ -349,9 +349,7 @@ async def possible(
     recent = await trigram_store.recent(conn, vm_id, first, RECENT_BATCHES)
     if recent is None:
         return rules, None
-    possible = [
-        r for r in rules if r.grep is None or (needed := keys[r.grep]) is None or recent.keys.issuperset(needed)
-    ]
+    possible = [r for r in rules if r.grep is None or (needed := keys[r.grep]) is None or needed.held_by(recent.keys)]
     return possible, recent.upto
 
 
