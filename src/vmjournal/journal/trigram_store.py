@@ -17,25 +17,21 @@ from vmjournal.journal import trigrams
 
 # The GIN index intersects the keys' lists; the VM and time conditions are checked on those rows.
 # ``batches``: how many of the VM's batches the time bounds hold, candidates or not.
-# ``{holds}``: the keys' condition (``_holds``). The VM is tested outside the fence: offered
-# ``vm_id = $1``, the planner walked the VM's rows by (vm_id, last_at) and read every row's keys,
-# up to 14 kB out of line each.
+# ``{holds}``: the keys' condition (``_holds``).
 SELECT_RANGES = """
 SELECT first_at, last_at,
        (SELECT count(*) FROM journal_trigrams
         WHERE vm_id = $1 AND ($3::timestamptz IS NULL OR last_at >= $3) AND ($4::timestamptz IS NULL OR first_at <= $4))
            AS batches
-FROM (SELECT vm_id, first_at, last_at FROM journal_trigrams
-      WHERE {holds} AND ($3::timestamptz IS NULL OR last_at >= $3) AND ($4::timestamptz IS NULL OR first_at <= $4)
-      OFFSET 0) t
-WHERE vm_id = $1
+FROM journal_trigrams
+WHERE {holds} AND vm_id = $1
+  AND ($3::timestamptz IS NULL OR last_at >= $3) AND ($4::timestamptz IS NULL OR first_at <= $4)
 ORDER BY first_at
 LIMIT $5
 """
 # A VM's batches are looked up through the GIN index only: the primary key's (vm_id, ...) would
-# walk every batch of the VM, and a sequential scan read every batch, each one's keys out of line
-# (TOAST, which no plan's cost counts).
-RANGES_BY_GRAMS = "SET LOCAL enable_indexscan = off; SET LOCAL enable_seqscan = off"
+# walk every batch of the VM and read each one's keys.
+RANGES_BY_GRAMS = "SET LOCAL enable_indexscan = off"
 
 # Of these VMs, those with a batch holding every one of its keys ($2 holds each VM's $3 keys in
 # turn; ``{holds}``, the keys' condition, reads them from ``k`` and ``old``).
@@ -43,7 +39,7 @@ SELECT_VMS_WITH = """
 SELECT v.vm_id FROM unnest($1::uuid[]) WITH ORDINALITY AS v(vm_id, i)
 CROSS JOIN LATERAL (SELECT ($2::int[])[(v.i - 1) * $3 + 1 : v.i * $3] AS k,
                            ($4::int[])[(v.i - 1) * $5 + 1 : v.i * $5] AS old) n
-WHERE EXISTS (SELECT FROM (SELECT vm_id FROM journal_trigrams WHERE {holds} OFFSET 0) t WHERE t.vm_id = v.vm_id)
+WHERE EXISTS (SELECT FROM journal_trigrams t WHERE {holds} AND t.vm_id = v.vm_id)
 """
 
 
