@@ -322,16 +322,12 @@ class TestFleetPageEqualsEachVmsPages:
         try:
             a, b, c = await vm_ids(conn)
             # One more entry in the second VM only, with a word no other entry has.
-            extra = {**journal_json(paths[1])[-1], "MESSAGE": "a quokka was sighted 7781 times", "__CURSOR": "quokka-1"}
+            extra = {**journal_json(paths[1])[-1], "MESSAGE": "a quokka was sighted", "__CURSOR": "quokka-1"}
             async with conn.transaction():
                 assert await ingest_store.ingest(conn, b, entries.to_rows([extra])) == 1
-            keys = {vm: needed for vm in (a, b, c) if (needed := trigrams.of_pattern(vm, "quokka")) is not None}
+            keys = {vm: trigrams.of_pattern(vm, "quokka") or [] for vm in (a, b, c)}
             assert await trigram_store.vms_with(conn, keys) == {b}
-            # A number's key (or-ed with the letters of rows stored before numbers had keys): keys of
-            # numbers are hashed into fewer values, so another VM's batch may hold it too.
-            numbers = {vm: needed for vm in (a, b, c) if (needed := trigrams.of_pattern(vm, " 7781 ")) is not None}
-            assert len(numbers) == 3 and b in await trigram_store.vms_with(conn, numbers)
-            for pattern in ("quokka", "QUOKKA", "xylophone", "hello 1", " 7781 "):
+            for pattern in ("quokka", "QUOKKA", "xylophone", "hello 1"):
                 f = store.EventFilter(grep=pattern, grep_case_sensitive=pattern != "QUOKKA")
                 targets = [fleet_store.Target(vm, f) for vm in (a, b, c, b)]
                 for descending in (False, True):

@@ -349,7 +349,9 @@ async def possible(
     recent = await trigram_store.recent(conn, vm_id, first, RECENT_BATCHES)
     if recent is None:
         return rules, None
-    possible = [r for r in rules if r.grep is None or (needed := keys[r.grep]) is None or needed.held_by(recent.keys)]
+    possible = [
+        r for r in rules if r.grep is None or (needed := keys[r.grep]) is None or recent.keys.issuperset(needed)
+    ]
     return possible, recent.upto
 
 

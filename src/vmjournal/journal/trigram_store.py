@@ -13,18 +13,15 @@ from uuid import UUID
 
 import asyncpg
 
-from vmjournal.journal import trigrams
-
 # The GIN index intersects the keys' lists; the VM and time conditions are checked on those rows.
 # ``batches``: how many of the VM's batches the time bounds hold, candidates or not.
-# ``{holds}``: the keys' condition (``_holds``).
 SELECT_RANGES = """
 SELECT first_at, last_at,
        (SELECT count(*) FROM journal_trigrams
         WHERE vm_id = $1 AND ($3::timestamptz IS NULL OR last_at >= $3) AND ($4::timestamptz IS NULL OR first_at <= $4))
            AS batches
 FROM journal_trigrams
-WHERE {holds} AND vm_id = $1
+WHERE grams @> $2::int[] AND vm_id = $1
   AND ($3::timestamptz IS NULL OR last_at >= $3) AND ($4::timestamptz IS NULL OR first_at <= $4)
 ORDER BY first_at
 LIMIT $5
@@ -33,21 +30,12 @@ LIMIT $5
 # walk every batch of the VM and read each one's keys.
 RANGES_BY_GRAMS = "SET LOCAL enable_indexscan = off"
 
-# Of these VMs, those with a batch holding every one of its keys ($2 holds each VM's $3 keys in
-# turn; ``{holds}``, the keys' condition, reads them from ``k`` and ``old``).
+# Of these VMs, those with a batch holding every one of its keys ($2 holds each VM's $3 keys in turn).
 SELECT_VMS_WITH = """
 SELECT v.vm_id FROM unnest($1::uuid[]) WITH ORDINALITY AS v(vm_id, i)
-CROSS JOIN LATERAL (SELECT ($2::int[])[(v.i - 1) * $3 + 1 : v.i * $3] AS k,
-                           ($4::int[])[(v.i - 1) * $5 + 1 : v.i * $5] AS old) n
-WHERE EXISTS (SELECT FROM journal_trigrams t WHERE {holds} AND t.vm_id = v.vm_id)
+WHERE EXISTS (SELECT FROM journal_trigrams t
+              WHERE t.grams @> ($2::int[])[(v.i - 1) * $3 + 1 : v.i * $3] AND t.vm_id = v.vm_id)
 """
-
-
-def _holds(keys: str, old: str | None) -> str:
-    """A row's keys hold all of ``keys``, or it is a row of letters only holding all of ``old``
-    (journal/trigrams.py ``Needed``): two lookups of the GIN index, or-ed."""
-    return f"grams @> {keys}" if old is None else f"(grams @> {keys} OR grams @> {old})"
-
 
 # An agent following a quiet journal sends batches of a few entries, each with a few hundred keys
 # (tens per entry, against one or two in a batch of a thousand). Rows under SMALL_KEYS keys are
@@ -89,15 +77,11 @@ class Recent:
 
 
 async def ranges(
-    conn: asyncpg.Connection, vm_id: UUID, needed: trigrams.Needed, since: datetime | None, until: datetime | None
+    conn: asyncpg.Connection, vm_id: UUID, grams: list[int], since: datetime | None, until: datetime | None
 ) -> list[Range] | None:
-    """The VM's time ranges where entries holding the needed keys may be, disjoint and in time
-    order; None when there are too many, or they are most of the VM's batches, to be worth it."""
-    args: list[object] = [vm_id, needed.keys, since, until, MAX_RANGES + 1]
-    if needed.old is not None:
-        args.append(needed.old)
-    sql = SELECT_RANGES.format(holds=_holds("$2::int[]", None if needed.old is None else "$6::int[]"))
-    rows = await _by_grams(conn, sql, *args)
+    """The VM's time ranges where entries holding every trigram may be, disjoint and in time order;
+    None when there are too many, or they are most of the VM's batches, to be worth it."""
+    rows = await _by_grams(conn, SELECT_RANGES, vm_id, grams, since, until, MAX_RANGES + 1)
     if len(rows) > MAX_RANGES or (rows and len(rows) > DENSE_SHARE * rows[0]["batches"]):
         return None
     merged: list[Range] = []
@@ -122,16 +106,13 @@ async def recent(conn: asyncpg.Connection, vm_id: UUID, since: datetime, max_bat
     return Recent(max(r["last_seq"] for r in rows), frozenset(k for r in rows for k in r["grams"]))
 
 
-async def vms_with(conn: asyncpg.Connection, needed: dict[UUID, trigrams.Needed]) -> set[UUID]:
-    """The VMs with a batch holding their needed keys (each VM's of one pattern: equally many)."""
-    if not needed:
+async def vms_with(conn: asyncpg.Connection, keys: dict[UUID, list[int]]) -> set[UUID]:
+    """The VMs with a batch holding all their keys (each VM's keys of one pattern: equally many)."""
+    if not keys:
         return set()
-    vm_ids = list(needed)
-    first = needed[vm_ids[0]]
-    keys = [k for vm_id in vm_ids for k in needed[vm_id].keys]
-    old = [k for vm_id in vm_ids for k in needed[vm_id].old or ()]
-    sql = SELECT_VMS_WITH.format(holds=_holds("n.k", None if first.old is None else "n.old"))
-    rows = await _by_grams(conn, sql, vm_ids, keys, len(first.keys), old, len(first.old or ()))
+    vm_ids = list(keys)
+    flat = [k for vm_id in vm_ids for k in keys[vm_id]]
+    rows = await _by_grams(conn, SELECT_VMS_WITH, vm_ids, flat, len(keys[vm_ids[0]]))
     return {r["vm_id"] for r in rows}
 
 
