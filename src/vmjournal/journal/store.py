@@ -132,7 +132,9 @@ def _named(column: str, vm: str, names: str, *, many: bool = False) -> list[str]
     """A page's test of a unit or identifier column: the name itself, and the hash its index is
     keyed by (a collision only costs a heap read: the name decides)."""
     if many:
-        return [f"{column} = ANY({names}::text[])", f"journal_key(vm_id, {column}) = ANY(journal_keys({vm}, {names}))"]
+        # A sub-select: the array is computed once per VM, not once per row a filter tests.
+        keys = f"(SELECT journal_keys({vm}, {names}))::bigint[]"
+        return [f"{column} = ANY({names}::text[])", f"journal_key(vm_id, {column}) = ANY({keys})"]
     return [f"{column} = {names}", f"journal_key(vm_id, {column}) = journal_key({vm}, {names})"]
 
 
