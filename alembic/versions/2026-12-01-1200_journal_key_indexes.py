@@ -27,7 +27,8 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 # hashtextextended and uuid_hash_extended are the hash partitioning's support functions, so their
-# results are stable across PostgreSQL versions and platforms, as an index expression needs.
+# results stay the same across PostgreSQL versions, as an index expression needs. They may differ
+# on a machine of the other byte order: a dump restored there must REINDEX these two indexes.
 CREATE_FUNCTIONS = (
     """
     CREATE FUNCTION journal_key(vm uuid, name text) RETURNS bigint
