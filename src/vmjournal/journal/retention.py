@@ -68,15 +68,24 @@ async def prune_pass(
             await partition_store.unlock_prune(holder)
 
 
+async def _settle_and_drop(sessions: async_sessionmaker[AsyncSession], detached: list[str]) -> list[int]:
+    """Take detached days out of the summaries in one transaction, then drop every settled table,
+    each on its own (a drop unlinks files at commit); how many entries each day held."""
+    counts: list[int] = []
+    if detached:
+        async with driver_transaction(sessions) as conn:
+            counts = await partition_store.settle(conn, detached)
+    async with autocommit_connection(sessions) as conn:
+        await partition_store.drop_settled(conn)
+    return counts
+
+
 async def _pass(sessions: async_sessionmaker[AsyncSession], settings: Settings, now: datetime) -> list[Dropped]:
     # What a stopped pass left goes first: a day made again by late entries and dropped again must
     # not meet its old detached or settled table's name.
     async with driver_transaction(sessions) as conn:
         leftovers = await partition_store.detached(conn)
-        if leftovers:
-            await partition_store.settle(conn, leftovers)
-    async with autocommit_connection(sessions) as conn:
-        await partition_store.drop_settled(conn)
+    await _settle_and_drop(sessions, leftovers)
     for leftover in leftovers:
         log.info("retention finished dropping %s, detached by an earlier pass", leftover)
     async with driver_transaction(sessions) as conn:
@@ -97,10 +106,7 @@ async def _pass(sessions: async_sessionmaker[AsyncSession], settings: Settings, 
     gone = [(p, reason) for p, reason in chosen if p.name + partition_store.DETACHED_SUFFIX in names]
     dropped = []
     if gone:
-        async with driver_transaction(sessions) as conn:
-            counts = await partition_store.settle(conn, [p.name + partition_store.DETACHED_SUFFIX for p, _ in gone])
-        async with autocommit_connection(sessions) as conn:
-            await partition_store.drop_settled(conn)
+        counts = await _settle_and_drop(sessions, [p.name + partition_store.DETACHED_SUFFIX for p, _ in gone])
         for (partition, reason), entries in zip(gone, counts, strict=True):
             log.info(
                 "retention dropped %s (%d entries, %d bytes): %s", partition.name, entries, partition.bytes, reason
