@@ -3,7 +3,7 @@ letter trigrams (journal/trigrams.py) instead of the VM's whole journal."""
 
 from __future__ import annotations
 
-import itertools
+import math
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -18,8 +18,12 @@ from vmjournal.journal import store, trigram_store, trigrams
 # at the page's end. Without statistics (a VM's first catch-up, before autoanalyze) the planner
 # guessed a handful of rows for a unit and chose a bitmap scan of all of them plus a sort: 30 times
 # slower at 200 k events, and it grows with the VM. So a page's statement runs with those plans
-# off, inside a savepoint rolled back at once, so the settings end with the statement.
-ORDERED_PLANS = "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off"
+# off, inside a savepoint rolled back at once, so the settings end with the statement. And it is
+# planned for its own values each time: after five runs PostgreSQL may keep one generic plan for
+# every unit, which after a busy unit's pages walked a 2 M-event journal for a rare one (300 ms, not 7).
+ORDERED_PLANS = (
+    "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off; SET LOCAL plan_cache_mode = force_custom_plan"
+)
 
 
 async def fetch_ordered(conn: asyncpg.Connection, sql: str, args: Sequence[Any]) -> list[asyncpg.Record]:
@@ -69,9 +73,23 @@ def _time_bounds(
     return lo, hi
 
 
-# A grep's ranges are read a few at a time, in page order, until the page is full: a common word
-# fills it from the first ranges, a rare one needs them all.
-GREP_WINDOWS = (16, 64, 256)
+# A grep's ranges are read a window at a time, in page order, until the page is full. Each range of
+# a window is read whole unless it fills the page, so the windows are sized by the matches per range
+# seen so far: a common word fills the page from the first window; a word in 1 entry of 10 000 (about
+# one match per range) reads the hundred ranges it needs, not the 336 of fixed 16, 64, 256 windows.
+FIRST_WINDOW = 16
+MAX_WINDOW = 256
+WINDOW_MARGIN = 1.25
+
+
+def next_window(previous: int, read: int, found: int, wanted: int) -> int:
+    """How many ranges the next window reads, after ``read`` ranges gave ``found`` of ``wanted`` rows."""
+    if read == 0:
+        return FIRST_WINDOW
+    if found == 0:
+        return min(previous * 4, MAX_WINDOW)
+    needed = math.ceil((wanted - found) * read / found * WINDOW_MARGIN)
+    return max(FIRST_WINDOW, min(needed, MAX_WINDOW))
 
 
 async def _grep_page(
@@ -86,10 +104,9 @@ async def _grep_page(
 ) -> list[asyncpg.Record]:
     ordered = within[::-1] if descending else within
     rows: list[asyncpg.Record] = []
-    start = 0
-    for step in itertools.chain(GREP_WINDOWS, itertools.repeat(GREP_WINDOWS[-1])):
-        if start >= len(ordered) or len(rows) >= limit:
-            break
+    start = step = 0
+    while start < len(ordered) and len(rows) < limit:
+        step = next_window(step, start, len(rows), limit)
         # Ranges are disjoint and in page order: each window's entries all come after the last one's.
         sql, args = store.page_query(
             vm_id, f, limit=limit - len(rows), after=after, descending=descending, within=ordered[start : start + step]
