@@ -48,6 +48,8 @@ CASES = [
     ("previous boot", "/vm/bench/boot", {"boot": "-1"}),
     # Letters every batch holds: read in journal order until the page is full.
     ("grep, present word", "/vm/bench/boot", {"grep": "items/4242 "}),
+    # A word in 1 entry of 10 000: a tenth of the batches hold it, so the page reads a hundred of them.
+    ("grep, word in 1 of 10 000", "/vm/bench/boot", {"grep": "quota"}),
     # A word in 1 entry of 100 000: only its batches' time ranges are read.
     ("grep, rare word", "/vm/bench/boot", {"grep": "watchdog"}),
     ("grep, absent word", "/vm/bench/boot", {"grep": "xylophone"}),
@@ -69,6 +71,8 @@ def batch(start: int, count: int, boot: str) -> list[dict[str, str]]:
     for i, e in enumerate(out, start):
         if i % 10_000 == 5:
             e |= {"_SYSTEMD_UNIT": "rare.service", "SYSLOG_IDENTIFIER": "rare", "_COMM": "rare"}
+        if i % 10_000 == 33:
+            e["MESSAGE"] += " (upstream over quota)"
         if i % 100_000 == 77:
             e["MESSAGE"] += " (watchdog: slow upstream)"
     return out

@@ -246,3 +246,16 @@ async def test_a_big_batch_gets_a_row_per_thousand_entries(conn: asyncpg.Connect
     assert found == [(stamps[1000], stamps[1999])]
     f = store.EventFilter(grep="quuxplosion")
     assert await _paged(conn, f, False, limit=10) == await _scan(conn, f, False) != []
+
+
+def test_grep_windows_follow_the_matches_per_range() -> None:
+    assert pages.next_window(0, 0, 0, 100) == pages.FIRST_WINDOW
+    # About one match per range (a word in 1 entry of 10 000): the next window is what the page
+    # still needs, with a margin, not a fixed 64 then 256.
+    assert 84 <= pages.next_window(16, 16, 16, 100) <= 110
+    # A common word filled most of the page from the first window: the next one stays small.
+    assert pages.next_window(16, 16, 90, 100) == pages.FIRST_WINDOW
+    # Nothing found yet (batches holding the letters, not the word): four times more, up to the cap.
+    assert pages.next_window(16, 16, 0, 100) == 64
+    assert pages.next_window(256, 336, 0, 100) == pages.MAX_WINDOW
+    assert pages.next_window(16, 16, 1, 100) == pages.MAX_WINDOW
