@@ -249,6 +249,8 @@ class Batch:
         self.rows: list[Row] = []
         # context id -> (its text, the latest day of an entry using it)
         self.contexts: dict[int, tuple[str, int]] = {}
+        # Kept as rows are added (in a row worker), not computed again in the event loop.
+        self._days: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -261,12 +263,13 @@ class Batch:
     def _append(self, row: Row, context: str) -> None:
         self.rows.append(row)
         day = row[TS_US] // DAY_US
+        self._days.add(day)
         known = self.contexts.get(row[CONTEXT_ID])
         if known is None or known[1] < day:
             self.contexts[row[CONTEXT_ID]] = (context, day)
 
     def days(self) -> set[int]:
-        return {row[TS_US] // DAY_US for row in self.rows}
+        return set(self._days)
 
     def only(self, index: int) -> Batch:
         """A batch of the one row at ``index``."""
