@@ -81,6 +81,22 @@ class TestIngestBatch:
         assert await count_events(service) == 51
         assert (await service.client.get("/vm/vm1")).json()["event_count"] == 51
 
+    async def test_a_stored_entry_last_in_a_batch_counts_every_entry_once(self, service: Service) -> None:
+        # The batch is first inserted as all new and fails on its last entry: the summaries of the
+        # entries before it must not be kept from that attempt.
+        token = await enroll(service.client, "vm1")
+        unit = {"_SYSTEMD_UNIT": "web.service"}
+        await service.client.post("/vm/vm1/boot", json=[entry(99, **unit)], headers=bearer(token))
+        batch = [entry(i, **unit) for i in range(5)] + [entry(99, **unit)]
+        response = await service.client.post("/vm/vm1/boot", json=batch, headers=bearer(token))
+        assert response.json() == {"received": 6, "stored": 5, "duplicates": 1}
+        units = (await service.client.get("/vm/vm1/units")).json()
+        assert [(u["unit"], u["entries"]) for u in units] == [("web.service", 6)]
+        boots = (await service.client.get("/vm/vm1/boots")).json()
+        assert [b["entries"] for b in boots] == [6]
+        assert (await service.client.get("/vm/vm1")).json()["event_count"] == 6
+        assert await count_events(service) == 6
+
     async def test_duplicate_within_one_batch(self, service: Service) -> None:
         token = await enroll(service.client, "vm1")
         response = await service.client.post("/vm/vm1/boot", json=[entry(1), entry(1)], headers=bearer(token))
