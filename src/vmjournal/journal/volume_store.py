@@ -1,6 +1,6 @@
 """SQL of log volume: events per time bucket and priority, from the minute summary or the events.
 
-``journal_volume`` holds events per VM, minute and priority; ingest keeps it (MERGE_STAGING in
+``journal_volume`` holds events per VM, minute and priority; ingest keeps it (the merge statements in
 journal/ingest_store.py). A histogram whose step is whole minutes reads it for every whole minute
 inside the range and counts events only in the partial minutes at the edges, through the
 (vm_id, ts) index. Filters the summary cannot answer (unit, grep, boot, identifier, ...) count
