@@ -1,4 +1,4 @@
-"""SQL of storing a batch: COPY into a staging table, then one statement that stores contexts and
+"""SQL of storing a batch: one statement that unpacks the batch's rows, stores contexts and
 events, skips what is stored already and keeps the summaries.
 
 Functions take an asyncpg connection inside the caller's transaction and never commit.
@@ -6,41 +6,43 @@ Functions take an asyncpg connection inside the caller's transaction and never c
 
 from __future__ import annotations
 
+import re
 from uuid import UUID
 
 import asyncpg
 
-from vmjournal.journal import partition_store, trigrams
+from vmjournal.journal import packing, partition_store
 from vmjournal.journal.entries import ROW_COLUMNS, Batch
 
-# Session-local and emptied at commit, so concurrent batches on other connections never mix.
-CREATE_STAGING = """
-CREATE TEMP TABLE IF NOT EXISTS journal_staging (
-    seqnum bigint, xor bigint, ts_us bigint, monotonic_us bigint, context_id bigint, boot_id text, unit text,
-    about_unit text, priority smallint, identifier text, pid integer, hostname text, message text, rest text
-) ON COMMIT DELETE ROWS;
--- Emptied here too, in case a caller stores several batches in one transaction.
-DELETE FROM journal_staging
-"""
+# The rows of $2, a JSON array of arrays in ROW_COLUMNS order (journal/packing.py). One parameter
+# parsed here costs PostgreSQL about what COPY into a staging table and reading it back did, and
+# saves the event loop encoding every row (and the COPY's round trip).
+_ROWS = """(
+    SELECT (e->>0)::bigint AS seqnum, (e->>1)::bigint AS xor, (e->>2)::bigint AS ts_us,
+           (e->>3)::bigint AS monotonic_us, (e->>4)::bigint AS context_id, e->>5 AS boot_id, e->>6 AS unit,
+           e->>7 AS about_unit, (e->>8)::smallint AS priority, e->>9 AS identifier, (e->>10)::int AS pid,
+           e->>11 AS hostname, e->>12 AS message, e->>13 AS rest
+    FROM jsonb_array_elements($2::jsonb) e
+) r"""
+assert tuple(re.findall(r"AS (\w+)", _ROWS)) == ROW_COLUMNS
 
-# One statement stores the batch's contexts once, moves the batch while skipping entries already
-# stored, keeps the boot, unit and volume summaries and the VM's counters, and wakes live
-# followers. $2-$4 are the contexts (ids, texts, latest day numbers), $5-$9 the messages' letter
-# trigrams in runs of entries (journal/trigrams.py ``Chunks``), each kept with its time range and the
-# batch's last seq (rows for every batch that stored something, letters or not). Returns how many were new.
-# {skip_stored} is empty or the conflict clause (see ``_merge``).
-_MERGE_STAGING = """
+# One statement stores the batch's contexts once, inserts its events (see MERGE_NEW), keeps the
+# boot, unit and volume summaries and the VM's counters, and wakes live followers. $3-$5 are the
+# contexts (ids, texts, latest day numbers), $6-$10 the messages' letter trigrams in runs of
+# entries (journal/trigrams.py ``Chunks``), each kept with its time range and the batch's last seq
+# (rows for every batch that stored something, letters or not). Returns how many were new.
+_MERGE = """
 WITH contexts AS (
     INSERT INTO journal_context AS c (vm_id, id, last_day, fields)
     SELECT $1, id, date '1970-01-01' + day, fields::json
-    FROM unnest($2::bigint[], $3::text[], $4::int[]) k(id, fields, day)
+    FROM unnest($3::bigint[], $4::text[], $5::int[]) k(id, fields, day)
     ON CONFLICT (vm_id, id) DO UPDATE SET last_day = excluded.last_day WHERE c.last_day < excluded.last_day
 ), ins AS (
     INSERT INTO journal_event (vm_id, ts, seqnum, xor, context_id, monotonic_us, boot_id, pid, priority, unit,
                                about_unit, identifier, hostname, message, rest)
     SELECT $1, timestamptz 'epoch' + ts_us * interval '1 microsecond', seqnum, xor, context_id, monotonic_us,
            boot_id::uuid, pid, priority, unit, about_unit, identifier, hostname, message, rest::json
-    FROM journal_staging
+    FROM {rows}
     {skip_stored}
     RETURNING boot_id, ts, unit, about_unit, priority, seq
 ), boots AS (
@@ -74,8 +76,8 @@ WITH contexts AS (
 ), trigrams AS (
     INSERT INTO journal_trigrams (vm_id, first_at, last_at, grams, last_seq)
     SELECT $1, timestamptz 'epoch' + k.first_us * interval '1 microsecond',
-           timestamptz 'epoch' + k.last_us * interval '1 microsecond', ($9::int[])[k.start + 1 : k.stop], last_seq
-    FROM counted, unnest($5::bigint[], $6::bigint[], $7::int[], $8::int[]) k(first_us, last_us, start, stop)
+           timestamptz 'epoch' + k.last_us * interval '1 microsecond', ($10::int[])[k.start + 1 : k.stop], last_seq
+    FROM counted, unnest($6::bigint[], $7::bigint[], $8::int[], $9::int[]) k(first_us, last_us, start, stop)
     WHERE stored > 0
 )
 SELECT stored, CASE WHEN stored > 0 THEN pg_notify(
@@ -87,39 +89,40 @@ FROM counted
 # all new: a plain insert skips ON CONFLICT's probe of the key before each row and its speculative
 # insertion (12 % of PostgreSQL's CPU during ingest, measured with perf). A batch holding a stored
 # entry fails on the key, and runs again skipping what is stored.
-MERGE_NEW = _MERGE_STAGING.format(skip_stored="")
-MERGE_SKIPPING_STORED = _MERGE_STAGING.format(skip_stored="ON CONFLICT (vm_id, ts, seqnum, xor) DO NOTHING")
+MERGE_NEW = _MERGE.format(rows=_ROWS, skip_stored="")
+MERGE_SKIPPING_STORED = _MERGE.format(rows=_ROWS, skip_stored="ON CONFLICT (vm_id, ts, seqnum, xor) DO NOTHING")
 
 # The VM record's last ingest problem: an entry skipped inside an export-format stream.
 RECORD_INGEST_ERROR = "UPDATE vm SET last_ingest_error = $2, last_ingest_error_at = now() WHERE id = $1"
 
 
-async def ingest(conn: asyncpg.Connection, vm_id: UUID, rows: Batch, *, grams: trigrams.Chunks | None = None) -> int:
-    """Store the rows not stored yet; returns how many were new. ``grams``: the batch's trigram rows
-    (journal/trigrams.py ``of_batch``), if the caller has them already (journal/row_workers.py)."""
-    if not rows:
+async def ingest(conn: asyncpg.Connection, vm_id: UUID, batch: Batch | packing.Packed) -> int:
+    """Store the rows not stored yet; returns how many were new. A ``Batch`` is packed here; a row
+    worker (journal/row_workers.py) passes it packed already."""
+    packed = batch if isinstance(batch, packing.Packed) else packing.pack(vm_id, batch)
+    if not packed.size:
         return 0
     if not conn.is_in_transaction():
-        # A session that has not run a statement yet has not begun its transaction: without one,
-        # the staging rows would vanish at the COPY's own commit.
+        # The VM's lock is held to the end of a transaction: a session that has not run a statement
+        # yet has not begun one.
         async with conn.transaction():
-            return await _ingest(conn, vm_id, rows, grams)
-    return await _ingest(conn, vm_id, rows, grams)
+            return await _ingest(conn, vm_id, packed)
+    return await _ingest(conn, vm_id, packed)
 
 
-async def _ingest(conn: asyncpg.Connection, vm_id: UUID, batch: Batch, grams: trigrams.Chunks | None) -> int:
-    # The COPY into this session's staging table comes before the VM's lock, which orders its
-    # batches: another batch of the VM meanwhile waits for the insert only.
-    await conn.execute(CREATE_STAGING)
-    await conn.copy_records_to_table("journal_staging", records=batch.rows, columns=ROW_COLUMNS)
-    # Each entry's partition is its own day: the batch's days exist before the insert.
-    await partition_store.lock_ingest(conn, vm_id, batch.days())
-    ids = list(batch.contexts)
-    texts = [batch.contexts[i][0] for i in ids]
-    days = [batch.contexts[i][1] for i in ids]
-    if grams is None:
-        grams = trigrams.of_batch(vm_id, batch)
-    args = (vm_id, ids, texts, days, grams.first_us, grams.last_us, grams.starts, grams.stops, grams.keys)
+async def _ingest(conn: asyncpg.Connection, vm_id: UUID, packed: packing.Packed) -> int:
+    # Each entry's partition is its own day: the batch's days exist before the insert. The VM's
+    # lock orders its batches.
+    await partition_store.lock_ingest(conn, vm_id, packed.days)
+    g = packed.grams
+    args = (
+        vm_id,
+        packed.rows_json,
+        packed.context_ids,
+        packed.context_texts,
+        packed.context_days,
+        *(g.first_us, g.last_us, g.starts, g.stops, g.keys),
+    )
     try:
         async with conn.transaction():  # a savepoint
             new: int = await conn.fetchval(MERGE_NEW, *args)

@@ -80,9 +80,9 @@ async def ingest(
         return await upload.store_export(request, sessions, settings, vm_id, name)
     # Any other content type is read as JSON: the original design's agents posted with curl -d.
     body = await bodies.read_decoded(request, settings.max_body_bytes)
-    built = await service.build_rows(request.state.rows, body, vm_id, settings.max_batch_entries)
+    packed = await service.build_rows(request.state.rows, body, vm_id, settings.max_batch_entries)
     async with transaction(sessions) as session:
-        result = await service.ingest_entries(session, vm_id, built)
+        result = await service.ingest_entries(session, vm_id, packed)
     return IngestResponse.of(result)
 
 

@@ -3,7 +3,8 @@
 Most of an ingest's CPU is per-entry Python: parsing the JSON, splitting each entry into its row
 and context (journal/entries.py), the messages' trigrams (journal/trigrams.py). In the event
 loop's thread it caps a process at one core, while PostgreSQL leaves the other idle. So worker
-processes build the rows, and the loop only receives them, ready to COPY. The work is the same
+processes build the rows, and the loop only receives them, packed for the ingest statement
+(journal/packing.py). The work is the same
 either way, and so is every answer; ``VMJOURNAL_INGEST_PROCESSES=0`` keeps it in the loop.
 
 This module imports nothing of the web service, so a worker starts light.
@@ -18,13 +19,12 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 import orjson
 
-from vmjournal.journal import entries, trigrams
+from vmjournal.journal import entries, packing
 
 
 class BadJson(ValueError):
@@ -35,15 +35,7 @@ class TooManyEntries(ValueError):
     """More entries than a batch may hold; the argument is how many."""
 
 
-@dataclass
-class Built:
-    """A batch's rows, contexts and the messages' trigram keys, ready to store."""
-
-    rows: entries.Batch
-    grams: trigrams.Chunks
-
-
-def build(body: bytes, vm_id: UUID, max_entries: int) -> Built:
+def build(body: bytes, vm_id: UUID, max_entries: int) -> packing.Packed:
     """Raises ``BadJson``, ``TooManyEntries`` or ``entries.BadEntry``."""
     try:
         payload: Any = orjson.loads(body)
@@ -52,8 +44,7 @@ def build(body: bytes, vm_id: UUID, max_entries: int) -> Built:
     batch = payload if isinstance(payload, list) else [payload]
     if len(batch) > max_entries:
         raise TooManyEntries(len(batch))
-    rows = entries.to_rows(batch)
-    return Built(rows, trigrams.of_batch(vm_id, rows))
+    return packing.pack(vm_id, entries.to_rows(batch))
 
 
 def default_processes() -> int:
@@ -89,7 +80,7 @@ class RowBuilder:
         self._processes = processes
         self._pool: ProcessPoolExecutor | None = None
 
-    async def build(self, body: bytes, vm_id: UUID, max_entries: int) -> Built:
+    async def build(self, body: bytes, vm_id: UUID, max_entries: int) -> packing.Packed:
         if self._processes <= 0:
             return build(body, vm_id, max_entries)
         if self._pool is None:

@@ -20,6 +20,7 @@ from vmjournal.journal import (
     filters,
     ingest_store,
     matches,
+    packing,
     pages,
     partition_store,
     row_workers,
@@ -39,7 +40,7 @@ class IngestResult:
         return self.received - self.stored - self.skipped
 
 
-async def build_rows(builder: row_workers.RowBuilder, body: bytes, vm_id: UUID, max_entries: int) -> row_workers.Built:
+async def build_rows(builder: row_workers.RowBuilder, body: bytes, vm_id: UUID, max_entries: int) -> packing.Packed:
     """A JSON batch (an array of entries, or one) as rows; 400 or 413 naming what is wrong."""
     try:
         return await builder.build(body, vm_id, max_entries)
@@ -51,14 +52,14 @@ async def build_rows(builder: row_workers.RowBuilder, body: bytes, vm_id: UUID, 
         ) from None
 
 
-async def ingest_entries(session: AsyncSession, vm_id: UUID, built: row_workers.Built) -> IngestResult:
+async def ingest_entries(session: AsyncSession, vm_id: UUID, batch: packing.Packed) -> IngestResult:
     """Store a batch atomically; entries already stored (same ``__CURSOR``) are counted, not stored again."""
     conn = await raw_connection(session)
     with metrics.ingest_seconds.time():
-        stored = await ingest_store.ingest(conn, vm_id, built.rows, grams=built.grams)
+        stored = await ingest_store.ingest(conn, vm_id, batch)
     metrics.ingested.labels("stored").inc(stored)
-    metrics.ingested.labels("duplicate").inc(len(built.rows) - stored)
-    return IngestResult(received=len(built.rows), stored=stored)
+    metrics.ingested.labels("duplicate").inc(batch.size - stored)
+    return IngestResult(received=batch.size, stored=stored)
 
 
 @dataclass
