@@ -10,12 +10,12 @@ from pathlib import Path
 # A stand-in for the service: builds one batch in two workers, prints their PIDs, then waits.
 SERVICE = """
 import asyncio, multiprocessing, sys, time, uuid
-from vmjournal.journal.row_workers import RowBuilder
+from vmjournal.journal.row_workers import Limits, RowBuilder
 
 async def main() -> None:
     builder = RowBuilder(2)
     body = b'[{"__CURSOR": "s=0;i=1", "__REALTIME_TIMESTAMP": "1", "MESSAGE": "hello"}]'
-    await asyncio.gather(*(builder.build(body, uuid.uuid4(), 10) for _ in range(4)))
+    await asyncio.gather(*(builder.build(body, None, uuid.uuid4(), Limits(10_000, 10)) for _ in range(4)))
     print(" ".join(str(p.pid) for p in multiprocessing.active_children()), flush=True)
     time.sleep(600)
 

@@ -19,12 +19,13 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 import orjson
 
-from vmjournal.journal import entries, packing
+from vmjournal.journal import entries, inflate, packing
 
 
 class BadJson(ValueError):
@@ -35,14 +36,23 @@ class TooManyEntries(ValueError):
     """More entries than a batch may hold; the argument is how many."""
 
 
-def build(body: bytes, vm_id: UUID, max_entries: int) -> packing.Packed:
-    """Raises ``BadJson``, ``TooManyEntries`` or ``entries.BadEntry``."""
+@dataclass(frozen=True)
+class Limits:
+    body_bytes: int  # inflated
+    entries: int
+
+
+def build(body: bytes, encoding: str | None, vm_id: UUID, limits: Limits) -> packing.Packed:
+    """A JSON batch as sent (compressed with ``encoding``, or not). Raises ``inflate.BadBody``,
+    ``inflate.TooLarge``, ``BadJson``, ``TooManyEntries`` or ``entries.BadEntry``."""
+    if encoding is not None:
+        body = inflate.inflated(body, encoding, limits.body_bytes)
     try:
         payload: Any = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadJson(str(exc)) from None
     batch = payload if isinstance(payload, list) else [payload]
-    if len(batch) > max_entries:
+    if len(batch) > limits.entries:
         raise TooManyEntries(len(batch))
     return packing.pack(vm_id, entries.to_rows(batch))
 
@@ -80,9 +90,9 @@ class RowBuilder:
         self._processes = processes
         self._pool: ProcessPoolExecutor | None = None
 
-    async def build(self, body: bytes, vm_id: UUID, max_entries: int) -> packing.Packed:
+    async def build(self, body: bytes, encoding: str | None, vm_id: UUID, limits: Limits) -> packing.Packed:
         if self._processes <= 0:
-            return build(body, vm_id, max_entries)
+            return build(body, encoding, vm_id, limits)
         if self._pool is None:
             # spawn: a fork would copy the service's threads and connections into the worker.
             self._pool = ProcessPoolExecutor(
@@ -93,11 +103,11 @@ class RowBuilder:
             )
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._pool, build, body, vm_id, max_entries)
+            return await loop.run_in_executor(self._pool, build, body, encoding, vm_id, limits)
         except BrokenProcessPool:
             # A worker died (killed, out of memory): the next batch gets a new pool, this one is built here.
             self.close()
-            return build(body, vm_id, max_entries)
+            return build(body, encoding, vm_id, limits)
 
     def close(self) -> None:
         if self._pool is not None:

@@ -18,6 +18,7 @@ from vmjournal.errors import BadRequest, NotFound, PayloadTooLarge
 from vmjournal.journal import (
     field_store,
     filters,
+    inflate,
     ingest_store,
     matches,
     packing,
@@ -40,15 +41,24 @@ class IngestResult:
         return self.received - self.stored - self.skipped
 
 
-async def build_rows(builder: row_workers.RowBuilder, body: bytes, vm_id: UUID, max_entries: int) -> packing.Packed:
-    """A JSON batch (an array of entries, or one) as rows; 400 or 413 naming what is wrong."""
+async def build_rows(
+    builder: row_workers.RowBuilder, body: bytes, encoding: str | None, vm_id: UUID, limits: row_workers.Limits
+) -> packing.Packed:
+    """A JSON batch (an array of entries, or one; compressed with ``encoding``, or not) as rows;
+    400 or 413 naming what is wrong."""
     try:
-        return await builder.build(body, vm_id, max_entries)
+        return await builder.build(body, encoding, vm_id, limits)
+    except inflate.BadBody as exc:
+        raise BadRequest(exc.message, code=exc.code) from None
+    except inflate.TooLarge:
+        raise PayloadTooLarge(
+            f"the body inflates past the limit of {limits.body_bytes} bytes; send smaller batches"
+        ) from None
     except row_workers.BadJson as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}", code="bad_json") from None
     except row_workers.TooManyEntries as exc:
         raise PayloadTooLarge(
-            f"the batch has {exc.args[0]} entries; the limit is {max_entries} per request", code="batch_too_large"
+            f"the batch has {exc.args[0]} entries; the limit is {limits.entries} per request", code="batch_too_large"
         ) from None
 
 
