@@ -371,11 +371,13 @@ def ingest_and_size(report: Report, svc: RunningService, peer: Peer, batches: li
     one: list[float] = []
     four: list[float] = []
 
-    def rate(runs: list[tuple[float, int]], expected: int) -> float:
+    def counted(run: tuple[float, int], expected: int) -> float:
+        """Entries/s of one ingest run, after checking it stored every entry."""
         nonlocal stored_total
-        assert all(stored == expected for _, stored in runs), runs
-        stored_total += sum(stored for _, stored in runs)
-        return sum(stored for _, stored in runs) / sum(seconds for seconds, _ in runs)
+        seconds, stored = run
+        assert stored == expected, run
+        stored_total += stored
+        return stored / seconds
 
     # A running service has its row workers up: they start at its first batch, here untimed.
     stored_total += asyncio.run(ingest([(enroll(svc, "store-warm-up"), batches[0][:1])]))[1]
@@ -385,9 +387,9 @@ def ingest_and_size(report: Report, svc: RunningService, peer: Peer, batches: li
         print(f"ingest round {r + 1} of {repeats}: the peer, 1 VM, 4 VMs", flush=True)
         peer_rates.append(peer.again())
         agent = enroll(svc, f"store-1-{r}", 2)
-        one.append(rate([asyncio.run(ingest([(agent, batches[0])]))], n))
+        one.append(counted(asyncio.run(ingest([(agent, batches[0])])), n))
         agents = [(enroll(svc, f"store-4-{r}-{i}", 2), b) for i, b in enumerate(batches[1:])]
-        four.append(rate([asyncio.run(ingest(agents))], 4 * n))
+        four.append(counted(asyncio.run(ingest(agents)), 4 * n))
     peer.rate = statistics.median(peer_rates)
     report.row(
         "peer: systemd-journal-remote, default --compress=yes",
@@ -401,7 +403,7 @@ def ingest_and_size(report: Report, svc: RunningService, peer: Peer, batches: li
         shown = ", ".join(f"{x:,.0f}/s = {q:.2f}x" for x, q in zip(rates, ratios, strict=True))
         report.row(what, f"{statistics.median(ratios):.2f}x, the median of {repeats} rounds ({shown})", target)
     agent = enroll(svc, "store-1-single", 1)
-    single = rate([asyncio.run(ingest([(agent, batches[0])]))], n)
+    single = counted(asyncio.run(ingest([(agent, batches[0])])), n)
     report.row(
         "HTTP ingest, 1 VM, one batch at a time",
         f"{single:,.0f}/s = {single / peer.rate:.2f}x",
