@@ -155,7 +155,7 @@ def upgrade() -> None:
         key = (record["vm_id"], row[entries.CONTEXT_ID])
         day = row[entries.TS_US] // entries.DAY_US
         if key not in contexts or contexts[key][1] < day:
-            contexts[key] = (context.decode(), day)
+            contexts[key] = (context, day)
         return (record["vm_id"], record["seq"], record["ts"], *(v for i, v in enumerate(row) if i != entries.TS_US))
 
     _copy("SELECT vm_id, seq, ts, fields::text AS fields FROM journal_event_before", convert, COPY_COLUMNS)

@@ -75,7 +75,7 @@ def upgrade() -> None:
             key = (record["vm_id"], context_id)
             day = row[entries.TS_US] // entries.DAY_US
             if key not in contexts or contexts[key][1] < day:
-                contexts[key] = (context.decode(), day)
+                contexts[key] = (context, day)
         # Contexts first: each updated entry refers to its new one.
         _upsert_contexts(conn, contexts)
         contexts.clear()

@@ -43,12 +43,12 @@ def journald_entries(draw: st.DrawFn) -> dict[str, Any]:
     return entry
 
 
-def put_back(row: entries.Row, context: bytes) -> dict[str, Any]:
+def put_back(row: entries.Row, context: str) -> dict[str, Any]:
     """The entry as a stored row reads back."""
     record: dict[str, Any] = dict(zip(ROW_COLUMNS, row, strict=True))
     record["ts"] = entries.timestamp_from_us(record.pop("ts_us"))
     record["boot_id"] = record["boot_id"] and uuid.UUID(record["boot_id"])
-    record["context"] = context.decode()
+    record["context"] = context
     return layout.assemble(record)
 
 

@@ -65,7 +65,7 @@ def as_before(batch: list[dict[str, Any]]) -> entries.Batch:
         monotonic = row[3] if row[3] is not None and row[3] < 10**11 else None
         message, priority = row[entries.MESSAGE], row[8]
         seqnum, xor, context_id, context, rest = layout.split(entry, row[entries.TS_US], monotonic, message, priority)
-        old._append((seqnum, xor, row[entries.TS_US], monotonic, context_id, *row[5:13], rest), context.decode())
+        old._append((seqnum, xor, row[entries.TS_US], monotonic, context_id, *row[5:13], rest), context)
     return old
 
 

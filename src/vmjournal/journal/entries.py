@@ -169,7 +169,7 @@ def about_unit(entry: Mapping[str, Any]) -> str | None:
     return None
 
 
-def to_row(entry: Any) -> tuple[Row, bytes]:
+def to_row(entry: Any) -> tuple[Row, str]:
     """One entry as a row and its context; raises ``EntryProblem`` if it cannot be stored."""
     if not isinstance(entry, dict):
         raise EntryProblem("not a JSON object")
@@ -257,8 +257,7 @@ class Batch:
 
     def add(self, entry: Any) -> None:
         """Raises ``EntryProblem`` if the entry cannot be stored."""
-        row, context = to_row(entry)
-        self._append(row, context.decode())
+        self._append(*to_row(entry))
 
     def _append(self, row: Row, context: str) -> None:
         self.rows.append(row)

@@ -102,20 +102,31 @@ async def ingest(conn: asyncpg.Connection, vm_id: UUID, batch: Batch | packing.P
     packed = batch if isinstance(batch, packing.Packed) else packing.pack(vm_id, batch)
     if not packed.size:
         return 0
-    if not conn.is_in_transaction():
-        # The VM's lock is held to the end of a transaction: a session that has not run a statement
-        # yet has not begun one.
-        async with conn.transaction():
-            return await _ingest(conn, vm_id, packed)
-    return await _ingest(conn, vm_id, packed)
+    args = _arguments(vm_id, packed)
+    if conn.is_in_transaction():
+        # The caller's transaction: a batch holding a stored entry rolls back to a savepoint.
+        await partition_store.lock_ingest(conn, vm_id, packed.days)
+        try:
+            async with conn.transaction():
+                new: int = await conn.fetchval(MERGE_NEW, *args)
+                return new
+        except asyncpg.UniqueViolationError:
+            pass
+        stored: int = await conn.fetchval(MERGE_SKIPPING_STORED, *args)
+        return stored
+    # A session that has not run a statement yet has not begun a transaction: the batch gets one of
+    # its own, and runs again in a second if it holds a stored entry (no savepoint: two round trips
+    # and a subtransaction fewer for every batch). The VM's lock is held to the end of each.
+    try:
+        return await _in_transaction(conn, vm_id, packed.days, MERGE_NEW, args)
+    except asyncpg.UniqueViolationError:
+        pass
+    return await _in_transaction(conn, vm_id, packed.days, MERGE_SKIPPING_STORED, args)
 
 
-async def _ingest(conn: asyncpg.Connection, vm_id: UUID, packed: packing.Packed) -> int:
-    # Each entry's partition is its own day: the batch's days exist before the insert. The VM's
-    # lock orders its batches.
-    await partition_store.lock_ingest(conn, vm_id, packed.days)
+def _arguments(vm_id: UUID, packed: packing.Packed) -> tuple[object, ...]:
     g = packed.grams
-    args = (
+    return (
         vm_id,
         packed.rows_json,
         packed.context_ids,
@@ -123,14 +134,17 @@ async def _ingest(conn: asyncpg.Connection, vm_id: UUID, packed: packing.Packed)
         packed.context_days,
         *(g.first_us, g.last_us, g.starts, g.stops, g.keys),
     )
-    try:
-        async with conn.transaction():  # a savepoint
-            new: int = await conn.fetchval(MERGE_NEW, *args)
-            return new
-    except asyncpg.UniqueViolationError:
-        pass
-    stored: int = await conn.fetchval(MERGE_SKIPPING_STORED, *args)
-    return stored
+
+
+async def _in_transaction(
+    conn: asyncpg.Connection, vm_id: UUID, days: list[int], statement: str, args: tuple[object, ...]
+) -> int:
+    async with conn.transaction():
+        # Each entry's partition is its own day: the batch's days exist before the insert. The VM's
+        # lock orders its batches.
+        await partition_store.lock_ingest(conn, vm_id, days)
+        stored: int = await conn.fetchval(statement, *args)
+        return stored
 
 
 async def record_ingest_error(conn: asyncpg.Connection, vm_id: UUID, problem: str) -> None:

@@ -49,7 +49,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 # Contexts already made, by field names and values: a VM's batches keep reusing a few hundred.
 _KNOWN_MAX = 20_000
-_known: dict[Any, tuple[bytes, int]] = {}
+_known: dict[Any, tuple[str, int]] = {}
 
 
 def in_context(name: str) -> bool:
@@ -146,7 +146,7 @@ def _plan(key: frozenset[str]) -> _Plan:
 
 def split(
     entry: Mapping[str, Any], ts_us: int, monotonic_us: int | None, message: str | None, priority: int | None
-) -> tuple[int, int, int, bytes, str | None]:
+) -> tuple[int, int, int, str, str | None]:
     """The entry's identity numbers (the cursor's sequence number and hash, or a hash of a cursor of
     another shape), its context's id and text, and its rest: its own fields but those the columns
     (``ts_us``, ``monotonic_us``, ``message``, ``priority``) give back. The entry has a ``__CURSOR``
@@ -187,8 +187,9 @@ def split(
     return seqnum, xor, context_id, text, orjson.dumps(rest).decode() if rest else None
 
 
-def _context(plan: _Plan, values: Any, seqnum_id: str | None) -> tuple[bytes, int]:
-    """The context's text and id, from the cache when the same process sent the same fields before."""
+def _context(plan: _Plan, values: Any, seqnum_id: str | None) -> tuple[str, int]:
+    """The context's text and id, from the cache when the same process sent the same fields before
+    (the text decoded once, not for each of its entries)."""
     key: Any = (plan, values, seqnum_id)
     try:
         known = _known.get(key)
@@ -201,7 +202,7 @@ def _context(plan: _Plan, values: Any, seqnum_id: str | None) -> tuple[bytes, in
     if seqnum_id is not None:
         template["__CURSOR"] = seqnum_id
     text = orjson.dumps(template)
-    found = (text, hash64(text))
+    found = (text.decode(), hash64(text))
     if key is not None:
         if len(_known) >= _KNOWN_MAX:
             _known.clear()
