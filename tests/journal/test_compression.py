@@ -116,6 +116,16 @@ class TestCompressedUploads:
         assert (cut.status_code, cut.json()["error"]) == (400, f"bad_{encoding}"), cut.text
         assert await count(service, "c4") == 0
 
+    @pytest.mark.parametrize("encoding", list(COMPRESS))
+    async def test_a_truncated_export_stream_is_refused(self, service: Service, encoding: str) -> None:
+        token = await enroll(service.client, "c6")
+        whole = COMPRESS[encoding](b"".join(b"MESSAGE=%d %s\n\n" % (i, b"x" * 500) for i in range(200)))
+        cut = await service.client.post(
+            f"/ingest/{token}/upload", content=whole[: len(whole) // 2], headers=EXPORT | {"Content-Encoding": encoding}
+        )
+        assert (cut.status_code, cut.json()["error"]) == (400, f"bad_{encoding}"), cut.text
+        assert f"the {encoding} body is truncated" in cut.json()["message"]
+
     async def test_unknown_encoding_names_the_supported_ones(self, service: Service) -> None:
         token = await enroll(service.client, "c5")
         response = await service.client.post(

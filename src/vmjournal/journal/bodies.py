@@ -37,23 +37,22 @@ async def decoded_chunks(request: Request, limit: int | None) -> AsyncIterator[b
     inflating stays bounded."""
     encoding = _encoding(request, limit)
     stream = inflate.Stream(encoding) if encoding else None
-    too_large = (
-        f"the body inflates past the limit of {limit} bytes; send smaller batches"
-        if stream
-        else f"the body exceeds the limit of {limit} bytes per request"
-    )
     total = 0
     try:
         async for chunk in request.stream():
             for piece in stream.feed(chunk) if stream else ([chunk] if chunk else []):
                 total += len(piece)
                 if limit is not None and total > limit:
-                    raise PayloadTooLarge(too_large)
+                    raise PayloadTooLarge(
+                        inflate.TooLarge(limit).message
+                        if stream
+                        else f"the body exceeds the limit of {limit} bytes per request"
+                    )
                 yield piece
+        if stream is not None:
+            stream.close()
     except inflate.BadBody as exc:
         raise BadRequest(exc.message, code=exc.code) from None
-    if stream is not None and not stream.finished:
-        raise BadRequest(f"the {encoding} body is truncated", code=f"bad_{encoding}")
 
 
 async def read_as_sent(request: Request, limit: int) -> tuple[bytes, str | None]:

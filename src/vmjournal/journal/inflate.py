@@ -32,7 +32,11 @@ class BadBody(ValueError):
 
 
 class TooLarge(ValueError):
-    """The body inflates past the limit."""
+    """The body inflates past ``limit`` bytes; the message says so to the sender."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.message = f"the body inflates past the limit of {limit} bytes; send smaller batches"
 
 
 _INFLATE_BLOCK = 1 << 20
@@ -107,9 +111,10 @@ class Stream:
         self._inflater = _inflater(encoding)
         self._started = False
 
-    @property
-    def finished(self) -> bool:
-        return self._inflater.eof or not self._started
+    def close(self) -> None:
+        """The body has ended: ``BadBody`` if it stopped inside a frame."""
+        if self._started and not self._inflater.eof:
+            raise BadBody(f"the {self.encoding} body is truncated", f"bad_{self.encoding}")
 
     def feed(self, chunk: bytes) -> Iterator[bytes]:
         try:
@@ -142,6 +147,5 @@ def inflated(body: bytes, encoding: str, limit: int) -> bytes:
         if total > limit:
             raise TooLarge(limit)
         pieces.append(piece)
-    if not stream.finished:
-        raise BadBody(f"the {encoding} body is truncated", f"bad_{encoding}")
+    stream.close()
     return b"".join(pieces)

@@ -50,10 +50,8 @@ async def build_rows(
         return await builder.build(body, encoding, vm_id, limits)
     except inflate.BadBody as exc:
         raise BadRequest(exc.message, code=exc.code) from None
-    except inflate.TooLarge:
-        raise PayloadTooLarge(
-            f"the body inflates past the limit of {limits.body_bytes} bytes; send smaller batches"
-        ) from None
+    except inflate.TooLarge as exc:
+        raise PayloadTooLarge(exc.message) from None
     except row_workers.BadJson as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}", code="bad_json") from None
     except row_workers.TooManyEntries as exc:
