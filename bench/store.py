@@ -18,8 +18,8 @@ ingest and pages, the retention pass for pruning, SQL only to measure the journa
    (partitions, indexes, TOAST), after VACUUM ANALYZE and CHECKPOINT;
 5. first page (100 events) p50/p99 over HTTP with --page-events in one VM beside the others;
 6. ingest rate of one VM without a prune and while retention passes drop its old days, one day
-   per pass, ten passes (closed days compacted by ``vmjournal db prune`` first, so the passes
-   measured only drop).
+   per pass, three passes, each day as full as a corpus machine's (closed days compacted by
+   ``vmjournal db prune`` first, so the passes measured only drop).
 
 Targets from the store issue; figures are noisy on a shared machine.
 """
@@ -58,9 +58,10 @@ from vmjournal.journal.partition_store import Dropped
 DAY_US = 86_400_000_000
 BATCH = 1000
 RETENTION_DAYS = 30
-# Days of the prune VM beyond retention, one dropped by each measured pass. A pass lasts a few
-# batches, so one pass alone measures mostly where its window falls between acknowledgements.
-OLD_DAYS = 10
+# Days of the prune VM beyond retention, one dropped by each measured pass, each as full as a day
+# of a corpus machine (--prune-day-entries): a pass over a day of a few thousand entries lasts
+# about one batch, and its figure is mostly where its window falls between acknowledgements.
+OLD_DAYS = 3
 # Between two measured passes, so that each meets ingest at its usual rate.
 PASS_GAP_S = 0.4
 
@@ -289,6 +290,8 @@ async def prune_while_ingesting(svc: RunningService, agent: Agent, batches: list
     windows = [(lo, hi) for lo, hi, _ in passes]
     dropped = [d for _, _, gone in passes for d in gone]
     base = rate(agent.acked, warm, windows[0][0])
+    if base == 0:
+        raise SystemExit("prune: the live batches ran out before the first pass: raise --prune-entries")
     in_passes = sum(rate(agent.acked, lo, hi) * (hi - lo) for lo, hi in windows)
     during = in_passes / sum(hi - lo for lo, hi in windows)
     ran_out = " (batches ran out: raise --prune-entries)" if agent.acked[-1][0] < windows[-1][1] else ""
@@ -460,9 +463,8 @@ def first_pages(report: Report, svc: RunningService, tmp: Path, today_us: int, a
             report.row(f"first page, {m:,} events: {label}", measured, f"p99 {target}")
 
 
-def prune(report: Report, svc: RunningService, tmp: Path, today_us: int, n: int, live: int) -> None:
-    print(f"prune: {n:,} entries over {OLD_DAYS} days older than {RETENTION_DAYS} days, then live", flush=True)
-    per_day = n // OLD_DAYS
+def prune(report: Report, svc: RunningService, tmp: Path, today_us: int, per_day: int, live: int) -> None:
+    print(f"prune: {OLD_DAYS} days of {per_day:,} entries older than {RETENTION_DAYS} days, then live", flush=True)
     first_day = today_us - (RETENTION_DAYS + OLD_DAYS + 1) * DAY_US
     # 0.99: the boots' downtime stays inside the old days
     guest = DebianGuest(200, start_us=first_day, interval_us=0.99 * DAY_US / per_day)
@@ -490,6 +492,12 @@ def main() -> None:
     parser.add_argument("--page-days", type=int, default=6, help="that VM's journal spans this many days")
     parser.add_argument("--rounds", type=int, default=50, help="requests per first-page shape")
     parser.add_argument("--prune-entries", type=int, default=400_000, help="prepared for the prune's ingest")
+    parser.add_argument(
+        "--prune-day-entries",
+        type=int,
+        default=200_000,
+        help="in each old day a prune drops (a day of a corpus machine)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="runs of the peer and of each ingest figure")
     args = parser.parse_args()
     today_us = int(time.time()) // 86_400 * DAY_US
@@ -501,7 +509,7 @@ def main() -> None:
             ingest_and_size(report, svc, peer, batches, args.repeats)
             del batches
             first_pages(report, svc, tmp, today_us, args)
-            prune(report, svc, tmp, today_us, args.entries, args.prune_entries)
+            prune(report, svc, tmp, today_us, args.prune_day_entries, args.prune_entries)
     print()
     print(report.table())
 

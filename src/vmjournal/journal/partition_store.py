@@ -124,6 +124,13 @@ DROP_INDEX = "DROP INDEX CONCURRENTLY IF EXISTS {name}"
 REINDEX = "REINDEX TABLE CONCURRENTLY {name}"
 MARK_COMPACTED = f"COMMENT ON TABLE {{name}} IS '{COMPACTED}'"
 
+# Retention's scans and rebuilds run beside ingest, on one core each: by default PostgreSQL rebuilds
+# a day's indexes with a parallel worker beside it (and would count a day of some GB with two),
+# which on a two-core machine leaves no core to the batches arriving meanwhile.
+ONE_CORE = "SET LOCAL max_parallel_workers_per_gather = 0"
+ONE_CORE_REBUILDS = "SET max_parallel_maintenance_workers = 0"
+RESET_REBUILDS = "RESET max_parallel_maintenance_workers"
+
 # What a detached day held, in one pass over it: the boots, units and VM counters follow from these
 # groups (a handful per process and boot).
 COUNT_DAY = "SELECT vm_id, boot_id, unit, about_unit, count(*) AS n FROM {name} GROUP BY 1, 2, 3, 4"
@@ -260,7 +267,11 @@ async def compact(conn: asyncpg.Connection, name: str) -> None:
     transaction (a concurrent rebuild is several)."""
     for r in await conn.fetch(SELECT_INVALID_INDEXES, name):
         await conn.execute(DROP_INDEX.format(name=r["relname"]))
-    await conn.execute(REINDEX.format(name=name))
+    await conn.execute(ONE_CORE_REBUILDS)
+    try:
+        await conn.execute(REINDEX.format(name=name))
+    finally:
+        await conn.execute(RESET_REBUILDS)
     await conn.execute(MARK_COMPACTED.format(name=name))
 
 
@@ -318,6 +329,7 @@ async def settle(conn: asyncpg.Connection, names: Sequence[str]) -> list[int]:
     units: Counter[tuple[UUID, str]] = Counter()
     vms: Counter[UUID] = Counter()
     counts = []
+    await conn.execute(ONE_CORE)
     for name in names:
         count = 0
         for vm_id, boot_id, unit, about_unit, n in await conn.fetch(COUNT_DAY.format(name=name)):
