@@ -13,9 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from sqlalchemy import event
-from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.util import await_only
 
 from vmjournal import outage
 from vmjournal.config import Settings
@@ -99,25 +97,11 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, pool
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_timeout=pool_timeout,
+        pool_pre_ping=True,
     )
-    event.listen(engine.sync_engine, "checkout", _ping)
+    # A checkout happens only after the ping succeeded: the database answers again.
+    event.listen(engine.sync_engine, "checkout", lambda *_: outage.recovered())
     return engine
-
-
-def _ping(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-    """A checkout's ping: one round trip. SQLAlchemy's own pre-ping for asyncpg takes three (BEGIN, a
-    statement, ROLLBACK), and an agent's batch checks out twice: the pings were six of its eleven
-    round trips, and about a quarter of the event loop's CPU during ingest (py-spy). A statement
-    without arguments goes in the simple protocol and prepares nothing, so it also passes a
-    transaction-pooling PgBouncer."""
-    driver: asyncpg.Connection = dbapi_connection.driver_connection
-    try:
-        await_only(driver.execute("SELECT 1"))
-    except Exception as exc:
-        # The pool throws this connection away and checks out another (a new one, if need be).
-        raise DisconnectionError(f"pooled connection is broken: {exc}") from exc
-    # The database answers again.
-    outage.recovered()
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
