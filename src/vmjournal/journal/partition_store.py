@@ -267,11 +267,11 @@ async def compact(conn: asyncpg.Connection, name: str) -> None:
     transaction (a concurrent rebuild is several)."""
     for r in await conn.fetch(SELECT_INVALID_INDEXES, name):
         await conn.execute(DROP_INDEX.format(name=r["relname"]))
+    # A rebuild that fails leaves the setting on this pooled connection, where it only limits
+    # rebuilds: no statement awaited in a ``finally``, which a cancelled pass would run mid-cancel.
     await conn.execute(ONE_CORE_REBUILDS)
-    try:
-        await conn.execute(REINDEX.format(name=name))
-    finally:
-        await conn.execute(RESET_REBUILDS)
+    await conn.execute(REINDEX.format(name=name))
+    await conn.execute(RESET_REBUILDS)
     await conn.execute(MARK_COMPACTED.format(name=name))
 
 
