@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
 import socket
@@ -87,7 +88,25 @@ async def serving(app: FastAPI, port: int) -> AsyncIterator[httpx.AsyncClient]:
             yield client
     finally:
         server.should_exit = True
-        await task
+        await stopped(task)
+
+
+# Far above a clean stop (well under a second), far below pytest-timeout's limit.
+STOP_SECONDS = 60
+
+
+async def stopped(serve: asyncio.Task[None]) -> None:
+    """Wait for the server's task to end; a stop that hangs fails with every task's stack, which
+    pytest-timeout's thread dump cannot show (the loop just sits idle in select)."""
+    try:
+        async with asyncio.timeout(STOP_SECONDS):
+            await asyncio.shield(serve)
+    except TimeoutError:
+        stacks = io.StringIO()
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task():
+                task.print_stack(file=stacks)
+        raise AssertionError(f"the service did not stop in {STOP_SECONDS}s; its tasks:\n{stacks.getvalue()}") from None
 
 
 def service_env(database_url: str, data_dir: Path, **env: str) -> dict[str, str]:

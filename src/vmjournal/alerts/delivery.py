@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from vmjournal import __version__, metrics
 from vmjournal.alerts import payload, store
 from vmjournal.db import driver_transaction
+from vmjournal.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class Deliverer:
         self._writer: asyncio.Task[None] | None = None
         self._concurrency = concurrency
         self._poll = poll_seconds
-        self._wake = asyncio.Event()
+        self._wake = Wakeup()
         self._tasks: set[asyncio.Task[None]] = set()
         self._main: asyncio.Task[None] | None = None
         self._http: httpx.AsyncClient | None = None
@@ -111,9 +112,7 @@ class Deliverer:
                 wait = await self._idle_wait()
             except Exception as exc:
                 log.warning("claiming alert notifications failed: %s", exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
-            self._wake.clear()
+            await self._wake.wait(wait)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

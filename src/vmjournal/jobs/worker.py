@@ -25,6 +25,7 @@ from vmjournal.db import transaction
 from vmjournal.jobs import store
 from vmjournal.jobs.store import ClaimedJob
 from vmjournal.models import JobStatus
+from vmjournal.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class Worker:
         self.monitor = monitor
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.poll_seconds = poll_seconds
-        self._wake = asyncio.Event()
+        self._wake = Wakeup()
         self._slots = asyncio.Semaphore(settings.worker_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._main: list[asyncio.Task[None]] = []
@@ -130,9 +131,7 @@ class Worker:
                 job = None
             if job is None:
                 self._slots.release()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
-                self._wake.clear()
+                await self._wake.wait(self.poll_seconds)
                 continue
             task = asyncio.create_task(self._run(job))
             self._tasks.add(task)

@@ -91,7 +91,8 @@ class Follower:
     async def next_batch(self, timeout: float) -> list[dict[str, Any]] | None:
         """The next events; [] on timeout; None once the follower has overflowed."""
         try:
-            batch = await asyncio.wait_for(self.queue.get(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: see vmjournal.wakeup
+                batch = await self.queue.get()
         except TimeoutError:
             return []
         if batch is not None:

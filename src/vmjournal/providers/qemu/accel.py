@@ -48,7 +48,8 @@ async def _run_probe(argv: list[str], timeout: float, accel: str) -> tuple[int |
         start_new_session=True,
     )
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        async with asyncio.timeout(timeout):
+            out, err = await proc.communicate()
     except TimeoutError:
         proc.kill()
         await proc.wait()
