@@ -153,6 +153,11 @@ class TestServiceDuringOutage:
             assert response.json()["stored"] == 10
             page = (await client.get("/vm/vm1/boot")).json()
             assert len(page["events"]) == 20
+            # Its provision job, whether the outage caught it queued or running, ends once the
+            # database is back (a running one when its heartbeat has gone stale).
+            while (await client.get("/vm/vm1")).json()["status"] != "running":
+                assert time.monotonic() < deadline + 30, "the VM's provision job did not finish"
+                await asyncio.sleep(0.2)
 
         assert sum("database unavailable" in r.getMessage() for r in caplog.records) == 1
         assert sum("database is back" in r.getMessage() for r in caplog.records) == 1

@@ -155,9 +155,12 @@ class Worker:
             log.warning("job %s was taken over by another worker", job.id)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             # Left running: once its heartbeat is stale, a worker claims it again.
-            log.exception("job %s crashed", job.id)
+            if outage.is_unavailable(exc):
+                outage.unavailable(exc)
+            else:
+                log.exception("job %s crashed", job.id)
         finally:
             beat.cancel()
             self._slots.release()

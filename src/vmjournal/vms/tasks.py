@@ -15,7 +15,7 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from vmjournal import tokens
+from vmjournal import outage, tokens
 from vmjournal.db import transaction
 from vmjournal.models import VM, JobKind, VMStatus
 from vmjournal.providers.base import AgentConfig, ProviderError, ProviderVM, VMProvider, VMSpec
@@ -200,6 +200,8 @@ class VMTasks:
         except ProviderError as err:
             await self._failed(run, spec, err)
         except Exception as exc:
+            if outage.is_unavailable(exc):
+                raise  # not the provider's failure, and nothing can be recorded: the job is claimed again later
             log.exception("job %s: provider raised", run.job.id)
             await self._failed(
                 run, spec, ProviderError("InternalError", str(exc) or type(exc).__name__, retryable=True)
