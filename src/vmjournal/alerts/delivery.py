@@ -22,8 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmjournal import __version__, metrics
 from vmjournal.alerts import payload, store
+from vmjournal.background import Wakeup, cancel_all
 from vmjournal.db import driver_transaction
-from vmjournal.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +85,7 @@ class Deliverer:
         self._writer = asyncio.create_task(self._write_loop())
 
     async def stop(self) -> None:
-        tasks = [t for t in [self._main, self._writer, *self._tasks] if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_all([self._main, self._writer, *self._tasks], "alert delivery")
         # Outcomes not written are lost with no harm: their claims run out and they are posted again.
         with contextlib.suppress(Exception):
             await self._write()

@@ -17,7 +17,6 @@ firings that have been quiet for their rule's window.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from vmjournal import metrics, outage
 from vmjournal.alerts import match_store, payload, store, window
 from vmjournal.alerts.rules import Rule, from_record
+from vmjournal.background import cancel_all
 from vmjournal.db import driver_transaction
 from vmjournal.journal import store as journal_store
 from vmjournal.journal import trigram_store, trigrams
@@ -93,11 +93,7 @@ class Evaluator:
         self._tasks = [asyncio.create_task(self._evaluate_loop()), asyncio.create_task(self._resolve_loop())]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks, "alert evaluation")
 
     async def _evaluate_loop(self) -> None:
         loop = asyncio.get_running_loop()

@@ -20,12 +20,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmjournal import outage
+from vmjournal.background import Wakeup, cancel_all
 from vmjournal.config import Settings
 from vmjournal.db import transaction
 from vmjournal.jobs import store
 from vmjournal.jobs.store import ClaimedJob
 from vmjournal.models import JobStatus
-from vmjournal.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +106,7 @@ class Worker:
             self._main.append(asyncio.create_task(self._monitor_loop()))
 
     async def stop(self) -> None:
-        for task in [*self._main, *self._tasks]:
-            task.cancel()
-        for task in [*self._main, *self._tasks]:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_all([*self._main, *self._tasks], "job worker")
         # Hand unfinished jobs back now, so a restarted service need not wait for them to go stale.
         with contextlib.suppress(Exception):
             async with transaction(self.sessions) as session:

@@ -35,6 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vmjournal import metrics
+from vmjournal.background import cancel_all
 from vmjournal.db import raw_connection
 from vmjournal.journal import pages, store
 from vmjournal.journal.entries import timestamp_from_us
@@ -91,7 +92,7 @@ class Follower:
     async def next_batch(self, timeout: float) -> list[dict[str, Any]] | None:
         """The next events; [] on timeout; None once the follower has overflowed."""
         try:
-            async with asyncio.timeout(timeout):  # not wait_for: see vmjournal.wakeup
+            async with asyncio.timeout(timeout):  # not wait_for: see vmjournal.background
                 batch = await self.queue.get()
         except TimeoutError:
             return []
@@ -139,11 +140,7 @@ class LiveHub:
         self._tasks = [asyncio.create_task(self._deliver_loop()), asyncio.create_task(self._watch_listener())]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all(self._tasks, "live hub")
         for followers in self._followers.values():
             for follower in followers:
                 follower.queue.put_nowait(None)

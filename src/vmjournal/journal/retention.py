@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from vmjournal.background import cancel_all
 from vmjournal.config import Settings
 from vmjournal.db import autocommit_connection, driver_transaction
 from vmjournal.journal import partition_store, trigram_store
@@ -150,9 +151,7 @@ class Pruner:
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_all([self._task], "retention")
 
     async def _loop(self) -> None:
         while True:
