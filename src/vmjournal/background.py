@@ -50,13 +50,18 @@ async def cancel_all(tasks: Iterable[asyncio.Task[Any] | None], what: str, secon
         if not task.cancelled():
             task.exception()  # retrieved: no "exception was never retrieved" at exit
     if stuck:
-        stacks = io.StringIO()
-        for task in stuck:
-            task.print_stack(file=stacks)
         log.error(
             "%s: %d task(s) still running %.0f s after their cancel; stopping without them\n%s",
             what,
             len(stuck),
             seconds,
-            stacks.getvalue(),
+            stacks(stuck),
         )
+
+
+def stacks(tasks: Iterable[asyncio.Task[Any]]) -> str:
+    """Where each task is waiting, as asyncio prints it: what a stop that hangs needs to show."""
+    out = io.StringIO()
+    for task in tasks:
+        task.print_stack(file=out)
+    return out.getvalue()

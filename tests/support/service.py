@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 import signal
 import socket
@@ -23,6 +22,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from support.provider import ScriptedProvider
+from vmjournal.background import stacks
 from vmjournal.config import Settings
 
 # The folder that holds ``support``: a service process imports ``support.serve`` from there.
@@ -102,11 +102,8 @@ async def stopped(serve: asyncio.Task[None]) -> None:
         async with asyncio.timeout(STOP_SECONDS):
             await asyncio.shield(serve)
     except TimeoutError:
-        stacks = io.StringIO()
-        for task in asyncio.all_tasks():
-            if task is not asyncio.current_task():
-                task.print_stack(file=stacks)
-        raise AssertionError(f"the service did not stop in {STOP_SECONDS}s; its tasks:\n{stacks.getvalue()}") from None
+        others = asyncio.all_tasks() - {asyncio.current_task()}
+        raise AssertionError(f"the service did not stop in {STOP_SECONDS}s; its tasks:\n{stacks(others)}") from None
 
 
 def service_env(database_url: str, data_dir: Path, **env: str) -> dict[str, str]:
