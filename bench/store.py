@@ -2,18 +2,20 @@
 
 Builds its corpora itself (``support.realistic``: a Debian server guest's journal, about 1 kB of
 JSON per entry), writes each with systemd-journal-remote and reads it back with
-``journalctl -o json --all``, which is what the service is fed, as the agent sends it (1000-entry
-gzip JSON arrays, up to two batches in flight per VM). Everything goes through public paths: HTTP for
-ingest and pages, the retention pass for pruning, SQL only to measure the journal's size.
+``journalctl -o json --all``, which is what the service is fed, as the agent sends it (gzip JSON
+arrays, batched and in flight as the agent program's own defaults say, read from it). Everything
+goes through public paths: HTTP for ingest and pages, the retention pass for pruning, SQL only to
+measure the journal's size.
 
 1. the corpus: fields and JSON bytes per entry;
 2. the peer: systemd-journal-remote writing the same entries (export format on stdin,
    --split-mode=none, its default --compress=yes), entries/s and its file's bytes per entry;
 3. HTTP ingest with dedupe in ``--repeats`` rounds, each on new VMs: the peer again, then one VM
-   as the agent sends (two batches in flight), then four VMs at once (each its own machine's
+   as the agent sends, then four VMs at once (each its own machine's
    corpus). Each ratio is to the peer's run of its own round, and the median ratio is compared
    with the target: the machine's speed drifts by 10-15 % between phases here, which decided
-   ratios when every peer run came first. Then one VM sending one batch at a time, once;
+   ratios when every peer run came first. Then one VM sending one batch at a time, once, and one
+   VM and four VMs in 1000-entry batches, once (this bench's batches before the twelfth session);
 4. bytes on disk per stored entry: every relation named journal_* and its partition tree
    (partitions, indexes, TOAST), after VACUUM ANALYZE and CHECKPOINT;
 5. first page (100 events) p50/p99 over HTTP with --page-events in one VM beside the others;
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
+import importlib
 import os
 import statistics
 import struct
@@ -41,11 +44,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
 import orjson
 from common import RunningService, running_service
+from support.agent import AGENT
 from support.api import enroll_sync
 from support.journal_files import JOURNAL_REMOTE, export_format
 from support.realistic import DebianGuest, Entry, journal
@@ -56,7 +61,6 @@ from vmjournal.journal import retention
 from vmjournal.journal.partition_store import Dropped
 
 DAY_US = 86_400_000_000
-BATCH = 1000
 RETENTION_DAYS = 30
 # Days of the prune VM beyond retention, one dropped by each measured pass, each as full as a day
 # of a corpus machine (--prune-day-entries): a pass over a day of a few thousand entries lasts
@@ -83,9 +87,44 @@ FROM tree GROUP BY 1 ORDER BY 2 DESC
 """
 
 
-def encode_batch(lines: list[bytes]) -> bytes:
-    """One batch as the agent sends it: a JSON array of journalctl's lines, gzip level 3."""
-    return gzip.compress(b"[" + b",".join(lines) + b"]", compresslevel=3)
+def _agent_defaults() -> dict[str, Any]:
+    """The agent program's own defaults, so that the bench sends as it does."""
+    sys.path.insert(0, str(AGENT.parent))
+    keep = sys.dont_write_bytecode  # the agent sets it for the installed files' sake
+    try:
+        agent = importlib.import_module("vmjournal_agent")
+    finally:
+        sys.dont_write_bytecode = keep
+        sys.path.remove(str(AGENT.parent))
+    return dict(agent.DEFAULTS)
+
+
+_AGENT = _agent_defaults()
+BATCH_ENTRIES: int = _AGENT["batch_entries"]
+BATCH_BYTES: int = _AGENT["batch_bytes"]
+IN_FLIGHT: int = _AGENT["in_flight"]
+# The batch size of this bench before the twelfth session (the agent's is larger): one more
+# round with it, so that figures compare across sessions.
+EARLIER_BATCH_ENTRIES = 1000
+
+
+@dataclass(frozen=True)
+class Batch:
+    entries: int
+    body: bytes  # as the agent sends it: a JSON array of journalctl's lines, gzip level 3
+
+
+def batches_of(lines: list[bytes], entries: int = BATCH_ENTRIES) -> list[Batch]:
+    """Lines in batches closed where the agent closes them: at ``entries`` lines or BATCH_BYTES."""
+    out: list[Batch] = []
+    start = size = 0
+    for i, line in enumerate(lines, 1):
+        size += len(line) + 1
+        if i - start >= entries or size >= BATCH_BYTES or i == len(lines):
+            body = gzip.compress(b"[" + b",".join(lines[start:i]) + b"]", compresslevel=3)
+            out.append(Batch(i - start, body))
+            start, size = i, 0
+    return out
 
 
 @dataclass
@@ -131,10 +170,6 @@ def through_peer(entries: list[Entry], tmp: Path, *, compress: bool = True, read
     return written
 
 
-def batches_of(lines: list[bytes]) -> list[bytes]:
-    return [encode_batch(lines[i : i + BATCH]) for i in range(0, len(lines), BATCH)]
-
-
 @dataclass
 class Agent:
     """One VM's agent: batches in order, ``in_flight`` at a time; when each was acknowledged."""
@@ -147,20 +182,20 @@ class Agent:
     acked: list[tuple[float, int]] = field(default_factory=list)  # (time, entries)
     stop: asyncio.Event | None = None
 
-    async def send(self, batches: list[bytes]) -> None:
+    async def send(self, batches: list[Batch]) -> None:
         queue = iter(batches)
         headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
         headers["Content-Encoding"] = "gzip"
         async with httpx.AsyncClient(base_url=self.url, timeout=300, headers=headers) as http:
 
             async def worker() -> None:
-                for body in queue:
+                for batch in queue:
                     if self.stop is not None and self.stop.is_set():
                         return
-                    response = await http.post(f"/vm/{self.name}/boot", content=body)
+                    response = await http.post(f"/vm/{self.name}/boot", content=batch.body)
                     response.raise_for_status()
                     self.stored += response.json()["stored"]
-                    self.acked.append((time.perf_counter(), BATCH))
+                    self.acked.append((time.perf_counter(), batch.entries))
 
             await asyncio.gather(*(worker() for _ in range(self.in_flight)))
 
@@ -169,7 +204,7 @@ def enroll(svc: RunningService, name: str, in_flight: int = 1) -> Agent:
     return Agent(svc.url, name, enroll_sync(svc.url, name), in_flight)
 
 
-async def ingest(agents: list[tuple[Agent, list[bytes]]]) -> tuple[float, int]:
+async def ingest(agents: list[tuple[Agent, list[Batch]]]) -> tuple[float, int]:
     """Every agent sends its batches at once; seconds and entries stored."""
     start = time.perf_counter()
     await asyncio.gather(*(a.send(b) for a, b in agents))
@@ -187,10 +222,10 @@ async def journal_sizes(database_url: str) -> list[asyncpg.Record]:
         await conn.close()
 
 
-def prepared(pieces: Iterator[list[Entry]], tmp: Path) -> Iterator[list[bytes]]:
+def prepared(pieces: Iterator[list[Entry]], tmp: Path) -> Iterator[list[Batch]]:
     """Batches of each piece, the next piece made in a thread while the caller sends this one."""
 
-    def make() -> list[bytes] | None:
+    def make() -> list[Batch] | None:
         piece = next(pieces, None)
         return None if piece is None else batches_of(through_peer(piece, tmp).lines)
 
@@ -273,7 +308,7 @@ def prune_passes_in_thread(database_url: str, keep: list[int]) -> list[tuple[flo
     return asyncio.run(run())
 
 
-async def prune_while_ingesting(svc: RunningService, agent: Agent, batches: list[bytes]) -> tuple[str, str, str]:
+async def prune_while_ingesting(svc: RunningService, agent: Agent, batches: list[Batch]) -> tuple[str, str, str]:
     """Baseline rate after a warm-up, then the rate while retention passes run (the service's own,
     in a thread here), each dropping the oldest day, a moment apart; sending stops after the last."""
     agent.stop = asyncio.Event()
@@ -337,7 +372,8 @@ def median_of(samples: list[float]) -> tuple[float, str]:
 
 
 def corpora(report: Report, n: int, today_us: int, tmp: Path) -> tuple[Peer, list[list[bytes]]]:
-    """Five machines' journals of yesterday afternoon through the peer; the first one's figures."""
+    """Five machines' journals of yesterday afternoon through the peer, as journalctl printed them;
+    the peer's figures on the first one."""
     print(f"building 5 corpora of {n:,} entries (each its own machine)", flush=True)
     raw = [
         [e for p in journal(seed, n, start_us=today_us - DAY_US // 2, interval_us=DAY_US / 2 / n) for e in p]
@@ -364,11 +400,12 @@ def corpora(report: Report, n: int, today_us: int, tmp: Path) -> tuple[Peer, lis
         f"{result.bytes:.0f} B file size ({peer.used_bytes / n:.0f} B used; --compress=no:"
         f" {plain.file_bytes / n:.0f} B, {n / plain.seconds:,.0f}/s)",
     )
-    return result, [batches_of(c) for c in lines]
+    return result, lines
 
 
-def ingest_and_size(report: Report, svc: RunningService, peer: Peer, batches: list[list[bytes]], repeats: int) -> None:
-    n = sum(map(len, batches)) * BATCH // len(batches)
+def ingest_and_size(report: Report, svc: RunningService, peer: Peer, lines: list[list[bytes]], repeats: int) -> None:
+    n = len(lines[0])
+    batches = [batches_of(c) for c in lines]
     stored_total = 0
     peer_rates: list[float] = []
     one: list[float] = []
@@ -382,37 +419,54 @@ def ingest_and_size(report: Report, svc: RunningService, peer: Peer, batches: li
         stored_total += stored
         return stored / seconds
 
+    def one_vm(name: str, corpus: list[Batch], in_flight: int = IN_FLIGHT) -> float:
+        return counted(asyncio.run(ingest([(enroll(svc, name, in_flight), corpus)])), n)
+
+    def four_vms(name: str, corpora: list[list[Batch]]) -> float:
+        agents = [(enroll(svc, f"{name}-{i}", IN_FLIGHT), b) for i, b in enumerate(corpora)]
+        return counted(asyncio.run(ingest(agents)), 4 * n)
+
     # A running service has its row workers up: they start at its first batch, here untimed.
     stored_total += asyncio.run(ingest([(enroll(svc, "store-warm-up"), batches[0][:1])]))[1]
-    # Each round: the peer, then one VM as the agent sends (two batches in flight), then four VMs at
-    # once, each on new VMs; each ratio is to the peer's run of its own round.
+    # Each round: the peer, then one VM as the agent sends, then four VMs at once, each on new VMs;
+    # each ratio is to the peer's run of its own round.
     for r in range(repeats):
         print(f"ingest round {r + 1} of {repeats}: the peer, 1 VM, 4 VMs", flush=True)
         peer_rates.append(peer.again())
-        agent = enroll(svc, f"store-1-{r}", 2)
-        one.append(counted(asyncio.run(ingest([(agent, batches[0])])), n))
-        agents = [(enroll(svc, f"store-4-{r}-{i}", 2), b) for i, b in enumerate(batches[1:])]
-        four.append(counted(asyncio.run(ingest(agents)), 4 * n))
+        one.append(one_vm(f"store-1-{r}", batches[0]))
+        four.append(four_vms(f"store-4-{r}", batches[1:]))
     peer.rate = statistics.median(peer_rates)
     report.row(
         "peer: systemd-journal-remote, default --compress=yes",
         f"{peer.rate:,.0f} entries/s (median of {repeats}: {median_of(peer_rates)[1]})",
     )
+    sent = f"{BATCH_ENTRIES}-entry gzip batches (or {BATCH_BYTES >> 20} MiB), {IN_FLIGHT} in flight"
     for what, target, rates in (
-        ("HTTP ingest, 1 VM, 1000-entry gzip batches, 2 in flight", ">= 1.0x", one),
-        ("HTTP ingest, 4 VMs at once, each its own corpus, 2 in flight each", ">= 1.5x", four),
+        (f"HTTP ingest, 1 VM as the agent sends: {sent}", ">= 1.0x", one),
+        ("HTTP ingest, 4 VMs at once, each its own corpus, as the agent sends", ">= 1.5x", four),
     ):
         ratios = [x / p for x, p in zip(rates, peer_rates, strict=True)]
         shown = ", ".join(f"{x:,.0f}/s = {q:.2f}x" for x, q in zip(rates, ratios, strict=True))
         report.row(what, f"{statistics.median(ratios):.2f}x, the median of {repeats} rounds ({shown})", target)
-    agent = enroll(svc, "store-1-single", 1)
-    single = counted(asyncio.run(ingest([(agent, batches[0])])), n)
+    single = one_vm("store-1-single", batches[0], in_flight=1)
     report.row(
         "HTTP ingest, 1 VM, one batch at a time",
         f"{single:,.0f}/s = {single / peer.rate:.2f}x",
         "",
         f"{peer.rate:,.0f}/s",
     )
+    earlier = [batches_of(c, EARLIER_BATCH_ENTRIES) for c in lines]
+    del batches
+    one_earlier = one_vm("store-1-earlier", earlier[0])
+    four_earlier = four_vms("store-4-earlier", earlier[1:])
+    report.row(
+        f"HTTP ingest, {EARLIER_BATCH_ENTRIES}-entry batches (the bench before the twelfth session), once",
+        f"1 VM {one_earlier:,.0f}/s = {one_earlier / peer.rate:.2f}x;"
+        f" 4 VMs {four_earlier:,.0f}/s = {four_earlier / peer.rate:.2f}x",
+        "",
+        f"{peer.rate:,.0f}/s",
+    )
+    del earlier
 
     def size_row(what: str, peer_figure: str) -> list[asyncpg.Record]:
         sizes = asyncio.run(journal_sizes(svc.database_url))
@@ -434,7 +488,7 @@ def ingest_and_size(report: Report, svc: RunningService, peer: Peer, batches: li
 def first_pages(report: Report, svc: RunningService, tmp: Path, today_us: int, args: argparse.Namespace) -> None:
     m, span = args.page_events, args.page_days * DAY_US
     print(f"loading {m:,} events over {args.page_days} days, 4 boots, into one VM", flush=True)
-    pages = enroll(svc, "pages", in_flight=2)
+    pages = enroll(svc, "pages", IN_FLIGHT)
     start_us = today_us - span
     start = time.perf_counter()
     for piece in prepared(journal(100, m, start_us=start_us, interval_us=span / m, boots=4, chunk=50_000), tmp):
@@ -504,10 +558,10 @@ def main() -> None:
     report = Report()
     with tempfile.TemporaryDirectory(prefix="vmjournal-store-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        peer, batches = corpora(report, args.entries, today_us, tmp)
+        peer, lines = corpora(report, args.entries, today_us, tmp)
         with running_service() as svc:
-            ingest_and_size(report, svc, peer, batches, args.repeats)
-            del batches
+            ingest_and_size(report, svc, peer, lines, args.repeats)
+            del lines
             first_pages(report, svc, tmp, today_us, args)
             prune(report, svc, tmp, today_us, args.prune_day_entries, args.prune_entries)
     print()
