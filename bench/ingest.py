@@ -1,7 +1,8 @@
 """Ingest throughput over HTTP into PostgreSQL, with dedupe, against systemd-journal-remote.
 
-Prints events/s for 1000-entry batches from 1, 2 and 4 VMs at once (each VM's agent sends one
-batch at a time, as the real agent does), a resend of everything (all duplicates), and
+Prints events/s for 1000-entry batches (``--batch``) from 1, 2 and 4 VMs at once, each VM sending
+one batch at a time (the agent keeps two in flight, of 2000 entries: ``bench/store.py`` sends as it
+does, on realistic entries), a resend of everything (all duplicates), and
 systemd-journal-remote writing the same entries to a journal file.
 Target (design §5): faster than systemd-journal-remote on the same machine.
 """
