@@ -1,8 +1,8 @@
 """First-page latency of journal queries over HTTP with many events stored, cold and warm.
 
 Loads N realistic events (about 29 fields and 1 kB each, as a Debian guest writes them; default
-200 k, design target 10 M) for one VM straight through the ingest store (the same COPY path the
-HTTP ingest uses, without HTTP, to fill quickly), then times the first page (100 events) of
+200 k, design target 10 M) for one VM straight through the ingest store (the statement the HTTP
+ingest runs, without HTTP, to fill quickly), then times the first page (100 events) of
 `/vm/{name}/boot[/{unit}]` for a busy unit, a small one, a rare one, a unit with a priority or boot
 filter, an identifier, the VM's whole journal and three greps (letters every batch holds, a word in
 1 entry of 100 000, an absent word), over HTTP, and prints p50/p99 twice:

@@ -222,7 +222,7 @@ async def test_small_batches_rows_merge_and_grep_still_finds_every_entry(conn: a
     assert wrong == 0
     for pattern, expected in before.items():
         assert await _paged(conn, store.EventFilter(grep=pattern), False, limit=9) == expected, pattern
-    # A second merge finds little or nothing left to merge; a row of a thousand entries is left alone.
+    # A second merge finds little or nothing left to merge; a server's rows of a chunk of entries are left alone.
     await trigram_store.merge_small(conn)
     await _store(conn, [_with_cursors(guest.take(1000), 10_000)])
     count = await conn.fetchval("SELECT count(*) FROM journal_trigrams")
@@ -230,22 +230,28 @@ async def test_small_batches_rows_merge_and_grep_still_finds_every_entry(conn: a
     assert await conn.fetchval("SELECT count(*) FROM journal_trigrams") == count
 
 
-async def test_a_big_batch_gets_a_row_per_thousand_entries(conn: asyncpg.Connection) -> None:
-    """An upload or a backlog sent in big batches: a rare word still reads about a thousand entries."""
+async def test_a_big_batch_gets_a_row_per_chunk_of_entries(conn: asyncpg.Connection) -> None:
+    """An upload or a backlog sent in big batches: a rare word still reads about a chunk of entries."""
+    chunk = trigrams.CHUNK_ENTRIES
     guest = DebianGuest(13, start_us=1_764_000_000_000_000, interval_us=40_000)
-    batch = _with_cursors(guest.take(2500), 0)
-    batch[1700]["MESSAGE"] = "quuxplosion detected"
+    size, marked = 5 * chunk + chunk // 2, 3 * chunk + chunk // 3
+    batch = _with_cursors(guest.take(size), 0)
+    batch[marked]["MESSAGE"] = "quuxplosion detected"
     await _store(conn, [batch])
     rows = await conn.fetch("SELECT first_at, last_at, cardinality(grams) AS keys, last_seq FROM journal_trigrams")
-    assert len(rows) == 3 and all(r["keys"] > 0 for r in rows)
+    assert len(rows) == 6 and all(r["keys"] > 0 for r in rows)
     last_seq = await conn.fetchval("SELECT max(seq) FROM journal_event")
     assert {r["last_seq"] for r in rows} == {last_seq}
     stamps = sorted(entries.timestamp_from_us(int(e["__REALTIME_TIMESTAMP"])) for e in batch)
     assert (min(r["first_at"] for r in rows), max(r["last_at"] for r in rows)) == (stamps[0], stamps[-1])
     found = await trigram_store.ranges(conn, VM, trigrams.of_pattern(VM, "quuxplosion") or [], None, None)
-    assert found == [(stamps[1000], stamps[1999])]
+    assert found == [(stamps[3 * chunk], stamps[4 * chunk - 1])]
     f = store.EventFilter(grep="quuxplosion")
     assert await _paged(conn, f, False, limit=10) == await _scan(conn, f, False) != []
+    # A server's full chunks hold more keys than a merge takes: retention keeps their rows apart.
+    full = sorted(rows, key=lambda r: r["first_at"])[:5]
+    assert min(r["keys"] for r in full) >= trigram_store.SMALL_KEYS
+    assert await trigram_store.merge_small(conn) == 0
 
 
 def test_grep_windows_follow_the_matches_per_range() -> None:

@@ -76,7 +76,8 @@ def _time_bounds(
 # A grep's ranges are read a window at a time, in page order, until the page is full. Each range of
 # a window is read whole unless it fills the page, so the windows are sized by the matches per range
 # seen so far: a common word fills the page from the first window; a word in 1 entry of 10 000 (about
-# one match per range) reads the hundred ranges it needs, not the 336 of fixed 16, 64, 256 windows.
+# one match per range holding it) reads the hundred or so ranges it needs, not the 336 of fixed 16,
+# 64, 256 windows.
 FIRST_WINDOW = 16
 MAX_WINDOW = 256
 WINDOW_MARGIN = 1.25

@@ -10,9 +10,9 @@ Letters only: digits and hex ids make most of a batch's distinct trigrams (8.5 k
 realistic entries, against 1.2 k of letters), and a search rarely hinges on them alone. Keys are
 salted with the VM, so the index answers for one VM without reading other VMs' batches.
 
-A batch of more than ``CHUNK_ENTRIES`` entries (an upload, a backlog sent in big batches) gets a
-row per run of that many, so a rare word costs reading about that many entries per match, whatever
-size the sender chose.
+A batch of more than ``CHUNK_ENTRIES`` entries (the agent's, a backlog, an upload) gets a row per
+run of that many, so a rare word costs reading about that many entries per match, whatever size the
+sender chose.
 """
 
 from __future__ import annotations
@@ -67,6 +67,9 @@ def of_messages(vm_id: UUID, messages: Iterable[str | None]) -> list[int]:
     return _grams(vm_id, set(text.translate(_FOLD).split()))
 
 
+# A word rarer than one entry in a chunk costs reading about a chunk per match of the page. Chunks
+# of 500 were measured: at 10 M events a word in 1 entry of 10 000 went 121 / 92 -> 82 / 50 ms p99
+# cold / warm, but 2.1 keys per entry instead of 1.2 cost four VMs' ingest 9 % (45.4 -> 41.1 k/s).
 CHUNK_ENTRIES = 1000
 
 
